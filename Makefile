@@ -1,0 +1,47 @@
+# Two commands set everything up on a fresh machine with Python 3.10+ and make:
+#   make demo   - .venv, install, sample data, a short training run and a quick benchmark
+#   make test   - .venv, install with test tools, the whole test suite (CPU; GPU tests skip)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA := data/sample
+SAMPLE_IMAGES ?= 2000
+
+.PHONY: demo test lint bench bench-full clean help
+
+help:
+	@echo "make demo | test | lint | bench | bench-full | clean"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# One stamp per extra set, redone whenever pyproject.toml changes; quick when up to date.
+$(VENV)/.deps-demo: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[sample]'
+	touch $@
+
+$(VENV)/.deps-test: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[sample,tf,dev]'
+	touch $@ $(VENV)/.deps-demo
+
+$(DATA)/train: | $(VENV)/.deps-demo
+	$(PY) -m dali_pipelines make-sample $(DATA) --images $(SAMPLE_IMAGES)
+
+demo: $(VENV)/.deps-demo $(DATA)/train
+	$(PY) -m train --data $(DATA) --epochs 1 --max-steps 30 --batch-size 32 --image-size 112 \
+		--out runs/demo
+	$(PY) -m bench --quick --data $(DATA) --out runs/demo-bench
+
+test: $(VENV)/.deps-test
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.deps-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/hadolint Dockerfile
+
+bench: $(VENV)/.deps-test $(DATA)/train
+	$(PY) -m bench --data $(DATA) --out bench/results
+	$(PY) -m bench report --out bench/results
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,32 @@
+"""DALI data pipelines for image-classification training with PyTorch.
+
+Public interface::
+
+    from dali_pipelines import PipelineConfig, scan_image_folder, make_loader
+    cfg = PipelineConfig(batch_size=64, device="cpu", num_threads=2)
+    data = scan_image_folder("data/val")
+    loader = make_loader(data, cfg, train=False, shard_id=0, num_shards=1)
+    for images, labels in loader:
+        ...
+"""
+
+from dali_pipelines.config import IMAGENET_MEAN, IMAGENET_STD, PipelineConfig
+from dali_pipelines.datasets import (
+    DatasetError,
+    ImageFolderData,
+    scan_image_folder,
+    write_file_list,
+)
+from dali_pipelines.loader import DaliLoader, make_loader
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "DaliLoader",
+    "DatasetError",
+    "ImageFolderData",
+    "PipelineConfig",
+    "make_loader",
+    "scan_image_folder",
+    "write_file_list",
+]

@@ -1,0 +1,5 @@
+"""``python -m dali_pipelines``: data set tools (make-sample, verify)."""
+
+from dali_pipelines.cli import main
+
+raise SystemExit(main())

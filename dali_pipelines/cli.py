@@ -1,0 +1,50 @@
+"""Command line for the data set tools: ``make-sample`` and ``verify``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from dali_pipelines.datasets import DatasetError
+from dali_pipelines.sample import make_sample_dataset
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The ``python -m dali_pipelines`` parser, reusable by other tools."""
+    parser = argparse.ArgumentParser(prog="python -m dali_pipelines", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sample = commands.add_parser(
+        "make-sample", help="write a sample ImageFolder data set (train/ and val/) of real photos")
+    sample.add_argument("out", help="folder to create; must be new or empty")
+    sample.add_argument("--images", type=_positive_int, default=2000,
+                        help="JPEGs in total over both splits (default: 2000)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m dali_pipelines`` and the ``dali-pipelines`` script."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = get_args_parser().parse_args(argv)
+    try:
+        if args.command == "make-sample":
+            out = make_sample_dataset(args.out, args.images, seed=args.seed)
+            print(f"sample data set written to {out} (train/ and val/)")
+            return 0
+    except (DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 2

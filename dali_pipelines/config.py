@@ -1,0 +1,110 @@
+"""Pipeline settings: one frozen dataclass, validated once at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+# ImageNet statistics on the [0, 1] scale; the graphs multiply by 255 for uint8 input.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+DEVICES = ("gpu", "cpu")
+DTYPES = ("float32", "float16")
+LAYOUTS = ("NCHW", "NHWC")
+
+_MIB = 1024 * 1024
+
+
+def default_num_threads() -> int:
+    """CPU threads per pipeline: all cores up to 8 (more rarely helps one pipeline)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a DALI graph needs, checked once so a bad value fails before DALI starts."""
+
+    batch_size: int = 64
+    num_threads: int = field(default_factory=default_num_threads)
+    device: str = "gpu"  # "gpu": nvJPEG ("mixed") + GPU ops; "cpu": same graph on CPU threads
+    device_id: int = 0  # CUDA device for device="gpu"; ignored (None) for "cpu"
+    crop_size: int = 224  # side of the square the train and eval graphs emit
+    resize_size: int = 256  # eval: shorter side before the center crop
+    random_area: tuple[float, float] = (0.08, 1.0)  # train crop area fraction
+    random_aspect_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # train crop aspect range
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    seed: int = 42
+    shard_id: int = 0
+    num_shards: int = 1
+    prefetch_queue_depth: int = 2  # batches DALI prepares ahead of the consumer
+    dtype: str = "float32"
+    layout: str = "NCHW"
+    # Fraction of images nvJPEG sends to the hardware JPEG decoder (A100/H100) when present.
+    hw_decoder_load: float = 0.65
+    # nvJPEG scratch buffers grown up front so the first large images don't reallocate
+    # (a reallocation is a device sync). 0 keeps DALI's defaults.
+    decoder_device_memory_padding: int = 64 * _MIB
+    decoder_host_memory_padding: int = 32 * _MIB
+
+    def __post_init__(self) -> None:
+        _check_int("batch_size", self.batch_size, 1, 65536)
+        _check_int("num_threads", self.num_threads, 1, 1024)
+        _check_choice("device", self.device, DEVICES)
+        _check_int("device_id", self.device_id, 0, 1023)
+        _check_int("crop_size", self.crop_size, 8, 4096)
+        _check_int("resize_size", self.resize_size, self.crop_size, 8192)
+        _check_range_pair("random_area", self.random_area, 0.0, 1.0)
+        _check_range_pair("random_aspect_ratio", self.random_aspect_ratio, 0.0, 100.0)
+        _check_triple("mean", self.mean, 0.0, 1.0)
+        _check_triple("std", self.std, 1e-6, 1.0)
+        _check_int("seed", self.seed, 0, 2**31 - 1)
+        _check_int("num_shards", self.num_shards, 1, 65536)
+        _check_int("shard_id", self.shard_id, 0, self.num_shards - 1)
+        _check_int("prefetch_queue_depth", self.prefetch_queue_depth, 1, 32)
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("layout", self.layout, LAYOUTS)
+        if not 0.0 <= self.hw_decoder_load <= 1.0:
+            raise ValueError(f"hw_decoder_load must be in [0, 1], got {self.hw_decoder_load!r}")
+        _check_int("decoder_device_memory_padding", self.decoder_device_memory_padding, 0, 2**34)
+        _check_int("decoder_host_memory_padding", self.decoder_host_memory_padding, 0, 2**34)
+
+    def replace(self, **changes: Any) -> PipelineConfig:
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def summary(self) -> str:
+        """One line per setting, for logs and run records."""
+        width = max(len(k) for k in self.to_dict())
+        return "\n".join(f"  {k:<{width}} = {v}" for k, v in self.to_dict().items())
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_range_pair(name: str, value: object, low: float, high: float) -> None:
+    ok = isinstance(value, tuple | list) and len(value) == 2
+    if not ok or not (low < value[0] <= value[1] <= high):
+        raise ValueError(f"{name} must be (min, max) with {low} < min <= max <= {high}, got {value!r}")
+
+
+def _check_triple(name: str, value: object, low: float, high: float) -> None:
+    ok = isinstance(value, tuple | list) and len(value) == 3
+    if not ok or not all(low <= float(v) <= high for v in value):
+        raise ValueError(f"{name} must be three values (R, G, B) in [{low}, {high}], got {value!r}")

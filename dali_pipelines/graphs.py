@@ -1,0 +1,117 @@
+"""DALI graphs for training and evaluation; one graph per purpose, the device a parameter.
+
+``device="gpu"`` decodes with nvJPEG (``"mixed"``: Huffman decoding on CPU threads or the
+A100/H100 hardware decoder, IDCT on the GPU) and runs every later operator on the GPU.
+``device="cpu"`` runs the same operators with the same parameters on CPU threads, so the
+CPU graph is the GPU graph's test double and a fast CPU loader of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.pipeline import DataNode, Pipeline
+
+from dali_pipelines.config import PipelineConfig
+from dali_pipelines.readers import DataSource, read_encoded
+
+_DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
+_DALI_LAYOUTS = {"NCHW": "CHW", "NHWC": "HWC"}
+
+
+def _decoder_args(cfg: PipelineConfig) -> dict[str, Any]:
+    """Decoder placement and nvJPEG memory hints; the hints only exist for "mixed"."""
+    args: dict[str, Any] = {
+        "device": "mixed" if cfg.device == "gpu" else "cpu",
+        "output_type": types.RGB,  # grayscale and CMYK JPEGs come out as 3-channel RGB
+        # libjpeg's "fancy" chroma upsampling, as PIL uses: keeps GPU, CPU and torchvision
+        # outputs within rounding of each other for 4:2:0 files; costs little.
+        "jpeg_fancy_upsampling": True,
+    }
+    if cfg.device == "gpu":
+        args["hw_decoder_load"] = cfg.hw_decoder_load
+        if cfg.decoder_device_memory_padding:
+            args["device_memory_padding"] = cfg.decoder_device_memory_padding
+        if cfg.decoder_host_memory_padding:
+            args["host_memory_padding"] = cfg.decoder_host_memory_padding
+    return args
+
+
+def _normalize(images: DataNode, cfg: PipelineConfig, mirror: DataNode | int) -> DataNode:
+    """Center crop to ``crop_size``, optional flip, (x/255 - mean)/std, layout and dtype."""
+    return fn.crop_mirror_normalize(
+        images,
+        crop=(cfg.crop_size, cfg.crop_size),
+        crop_pos_x=0.5,
+        crop_pos_y=0.5,
+        mirror=mirror,
+        mean=[m * 255.0 for m in cfg.mean],
+        std=[s * 255.0 for s in cfg.std],
+        dtype=_DALI_DTYPES[cfg.dtype],
+        output_layout=_DALI_LAYOUTS[cfg.layout],
+    )
+
+
+def _labels_out(labels: DataNode, cfg: PipelineConfig) -> DataNode:
+    # Labels travel with the images so the training step needs no host->device copy.
+    return labels.gpu() if cfg.device == "gpu" else labels
+
+
+@pipeline_def(enable_checkpointing=True)
+def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
+    """Read -> ROI decode of a random-resized crop -> resize -> random flip -> normalize."""
+    jpegs, labels = read_encoded(source, cfg, train=True)
+    # Region-of-interest decode: only the crop window is decoded (less IDCT work) and it
+    # is chosen with torchvision's RandomResizedCrop rules (area, aspect ratio, 100 tries).
+    images = fn.decoders.image_random_crop(
+        jpegs,
+        random_area=list(cfg.random_area),
+        random_aspect_ratio=list(cfg.random_aspect_ratio),
+        num_attempts=100,
+        **_decoder_args(cfg),
+    )
+    images = fn.resize(
+        images,
+        resize_x=cfg.crop_size,
+        resize_y=cfg.crop_size,
+        interp_type=types.INTERP_LINEAR,
+        antialias=True,
+    )
+    mirror = fn.random.coin_flip(probability=0.5)
+    return _normalize(images, cfg, mirror), _labels_out(labels, cfg)
+
+
+@pipeline_def(enable_checkpointing=True)
+def eval_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
+    """Read -> decode -> resize shorter side (antialiased) -> center crop -> normalize."""
+    jpegs, labels = read_encoded(source, cfg, train=False)
+    images = fn.decoders.image(jpegs, **_decoder_args(cfg))
+    images = fn.resize(
+        images,
+        resize_shorter=cfg.resize_size,
+        interp_type=types.INTERP_LINEAR,
+        antialias=True,
+    )
+    return _normalize(images, cfg, mirror=0), _labels_out(labels, cfg)
+
+
+def build_pipeline(source: DataSource, cfg: PipelineConfig, *, train: bool,
+                   checkpoint: str | None = None) -> Pipeline:
+    """Instantiate (not yet build) the train or eval graph for ``cfg``'s device and shard.
+
+    ``checkpoint`` is a string from ``DaliLoader.state()``; the pipeline then resumes at the
+    exact reader position and random-number state it was saved at.
+    """
+    graph = train_graph if train else eval_graph
+    return graph(
+        source,
+        cfg,
+        batch_size=cfg.batch_size,
+        num_threads=cfg.num_threads,
+        device_id=cfg.device_id if cfg.device == "gpu" else None,
+        # Augmentation randomness differs per shard; the reader's shuffle seed does not.
+        seed=cfg.seed + cfg.shard_id,
+        prefetch_queue_depth=cfg.prefetch_queue_depth,
+        checkpoint=checkpoint,
+    )

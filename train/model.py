@@ -1,0 +1,29 @@
+"""GoogLeNet construction and the paper's loss with auxiliary heads."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import GoogLeNetOutputs
+
+AUX_WEIGHT = 0.3  # Szegedy et al. 2015: aux losses are added with weight 0.3
+
+
+def build_googlenet(num_classes: int, *, aux_logits: bool = True) -> nn.Module:
+    """torchvision's GoogLeNet, randomly initialised (no download), with auxiliary heads."""
+    # transform_input=False: our pipelines already normalize with ImageNet mean/std.
+    return torchvision.models.googlenet(
+        weights=None, num_classes=num_classes, aux_logits=aux_logits, init_weights=True,
+        transform_input=False,
+    )
+
+
+def googlenet_loss(outputs: GoogLeNetOutputs | torch.Tensor, targets: torch.Tensor,
+                   criterion: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss, main logits): main + 0.3 * (aux1 + aux2) in train mode, main alone in eval."""
+    if isinstance(outputs, GoogLeNetOutputs):
+        main = criterion(outputs.logits, targets)
+        aux = criterion(outputs.aux_logits1, targets) + criterion(outputs.aux_logits2, targets)
+        return main + AUX_WEIGHT * aux, outputs.logits
+    return criterion(outputs, targets), outputs
