@@ -1,0 +1,61 @@
+"""PipelineConfig validation: a wrong value names its field and the allowed range."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dali_pipelines import PipelineConfig
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("batch_size", 0, "batch_size must be in [1, 65536], got 0"),
+        ("batch_size", 2.5, "batch_size must be an integer"),
+        ("num_threads", 0, "num_threads must be in [1, 1024]"),
+        ("device", "tpu", "device must be one of gpu, cpu; got 'tpu'"),
+        ("device_id", -1, "device_id must be in [0, 1023]"),
+        ("crop_size", 4, "crop_size must be in [8, 4096]"),
+        ("resize_size", 100, "resize_size must be in [224, 8192]"),
+        ("random_area", (0.5, 0.1), "random_area must be (min, max)"),
+        ("random_aspect_ratio", (0.0, 1.0), "random_aspect_ratio must be (min, max)"),
+        ("mean", (0.5, 0.5), "mean must be three values"),
+        ("std", (0.0, 0.2, 0.2), "std must be three values"),
+        ("seed", -3, "seed must be in [0, 2147483647]"),
+        ("num_shards", 0, "num_shards must be in [1, 65536]"),
+        ("prefetch_queue_depth", 0, "prefetch_queue_depth must be in [1, 32]"),
+        ("dtype", "int8", "dtype must be one of float32, float16"),
+        ("layout", "CHW", "layout must be one of NCHW, NHWC"),
+        ("hw_decoder_load", 1.5, "hw_decoder_load must be in [0, 1]"),
+        ("decoder_host_memory_padding", -1, "decoder_host_memory_padding must be in"),
+    ],
+)
+def test_bad_value_names_field_and_range(field: str, value: object, expected: str) -> None:
+    """Each field rejects an out-of-range value with a message naming it."""
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        PipelineConfig(**{field: value})
+
+
+def test_shard_id_must_be_below_num_shards() -> None:
+    """shard_id is checked against num_shards, the range quoted in the message."""
+    with pytest.raises(ValueError, match=r"shard_id must be in \[0, 1\], got 2"):
+        PipelineConfig(shard_id=2, num_shards=2)
+
+
+def test_bool_is_not_an_integer() -> None:
+    """True would silently mean batch size 1; it is refused."""
+    with pytest.raises(ValueError, match="batch_size must be an integer"):
+        PipelineConfig(batch_size=True)
+
+
+def test_replace_validates_again_and_summary_lists_fields() -> None:
+    """replace() returns a validated copy; summary() names every setting."""
+    cfg = PipelineConfig(device="cpu", batch_size=8)
+    assert cfg.replace(batch_size=16).batch_size == 16
+    with pytest.raises(ValueError, match="batch_size"):
+        cfg.replace(batch_size=0)
+    summary = cfg.summary()
+    for name in cfg.to_dict():
+        assert name in summary

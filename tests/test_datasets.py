@@ -1,0 +1,77 @@
+"""ImageFolder scanning matches torchvision; bad roots give one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from torchvision.datasets import ImageFolder
+
+from dali_pipelines import DatasetError, scan_image_folder, write_file_list
+from dali_pipelines.datasets import read_file_list
+
+
+def _jpeg(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 24), (120, 30, 200)).save(path, "JPEG")
+
+
+def test_scan_matches_torchvision_on_sample(val_root: Path) -> None:
+    """Same classes and (path, label) list as ImageFolder on the sample set."""
+    ours = scan_image_folder(val_root)
+    theirs = ImageFolder(str(val_root))
+    assert list(ours.classes) == theirs.classes
+    assert ours.samples == [(str(Path(p)), label) for p, label in theirs.samples]
+
+
+def test_scan_matches_torchvision_on_awkward_tree(tmp_path: Path) -> None:
+    """Nested folders, upper-case extensions, non-images, names that sort oddly."""
+    for rel in ["B/x.JPG", "B/sub/y.jpeg", "B/sub/a.png", "a/z.jpg", "a/_1.jpg", "Z10/1.jpg",
+                "Z2/10.jpg", "Z2/9.jpg"]:
+        _jpeg(tmp_path / rel)  # JPEG bytes even in a.png: only names matter to the scan
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    ours = scan_image_folder(tmp_path)
+    theirs = ImageFolder(str(tmp_path))
+    assert list(ours.classes) == theirs.classes == ["B", "Z10", "Z2", "a"]
+    assert ours.samples == theirs.samples
+
+
+def test_missing_root_names_path(tmp_path: Path) -> None:
+    """A root that does not exist is named in the error."""
+    with pytest.raises(DatasetError, match=f"data root {tmp_path / 'nope'} does not exist"):
+        scan_image_folder(tmp_path / "nope")
+
+
+def test_root_without_class_folders(tmp_path: Path) -> None:
+    """Images directly in the root (no class folders) are refused with the expected layout."""
+    _jpeg(tmp_path / "x.jpg")
+    with pytest.raises(DatasetError, match=r"has no class folders; expected .*/<class>/<image>.jpg"):
+        scan_image_folder(tmp_path)
+
+
+def test_class_folder_without_images(tmp_path: Path) -> None:
+    """An empty class folder is named so the user can fill or delete it."""
+    _jpeg(tmp_path / "cats" / "1.jpg")
+    (tmp_path / "dogs").mkdir()
+    (tmp_path / "dogs" / "readme.txt").write_text("x")
+    with pytest.raises(DatasetError, match=f"class folder {tmp_path / 'dogs'} has no image files"):
+        scan_image_folder(tmp_path)
+
+
+def test_file_list_round_trip(val_root: Path, tmp_path: Path) -> None:
+    """write_file_list then read_file_list gives back the same samples, paths relative on disk."""
+    data = scan_image_folder(val_root)
+    listing = write_file_list(data, tmp_path / "lists" / "val.txt")
+    first = listing.read_text().splitlines()[0]
+    assert not first.startswith("/") and first.endswith(f" {data.labels[0]}")
+    again = read_file_list(listing, root=val_root, classes=data.classes)
+    assert again.samples == data.samples and again.classes == data.classes
+
+
+def test_file_list_bad_line(tmp_path: Path) -> None:
+    """A malformed line is reported with file and line number."""
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.jpg 0\nb.jpg cat\n")
+    with pytest.raises(DatasetError, match=r"list.txt:2: expected '<path> <integer label>'"):
+        read_file_list(listing)
