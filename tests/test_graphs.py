@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from torchvision import transforms as T
+from torchvision import transforms
 
 from dali_pipelines import IMAGENET_MEAN, IMAGENET_STD, PipelineConfig, make_loader, scan_image_folder
 
@@ -51,8 +51,8 @@ def test_eval_matches_torchvision_reference(val_root: Path) -> None:
     """
     data = scan_image_folder(val_root)
     images, _ = next(iter(make_loader(data, _cpu(batch_size=len(data)), train=False)))
-    reference = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
-                           T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    reference = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                                    transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     expected = torch.stack([reference(Image.open(f).convert("RGB")) for f in data.files])
     diff = (images - expected).abs()
     assert diff.mean() <= 0.06
