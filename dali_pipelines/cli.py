@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from dali_pipelines.datasets import DatasetError
 from dali_pipelines.sample import make_sample_dataset
+from dali_pipelines.verify_cli import add_verify_parser, run_verify
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     sample.add_argument("--images", type=_positive_int, default=2000,
                         help="JPEGs in total over both splits (default: 2000)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_verify_parser(commands, _positive_int)
     return parser
 
 
@@ -44,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = make_sample_dataset(args.out, args.images, seed=args.seed)
             print(f"sample data set written to {out} (train/ and val/)")
             return 0
+        if args.command == "verify":
+            return run_verify(args)
     except (DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
