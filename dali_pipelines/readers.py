@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import random
 
-from nvidia.dali import fn
+import numpy as np
+from nvidia.dali import fn, types
 from nvidia.dali.pipeline import DataNode
 
 from dali_pipelines.config import PipelineConfig
 from dali_pipelines.datasets import ImageFolderData
+from dali_pipelines.webdataset import IMAGE_EXTS, LABEL_EXT, WebDatasetShards
 
 # The iterator finds the reader by this name to learn epoch and shard sizes.
 READER_NAME = "Reader"
 
-DataSource = ImageFolderData
+# Labels up to 999,999,999 fit the ASCII parse below (and int32).
+_LABEL_DIGITS = 9
+
+DataSource = ImageFolderData | WebDatasetShards
 
 
 def shuffled_once(data: ImageFolderData, seed: int) -> ImageFolderData:
@@ -28,12 +33,14 @@ def shuffled_once(data: ImageFolderData, seed: int) -> ImageFolderData:
 
 
 def read_encoded(source: DataSource, cfg: PipelineConfig, *, train: bool) -> tuple[DataNode, DataNode]:
-    """Encoded images and int32 labels for this shard.
+    """Encoded images and int32 labels (shape [1]) for this shard, from loose files or tar shards.
 
     Train: a full global permutation per epoch, shared by all shards (like DistributedSampler),
     so shards stay disjoint. Eval: file order, each shard fixed (``stick_to_shard``), and
     ``pad_last_batch`` so the iterator can cut the padding off exactly.
     """
+    if isinstance(source, WebDatasetShards):
+        return _read_shards(source, cfg, train=train)
     order = {"shuffle_after_epoch": True, "shuffle_after_epoch_seed": cfg.seed} if train else {
         "stick_to_shard": True}
     data = shuffled_once(source, cfg.seed) if train else source
@@ -46,3 +53,48 @@ def read_encoded(source: DataSource, cfg: PipelineConfig, *, train: bool) -> tup
         pad_last_batch=True,
         **order,
     )
+
+
+def _read_shards(source: WebDatasetShards, cfg: PipelineConfig, *, train: bool) -> tuple[DataNode, DataNode]:
+    """The webdataset counterpart of the file reader: same sharding, padding and label dtype.
+
+    DALI splits the *samples* (not the tar files) into ``num_shards`` contiguous ranges, as
+    the file reader does, so any shard count works. Train: the tar order is reshuffled after
+    every epoch with one seed on all ranks (ranges stay disjoint), and samples are shuffled
+    within a ``random_shuffle`` buffer (initial_fill=1024 encoded images per rank); sequential
+    reads inside each tar are kept, which is what makes shards fast. The stored order was
+    shuffled once globally by the converter, so epoch 0 already mixes classes. Eval: stored
+    order, ``stick_to_shard`` + ``pad_last_batch`` as for loose files.
+    """
+    # A shard cut short after opening would kill the pipeline with an error naming no file.
+    source.check_unchanged()
+    order = ({"shuffle_after_epoch": True, "shuffle_after_epoch_seed": cfg.seed, "random_shuffle": True}
+             if train else {"stick_to_shard": True})
+    jpegs, cls = fn.readers.webdataset(
+        paths=list(source.shards),
+        index_paths=list(source.index_files),
+        ext=[";".join(IMAGE_EXTS), LABEL_EXT],
+        case_sensitive_extensions=False,
+        missing_component_behavior="error",
+        name=READER_NAME,
+        shard_id=cfg.shard_id,
+        num_shards=cfg.num_shards,
+        pad_last_batch=True,
+        **order,
+    )
+    return jpegs, _parse_label(cls)
+
+
+def _parse_label(text: DataNode) -> DataNode:
+    """ASCII decimal bytes (WebDataset's .cls convention) -> int32 label of shape [1].
+
+    Left-pads the digits with '0' to a fixed width (a slice starting before byte 0, padded),
+    then takes the dot product with powers of ten: a few tiny CPU ops per sample.
+    """
+    length = text.shape(dtype=types.INT32)
+    digits = fn.slice(text, length - _LABEL_DIGITS, [_LABEL_DIGITS], axes=[0],
+                      out_of_bounds_policy="pad", fill_values=ord("0"))
+    powers = types.Constant(np.array([10 ** (_LABEL_DIGITS - 1 - i) for i in range(_LABEL_DIGITS)],
+                                     dtype=np.int32))
+    values = (fn.cast(digits, dtype=types.INT32) - ord("0")) * powers
+    return fn.reductions.sum(values, dtype=types.INT32, keep_dims=True)

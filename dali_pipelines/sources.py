@@ -1,0 +1,63 @@
+"""Resolving a ``--data`` path to a data source: an ImageFolder tree or a directory of tar shards."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+from dali_pipelines.datasets import DatasetError, scan_image_folder
+from dali_pipelines.readers import DataSource
+from dali_pipelines.webdataset import MANIFEST_NAME, PROGRESS_NAME, open_shards
+
+_logger = logging.getLogger(__name__)
+
+Format = Literal["auto", "folder", "wds"]
+FORMATS: tuple[str, ...] = ("auto", "folder", "wds")
+
+
+def open_source(path: str | os.PathLike[str], fmt: Format = "auto", split: str | None = None) -> DataSource:
+    """The data source at ``path`` (or ``path/split``): ImageFolder files or WebDataset shards.
+
+    ``fmt="auto"`` picks shards when the folder holds ``.tar`` files (or a shard manifest)
+    and an ImageFolder tree otherwise. ``split`` ("train", "val") selects a sub-folder of a
+    split data set, as ``make-sample`` and ``to-shards`` lay them out.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    root = _split_root(Path(path).expanduser(), split)
+    detected = detect_format(root) if fmt == "auto" else fmt
+    _logger.info("data %s: %s", root, "WebDataset shards" if detected == "wds" else "ImageFolder")
+    if detected == "wds":
+        return open_shards(root)
+    if is_shard_dir(root):
+        raise DatasetError(f"{root} holds .tar shards, not class folders; use format 'wds' (or 'auto')")
+    return scan_image_folder(root)
+
+
+def _split_root(path: Path, split: str | None) -> Path:
+    if not path.exists():
+        raise DatasetError(f"data path {path} does not exist; pass an ImageFolder tree or a shard directory")
+    if not path.is_dir():
+        raise DatasetError(f"data path {path} is not a folder; pass an ImageFolder tree or a shard directory "
+                           "(a folder of .tar files), not a single file")
+    if split is None:
+        return path
+    candidate = path / split
+    if not candidate.is_dir():
+        raise DatasetError(f"{path} has no '{split}' folder; pass a folder with {split}/ inside "
+                           "(as make-sample and to-shards write them)")
+    return candidate
+
+
+def is_shard_dir(root: Path) -> bool:
+    """True when ``root`` holds WebDataset shards (a manifest, a conversion, or ``.tar`` files)."""
+    if (root / MANIFEST_NAME).is_file() or (root / PROGRESS_NAME).is_file():
+        return True
+    return any(entry.is_file() and entry.name.endswith(".tar") for entry in os.scandir(root))
+
+
+def detect_format(root: Path) -> Literal["folder", "wds"]:
+    """"wds" for a shard directory, "folder" for anything else (an ImageFolder tree, checked later)."""
+    return "wds" if is_shard_dir(root) else "folder"

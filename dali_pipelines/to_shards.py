@@ -1,0 +1,257 @@
+"""Converting an ImageFolder tree into WebDataset tar shards, resumably and deterministically.
+
+Order: the verified ImageFolder list is shuffled once with a fixed seed, then cut into
+shards of ``images_per_shard``. DALI's webdataset reader reads each tar sequentially and only
+shuffles within a buffer (and the tar order per epoch), so a class-sorted tar would give
+one-class batches; the global shuffle at conversion time is what mixes classes.
+
+Resuming: ``convert.json`` pins the plan (source list, seed, shard size). Each finished shard
+gets a ``shard-NNNNNN.json`` record (bytes, sha256), written after the .tar and .idx are
+renamed into place; on a rerun, shards whose record matches (size and checksum re-checked)
+are kept and any other shard is rewritten from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import random
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from dali_pipelines.datasets import DatasetError, ImageFolderData, scan_image_folder
+from dali_pipelines.verify import prepare_data
+from dali_pipelines.webdataset import (
+    CLASSES_NAME,
+    LABEL_EXT,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    PROGRESS_NAME,
+    WebDatasetShards,
+    index_line,
+    open_shards,
+    read_index,
+    read_json,
+    write_index,
+    write_json_atomic,
+)
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_IMAGES_PER_SHARD = 1000  # ~110 MB per tar for ImageNet-sized JPEGs (WebDataset suggests 100 MB-1 GB)
+SPLITS = ("train", "val", "test")
+_VERIFY_CACHE = ".verify-cache"
+_KEY_DIGITS = 9  # zero-padded sample number; keys carry no dots (the reader splits names at the first dot)
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """One planned shard: its file stem and the (absolute path, label) samples it holds."""
+
+    number: int
+    first_key: int
+    samples: tuple[tuple[str, int], ...]
+
+    @property
+    def stem(self) -> str:
+        return f"shard-{self.number:06d}"
+
+
+def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                         images_per_shard: int = DEFAULT_IMAGES_PER_SHARD, seed: int | None = 0,
+                         deep_verify: bool = False, progress: bool = True) -> WebDatasetShards:
+    """Write ``src_root`` (an ImageFolder) as tar shards + DALI indexes in ``out_dir``; resumable.
+
+    Files failing the verify checks are left out (and logged). ``seed=None`` keeps ImageFolder
+    order (class-sorted: only sensible for evaluation data). Rerunning with the same arguments
+    after an interruption keeps the finished shards and writes the rest.
+    """
+    if images_per_shard < 1:
+        raise ValueError(f"images_per_shard must be >= 1, got {images_per_shard}")
+    src, out = Path(src_root).expanduser().resolve(), Path(out_dir).expanduser().resolve()
+    data = _verified(scan_image_folder(src), out, deep=deep_verify)
+    shards = _plan(data, images_per_shard, seed)
+    plan = _plan_record(data, shards, images_per_shard, seed)
+    _claim(out, plan)
+    write_json_atomic(out / CLASSES_NAME, list(data.classes))
+    records = []
+    with tqdm(total=len(data), unit="img", desc=f"to-shards {out.name}", disable=not progress) as bar:
+        for shard in shards:
+            record = _finished_record(out, shard, plan["plan_id"])
+            if record is None:
+                record = _write_shard(out, shard, data.root, plan["plan_id"])
+            else:
+                _logger.debug("kept %s (verified)", shard.stem)
+            records.append({k: record[k] for k in ("tar", "index", "samples", "bytes", "sha256")})
+            bar.update(len(shard.samples))
+    manifest = plan | {"shards": records}
+    write_json_atomic(out / MANIFEST_NAME, manifest)
+    _logger.info("wrote %d images in %d shards to %s", len(data), len(shards), out)
+    return open_shards(out)
+
+
+def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                    **options: Any) -> dict[str, WebDatasetShards]:
+    """Convert an ImageFolder, or a split root (``train/``, ``val/``...) into ``out_dir/<split>``.
+
+    Returns the shards by split name ("" for a single ImageFolder). ``options`` go to
+    ``convert_image_folder``.
+    """
+    src, out = Path(src_root).expanduser(), Path(out_dir).expanduser()
+    splits = split_folders(src)
+    if not splits:
+        return {"": convert_image_folder(src, out, **options)}
+    _logger.info("%s is a split data set (%s): converting each split", src, ", ".join(splits))
+    return {name: convert_image_folder(src / name, out / name, **options) for name in splits}
+
+
+def split_folders(root: Path) -> list[str]:
+    """The split sub-folders of ``root`` when all its sub-folders are splits, else []."""
+    if not root.is_dir():
+        raise DatasetError(f"source {root} is not a folder; pass an ImageFolder tree (root/<class>/<image>)")
+    subdirs = {entry.name for entry in os.scandir(root) if entry.is_dir()}
+    if subdirs and subdirs <= set(SPLITS):
+        return [name for name in SPLITS if name in subdirs]
+    return []
+
+
+def _verified(data: ImageFolderData, out: Path, *, deep: bool) -> ImageFolderData:
+    """The files that pass the verify command's checks; bad ones are left out, listed and logged.
+
+    Results (and the list of files left out) go to ``out/.verify-cache``, so a resumed
+    conversion costs one stat per file.
+    """
+    return prepare_data(data, on_bad_file="skip", deep=deep, cache_dir=out / _VERIFY_CACHE)
+
+
+def _plan(data: ImageFolderData, images_per_shard: int, seed: int | None) -> list[_Shard]:
+    """Samples in their stored order (one seeded global shuffle), cut into shards."""
+    order = list(range(len(data)))
+    if seed is not None:
+        random.Random(seed).shuffle(order)
+    samples = [(data.files[i], data.labels[i]) for i in order]
+    return [_Shard(number=n, first_key=start, samples=tuple(samples[start:start + images_per_shard]))
+            for n, start in enumerate(range(0, len(samples), images_per_shard))]
+
+
+def _plan_record(data: ImageFolderData, shards: Sequence[_Shard], images_per_shard: int,
+                 seed: int | None) -> dict[str, Any]:
+    """What pins a conversion: resuming is only allowed into a folder with the same plan_id."""
+    digest = hashlib.sha256()
+    for shard in shards:
+        for path, label in shard.samples:
+            digest.update(f"{os.path.relpath(path, data.root)}\t{label}\n".encode())
+    plan = {"format": MANIFEST_FORMAT, "images_per_shard": images_per_shard, "seed": seed,
+            "num_samples": len(data), "num_shards": len(shards), "classes": list(data.classes),
+            "sources_sha256": digest.hexdigest()}
+    # The source's absolute path is recorded but not pinned: a moved source may still resume.
+    plan_id = hashlib.sha256(repr(sorted(plan.items())).encode()).hexdigest()[:16]
+    return plan | {"plan_id": plan_id, "source": str(data.root)}
+
+
+def _claim(out: Path, plan: dict[str, Any]) -> None:
+    """Start a conversion in ``out``, or resume one with the same plan; refuse anything else."""
+    progress = out / PROGRESS_NAME
+    if progress.is_file():
+        previous = read_json(progress)
+        if previous.get("plan_id") != plan["plan_id"]:
+            raise DatasetError(
+                f"{out} holds a conversion with other settings or source files ({progress}: seed "
+                f"{previous.get('seed')}, {previous.get('images_per_shard')} images per shard, "
+                f"{previous.get('num_samples')} images); rerun with those, or pick a new OUT folder"
+            )
+        _logger.info("resuming the conversion in %s", out)
+        return
+    if out.exists() and any(p.name != _VERIFY_CACHE for p in out.iterdir()):
+        raise DatasetError(
+            f"output folder {out} is not empty and holds no conversion; pick a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(progress, plan)
+
+
+def _finished_record(out: Path, shard: _Shard, plan_id: str) -> dict[str, Any] | None:
+    """The shard's record when the shard on disk is complete and intact, else None (rewrite it)."""
+    record_path = out / f"{shard.stem}.json"
+    if not record_path.is_file():
+        return None
+    try:
+        record = read_json(record_path)
+        tar, index = out / record["tar"], out / record["index"]
+        intact = (record["plan"] == plan_id and record["samples"] == len(shard.samples)
+                  and tar.is_file() and tar.stat().st_size == record["bytes"]
+                  and len(read_index(index)) == len(shard.samples) and _sha256(tar) == record["sha256"])
+    except (DatasetError, KeyError, TypeError) as err:
+        _logger.warning("rewriting %s: its record %s is unusable (%s)", shard.stem, record_path, err)
+        return None
+    if not intact:
+        _logger.warning("rewriting %s: it does not match its record %s", shard.stem, record_path)
+    return record if intact else None
+
+
+def _write_shard(out: Path, shard: _Shard, src_root: Path, plan_id: str) -> dict[str, Any]:
+    """Write one tar + index under temporary names, rename both into place, then record it."""
+    record_path = out / f"{shard.stem}.json"
+    record_path.unlink(missing_ok=True)  # a stale record must never vouch for a half-written tar
+    tar, index = out / f"{shard.stem}.tar", out / f"{shard.stem}.idx"
+    tmp_tar, tmp_index = tar.with_name(tar.name + ".partial"), index.with_name(index.name + ".partial")
+    lines = _write_tar(tmp_tar, shard)
+    write_index(tmp_index, lines)
+    _fsync(tmp_index)
+    os.replace(tmp_tar, tar)
+    os.replace(tmp_index, index)
+    record = {"tar": tar.name, "index": index.name, "samples": len(shard.samples),
+              "bytes": tar.stat().st_size, "sha256": _sha256(tar), "plan": plan_id,
+              "sources": [os.path.relpath(path, src_root) for path, _ in shard.samples]}
+    write_json_atomic(record_path, record)
+    return record
+
+
+def _write_tar(path: Path, shard: _Shard) -> list[str]:
+    """Write the shard's members (``<key>.<ext>`` image, ``<key>.cls`` label); return its index lines."""
+    lines = []
+    with path.open("wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for number, (image_path, label) in enumerate(shard.samples, start=shard.first_key):
+            key = f"{number:0{_KEY_DIGITS}d}"
+            image = Path(image_path).read_bytes()
+            members = [(member_ext(image_path), image), (LABEL_EXT, str(label).encode("ascii"))]
+            lines.append(index_line(key, [(ext, _add_member(tar, f"{key}.{ext}", data), len(data))
+                                          for ext, data in members]))
+        tar.close()  # writes the end-of-archive blocks before the file is synced
+        f.flush()
+        os.fsync(f.fileno())
+    return lines
+
+
+def member_ext(path: str) -> str:
+    """Member extension for an image file: its own, lower case, with ``jpeg`` spelled ``jpg``."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    return "jpg" if ext == "jpeg" else ext
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> int:
+    """Append one regular file with fixed metadata (reproducible bytes); return its data offset."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o444
+    tar.addfile(info, io.BytesIO(data))
+    # tar.offset is now past the data and its padding to a 512-byte block.
+    return tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
