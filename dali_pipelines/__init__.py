@@ -18,6 +18,9 @@ from dali_pipelines.datasets import (
     write_file_list,
 )
 from dali_pipelines.loader import DaliLoader, make_loader
+from dali_pipelines.sources import open_source
+from dali_pipelines.to_shards import convert_image_folder
+from dali_pipelines.webdataset import WebDatasetShards, open_shards
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -26,7 +29,11 @@ __all__ = [
     "DatasetError",
     "ImageFolderData",
     "PipelineConfig",
+    "WebDatasetShards",
+    "convert_image_folder",
     "make_loader",
+    "open_shards",
+    "open_source",
     "scan_image_folder",
     "write_file_list",
 ]
