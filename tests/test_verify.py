@@ -1,0 +1,313 @@
+"""Verification: what DALI decodes stays accepted, what kills a DALI pipeline is named first.
+
+Every kind here was decoded by DALI 2.4's CPU decoder: the accepted ones go through the real
+train and eval graphs, and the rejected ones really stop a pipeline ("Critical error in
+pipeline") where that can be shown without allocating gigabytes (the decompression bombs).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from dali_pipelines import PipelineConfig, make_loader
+from dali_pipelines.cli import main
+from dali_pipelines.datasets import ImageFolderData, read_file_list, scan_image_folder
+from dali_pipelines.verify import BadFilesError, check_bytes, check_file, prepare_data, verify_data
+
+PHOTO = Image.fromarray(skdata.astronaut()).resize((96, 72))  # a real photo, non-square
+
+
+def _jpeg(image: Image.Image = PHOTO, **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90, **options)
+    return out.getvalue()
+
+
+def _encode(fmt: str, image: Image.Image = PHOTO, **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def _exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    return _jpeg(exif=exif.tobytes())
+
+
+ACCEPTED: dict[str, Callable[[], bytes]] = {
+    "subsampling_420.jpg": lambda: _jpeg(subsampling=2),
+    "subsampling_422.jpg": lambda: _jpeg(subsampling=1),
+    "subsampling_444.jpg": lambda: _jpeg(subsampling=0),
+    "grayscale.jpg": lambda: _jpeg(PHOTO.convert("L")),
+    "cmyk.jpg": lambda: _jpeg(PHOTO.convert("CMYK")),
+    "progressive.jpg": lambda: _jpeg(progressive=True),
+    "exif_rotated.jpg": _exif_rotated,
+    "restart_markers.jpg": lambda: _jpeg(restart_marker_blocks=2),
+    "png_content.jpg": lambda: _encode("PNG"),
+    "rgba.png": lambda: _encode("PNG", PHOTO.convert("RGBA")),
+    "lossless.webp": lambda: _encode("WEBP", lossless=True),
+}
+
+
+def _patch_frame(jpeg: bytes, patch: Callable[[bytearray, int], None]) -> bytes:
+    """Change the JPEG frame header (SOF) in place: coding type, precision or dimensions."""
+    b, i = bytearray(jpeg), 2
+    while b[i + 1] not in (0xC0, 0xC1, 0xC2):
+        i += 2 + struct.unpack(">H", b[i + 2:i + 4])[0]
+    patch(b, i)
+    return bytes(b)
+
+
+def _sof(marker: int, precision: int = 8) -> Callable[[bytearray, int], None]:
+    def patch(b: bytearray, i: int) -> None:
+        b[i + 1], b[i + 4] = marker, precision
+    return patch
+
+
+def _jpeg_size(width: int, height: int) -> Callable[[bytearray, int], None]:
+    def patch(b: bytearray, i: int) -> None:
+        b[i + 5:i + 9] = struct.pack(">HH", height, width)
+    return patch
+
+
+def _png_bomb() -> bytes:
+    b = bytearray(_encode("PNG"))
+    b[16:24] = struct.pack(">II", 60000, 60000)
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))  # keep IHDR's CRC valid
+    return bytes(b)
+
+
+def _png_bad_idat() -> bytes:
+    png = bytearray(_encode("PNG"))
+    png[len(png) // 2] ^= 0xFF  # inside IDAT: only a full decode (zlib check) can see it
+    return bytes(png)
+
+
+# name -> (content, expected words in the reason, DALI pipeline dies on it (tested when True))
+REJECTED: dict[str, tuple[Callable[[], bytes], str, bool]] = {
+    "empty.jpg": (lambda: b"", "empty file", True),
+    "html_page.jpg": (lambda: b"<html><body>404 Not Found</body></html>\n", "not an image", True),
+    "cut_in_half.jpg": (lambda: _jpeg()[: len(_jpeg()) // 2], "truncated JPEG", True),
+    "no_end_marker.jpg": (lambda: _jpeg()[:-2], "truncated JPEG", True),
+    "cut_in_header.jpg": (lambda: _jpeg()[:100], "truncated or corrupt JPEG header", True),
+    "twelve_bit.jpg": (lambda: _patch_frame(_jpeg(), _sof(0xC1, 12)), "12-bit JPEG", True),
+    "lossless_sof3.jpg": (lambda: _patch_frame(_jpeg(), _sof(0xC3)), "lossless JPEG", True),
+    "hierarchical_sof5.jpg": (lambda: _patch_frame(_jpeg(), _sof(0xC5)), "hierarchical JPEG", True),
+    "gif_content.jpg": (lambda: _encode("GIF"), "GIF content", True),
+    "bomb.jpg": (lambda: _patch_frame(_jpeg(), _jpeg_size(60000, 60000)), "60000x60000", False),
+    "bomb.png": (_png_bomb, "60000x60000", False),
+    "cut.png": (lambda: _encode("PNG")[:300], "truncated PNG", True),
+    "cut.webp": (lambda: _encode("WEBP")[:200], "truncated WebP", True),
+}
+
+
+def _write_all(folder: Path, kinds: dict[str, Callable[[], bytes]]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / name for name in kinds]
+    for path, make in zip(paths, kinds.values(), strict=True):
+        path.write_bytes(make())
+    return paths
+
+
+@pytest.fixture(scope="module")
+def accepted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("accepted")
+    _write_all(folder, ACCEPTED)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def rejected_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("rejected")
+    _write_all(folder, {name: make for name, (make, _, _) in REJECTED.items()})
+    return folder
+
+
+@pytest.fixture
+def mixed_root(tmp_path: Path) -> Path:
+    """An ImageFolder with a class of good files and a class holding three bad ones."""
+    root = tmp_path / "data"
+    _write_all(root / "good", ACCEPTED)
+    _write_all(root / "mixed", {"a.jpg": _jpeg, "empty.jpg": lambda: b"", "cut.jpg": lambda: _jpeg()[:-400]})
+    (root / "mixed" / "gone.jpg").symlink_to(root / "nowhere.jpg")  # dangling: unreadable by root too
+    return root
+
+
+def _as_data(paths: list[Path]) -> ImageFolderData:
+    return ImageFolderData(root=paths[0].parent, files=tuple(str(p) for p in paths),
+                           labels=tuple(range(len(paths))), classes=tuple(p.stem for p in paths))
+
+
+@pytest.mark.parametrize("name", ACCEPTED)
+def test_accepted_kind_passes_header_check(accepted_dir: Path, name: str) -> None:
+    assert check_file(accepted_dir / name) is None
+
+
+def test_accepted_kinds_pass_deep_decode(accepted_dir: Path) -> None:
+    report = verify_data(_as_data(sorted(accepted_dir.iterdir())), deep=True, workers=2)
+    assert report.bad == {}
+    assert report.checked == len(ACCEPTED)
+
+
+def test_restart_markers_fixture_really_has_them(accepted_dir: Path) -> None:
+    encoded = (accepted_dir / "restart_markers.jpg").read_bytes()
+    assert b"\xff\xdd" in encoded and b"\xff\xd0" in encoded  # DRI segment and an RST0 marker
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train_graph", "eval_graph"])
+def test_accepted_kinds_go_through_dali_graphs(accepted_dir: Path, train: bool) -> None:
+    data = _as_data(sorted(accepted_dir.iterdir()))
+    cfg = PipelineConfig(batch_size=len(data), device="cpu", num_threads=2, crop_size=32, resize_size=40)
+    loader = make_loader(data, cfg, train=train)
+    batches = list(loader)
+    loader.close()
+    images = np.concatenate([b[0].numpy() for b in batches])
+    assert images.shape == (len(data), 3, 32, 32)
+    assert np.isfinite(images).all()
+
+
+def test_exif_orientation_is_applied_by_dali(accepted_dir: Path) -> None:
+    import nvidia.dali.experimental.dynamic as ndd
+    from nvidia.dali import types
+
+    encoded = np.fromfile(accepted_dir / "exif_rotated.jpg", dtype=np.uint8)
+    decoded = ndd.decoders.image(ndd.as_tensor(encoded), device="cpu", output_type=types.RGB)
+    assert np.asarray(decoded).shape == (96, 72, 3)  # stored 96 wide x 72 high, shown rotated
+
+
+@pytest.mark.parametrize("name", REJECTED)
+def test_rejected_kind_is_named_with_reason(rejected_dir: Path, name: str) -> None:
+    reason = check_file(rejected_dir / name)
+    assert reason is not None and REJECTED[name][1] in reason
+
+
+@pytest.mark.parametrize("name", [n for n, (_, _, dies) in REJECTED.items() if dies])
+def test_rejected_kind_really_stops_a_dali_pipeline(rejected_dir: Path, name: str) -> None:
+    cfg = PipelineConfig(batch_size=1, device="cpu", num_threads=1, crop_size=32, resize_size=40)
+    with pytest.raises(RuntimeError, match="Critical error in pipeline"):
+        list(make_loader(_as_data([rejected_dir / name]), cfg, train=False))
+
+
+def test_damage_inside_compressed_data_needs_deep(tmp_path: Path) -> None:
+    path = tmp_path / "bad_idat.png"
+    path.write_bytes(_png_bad_idat())
+    assert check_file(path) is None
+    reason = check_file(path, deep=True)
+    assert reason is not None and reason.startswith("DALI's decoder failed")
+    cfg = PipelineConfig(batch_size=1, device="cpu", num_threads=1, crop_size=32, resize_size=40)
+    with pytest.raises(RuntimeError, match="Critical error in pipeline"):
+        list(make_loader(_as_data([path]), cfg, train=False))
+
+
+def test_pixel_limit_is_configurable_and_applies_before_decoding(rejected_dir: Path, tmp_path: Path) -> None:
+    assert check_file(rejected_dir / "bomb.jpg", max_pixels=60000 * 60000) is None  # header only
+    small = tmp_path / "small.jpg"
+    small.write_bytes(_jpeg())
+    reason = check_file(small, max_pixels=96 * 72 - 1)
+    assert reason is not None and "96x72" in reason and "--max-pixels" in reason
+
+
+def test_check_bytes_matches_check_file(rejected_dir: Path, accepted_dir: Path) -> None:
+    paths = [rejected_dir / "cut_in_half.jpg", rejected_dir / "gif_content.jpg", accepted_dir / "cmyk.jpg"]
+    for path in paths:
+        assert check_bytes(path.read_bytes()) == check_file(path)
+    assert check_bytes(_png_bad_idat(), deep=True) is not None
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="running as root: root reads a chmod 000 file, so the permission check "
+                    "cannot fail here (the dangling-symlink test covers the unreadable path)")
+def test_unreadable_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "locked.jpg"
+    path.write_bytes(_jpeg())
+    path.chmod(0)
+    reason = check_file(path)
+    assert reason is not None and "permission denied" in reason
+
+
+def test_dangling_symlink_is_named(mixed_root: Path) -> None:
+    reason = check_file(mixed_root / "mixed" / "gone.jpg")
+    assert reason is not None and "cannot read" in reason
+
+
+def test_cache_makes_second_run_read_nothing(mixed_root: Path, tmp_path: Path) -> None:
+    data = scan_image_folder(mixed_root)
+    cache = tmp_path / "cache"
+    first = verify_data(data, cache_dir=cache)
+    second = verify_data(data, cache_dir=cache)
+    assert first.bad == second.bad and len(first.bad) == 3
+    unreadable = 1  # the dangling symlink fails its stat; such results are never cached
+    assert (second.checked, second.cached) == (0, len(data) - unreadable)
+    (mixed_root / "mixed" / "cut.jpg").write_bytes(_jpeg())  # repaired: size changes
+    third = verify_data(data, cache_dir=cache)
+    assert third.checked == 1 and len(third.bad) == 2
+    deep = verify_data(data, cache_dir=cache, deep=True)  # header results do not stand for deep ones
+    assert deep.checked == len(data) - len(deep.bad)
+
+
+def test_prepare_data_error_lists_files_and_fix(mixed_root: Path) -> None:
+    data = scan_image_folder(mixed_root)
+    with pytest.raises(BadFilesError) as caught:
+        prepare_data(data, on_bad_file="error", cache_dir=None)
+    message = str(caught.value)
+    assert "3 of" in message and "mixed/empty.jpg: empty file" in message
+    assert "--on-bad-file skip" in message and "python -m dali_pipelines verify" in message
+    bad_names = ("empty.jpg", "cut.jpg", "gone.jpg")
+    assert set(caught.value.bad) == {str(mixed_root / "mixed" / n) for n in bad_names}
+
+
+def test_prepare_data_error_message_is_capped(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _write_all(root / "c", {f"bad{i:02d}.jpg": (lambda: b"") for i in range(25)})
+    with pytest.raises(BadFilesError, match=r"\.\.\. and 5 more"):
+        prepare_data(scan_image_folder(root), on_bad_file="error", cache_dir=None)
+
+
+def test_prepare_data_skip_filters_and_says_where(mixed_root: Path, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    data = scan_image_folder(mixed_root)
+    with caplog.at_level(logging.WARNING, logger="dali_pipelines.verify"):
+        clean = prepare_data(data, on_bad_file="skip", cache_dir=tmp_path / "cache")
+    assert len(clean) == len(data) - 3 and clean.classes == data.classes
+    assert dict(clean.samples).items() <= dict(data.samples).items()  # labels stay with their files
+    bad_list = tmp_path / "cache" / "bad-files-data.tsv"
+    assert len(bad_list.read_text().splitlines()) == 3
+    assert f"skipping 3 of {len(data)}" in caplog.text and str(bad_list) in caplog.text
+
+
+def test_prepare_data_refuses_bad_arguments(mixed_root: Path) -> None:
+    data = scan_image_folder(mixed_root)
+    with pytest.raises(ValueError, match="on_bad_file must be 'error' or 'skip'"):
+        prepare_data(data, on_bad_file="ignore", cache_dir=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_pixels"):
+        prepare_data(data, on_bad_file="skip", cache_dir=None, max_pixels=0)
+
+
+def test_cli_prints_table_writes_clean_list_exits_1(mixed_root: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "clean.txt"
+    assert main(["verify", str(mixed_root), "--clean-list", str(out), "--workers", "2"]) == 1
+    printed = capsys.readouterr().out
+    assert "mixed/empty.jpg" in printed and "truncated JPEG" in printed and "3 bad" in printed
+    clean = read_file_list(out, root=mixed_root)
+    assert len(clean) == len(ACCEPTED) + 1
+    assert main(["verify", str(out), "--root", str(mixed_root), "--deep"]) == 0
+
+
+def test_cli_usage_errors_exit_2(mixed_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["verify", str(mixed_root), "--max-pixels", "0"])
+    assert caught.value.code == 2
+    assert main(["verify", str(tmp_path / "missing")]) == 2
