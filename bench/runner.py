@@ -118,13 +118,14 @@ def _timed_repeat(stream: _BatchStream, batches: int | None,
 
 def measure_throughput(make_iterable: MakeIterable, *, warmup_batches: int = 5, repeats: int = 3,
                        batches_per_repeat: int | None = None, step: Step | None = None,
-                       gpu: bool = False) -> Measurement:
+                       gpu: bool = False, after_warmup: Callable[[], None] | None = None) -> Measurement:
     """Measure images/s of ``make_iterable()``'s batches after ``warmup_batches`` untimed ones.
 
     ``batches_per_repeat=None`` makes each repeat one full fresh pass (an epoch; the warm-up
     pass is finished untimed first); an int streams across pass boundaries. ``step`` runs on
     every batch inside the timed region (a training step, or a simulated accelerator).
-    ``gpu=True`` also records device memory.
+    ``gpu=True`` also records device memory; ``after_warmup`` is called once, right before
+    the first timed repeat (e.g. to reset a step's own counters).
     """
     if warmup_batches < 0 or repeats < 1 or (batches_per_repeat is not None and batches_per_repeat < 1):
         raise ValueError(
@@ -141,6 +142,8 @@ def measure_throughput(make_iterable: MakeIterable, *, warmup_batches: int = 5, 
         if batches_per_repeat is None:
             stream.new_pass()
         startup = time.perf_counter() - t_start
+        if after_warmup is not None:
+            after_warmup()
         cpu0 = cpu_seconds()
         results = [_timed_repeat(stream, batches_per_repeat, step) for _ in range(repeats)]
         cpu = cpu_seconds() - cpu0

@@ -96,14 +96,47 @@ def eval_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataN
     return _normalize(images, cfg, mirror=0), _labels_out(labels, cfg)
 
 
+@pipeline_def(enable_checkpointing=True)
+def seed_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
+    """Read -> decode -> resize to crop_size x crop_size (aspect not kept) -> float [0, 1].
+
+    The seed article's generators' work, for like-for-like benchmarks: no crop, no normalize.
+    """
+    jpegs, labels = read_encoded(source, cfg, train=False)
+    images = fn.decoders.image(jpegs, **_decoder_args(cfg))
+    images = fn.resize(
+        images,
+        resize_x=cfg.crop_size,
+        resize_y=cfg.crop_size,
+        interp_type=types.INTERP_LINEAR,
+        antialias=True,
+    )
+    images = fn.crop_mirror_normalize(
+        images,
+        mean=[0.0, 0.0, 0.0],
+        std=[255.0, 255.0, 255.0],  # x / 255: float in [0, 1]
+        dtype=_DALI_DTYPES[cfg.dtype],
+        output_layout=_DALI_LAYOUTS[cfg.layout],
+    )
+    return images, _labels_out(labels, cfg)
+
+
+# workload name -> graph; "train"/"eval" are also picked by build_pipeline's ``train`` flag.
+GRAPHS = {"train": train_graph, "eval": eval_graph, "seed": seed_graph}
+
+
 def build_pipeline(source: DataSource, cfg: PipelineConfig, *, train: bool,
-                   checkpoint: str | None = None) -> Pipeline:
+                   checkpoint: str | None = None, workload: str | None = None) -> Pipeline:
     """Instantiate (not yet build) the train or eval graph for ``cfg``'s device and shard.
 
     ``checkpoint`` is a string from ``DaliLoader.state()``; the pipeline then resumes at the
-    exact reader position and random-number state it was saved at.
+    exact reader position and random-number state it was saved at. ``workload`` ("train",
+    "eval" or "seed") picks the graph by name instead of ``train``; the reader still follows
+    ``train`` (shuffled epochs or file order).
     """
-    graph = train_graph if train else eval_graph
+    if workload is not None and workload not in GRAPHS:
+        raise ValueError(f"workload must be one of {', '.join(GRAPHS)}; got {workload!r}")
+    graph = GRAPHS[workload] if workload is not None else (train_graph if train else eval_graph)
     return graph(
         source,
         cfg,

@@ -35,7 +35,7 @@ class DaliLoader:
     """
 
     def __init__(self, source: DataSource, cfg: PipelineConfig, *, train: bool,
-                 checkpoint: str | None = None) -> None:
+                 checkpoint: str | None = None, workload: str | None = None) -> None:
         if len(source) < cfg.num_shards:
             raise ValueError(
                 f"{len(source)} samples cannot be split into num_shards={cfg.num_shards}; "
@@ -52,7 +52,8 @@ class DaliLoader:
         self.num_samples = len(source)
         begin, end = shard_bounds(len(source), cfg.shard_id, cfg.num_shards)
         self.shard_size = end - begin
-        self._pipeline = build_pipeline(source, cfg, train=train, checkpoint=checkpoint)
+        self._pipeline = build_pipeline(source, cfg, train=train, checkpoint=checkpoint,
+                                        workload=workload)
         # Building the iterator builds the pipeline and starts prefetching
         # (prefetch_queue_depth batches), so the first next() does not wait for a full batch.
         self._iterator = DALIGenericIterator(
@@ -99,8 +100,11 @@ class DaliLoader:
 
 def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,
                 shard_id: int | None = None, num_shards: int | None = None,
-                checkpoint: str | None = None) -> DaliLoader:
-    """The loader for ``source`` under ``cfg``; ``shard_id``/``num_shards`` override cfg's."""
+                checkpoint: str | None = None, workload: str | None = None) -> DaliLoader:
+    """The loader for ``source`` under ``cfg``; ``shard_id``/``num_shards`` override cfg's.
+
+    ``workload="seed"`` picks the benchmarks' seed graph (see ``graphs.GRAPHS``).
+    """
     if shard_id is not None or num_shards is not None:
         cfg = cfg.replace(
             shard_id=cfg.shard_id if shard_id is None else shard_id,
@@ -108,4 +112,4 @@ def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,
         )
     if cfg.device == "gpu" and not torch.cuda.is_available():
         raise RuntimeError("device='gpu' needs a CUDA GPU and none is visible; use device='cpu'")
-    return DaliLoader(source, cfg, train=train, checkpoint=checkpoint)
+    return DaliLoader(source, cfg, train=train, checkpoint=checkpoint, workload=workload)
