@@ -1,0 +1,1 @@
+"""GoogLeNet training from DALI pipelines: ``python -m train --help``."""

@@ -1,0 +1,88 @@
+"""torchrun integration: rank discovery, process group set-up and metric all-reduce."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+_logger = logging.getLogger(__name__)
+
+
+class DistributedError(RuntimeError):
+    """The torchrun environment is inconsistent; the message says which variable."""
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: global rank, rank on its node, and the world size."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only rank 0 writes logs and checkpoints."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise DistributedError(f"environment variable {name}={text!r} is not an integer") from None
+
+
+def init_distributed(device: str) -> DistContext:
+    """Read RANK/LOCAL_RANK/WORLD_SIZE (set by torchrun) and join the process group.
+
+    NCCL on the GPU, gloo on the CPU. Without torchrun this is a single process and no group.
+    """
+    ctx = DistContext(rank=_env_int("RANK", 0), local_rank=_env_int("LOCAL_RANK", 0),
+                      world_size=_env_int("WORLD_SIZE", 1))
+    if not 0 <= ctx.rank < ctx.world_size:
+        raise DistributedError(f"RANK={ctx.rank} is outside WORLD_SIZE={ctx.world_size}")
+    if not ctx.enabled:
+        return ctx
+    if device == "gpu":
+        if ctx.local_rank >= torch.cuda.device_count():
+            raise DistributedError(
+                f"LOCAL_RANK={ctx.local_rank} but this node has {torch.cuda.device_count()} GPUs; "
+                "start torchrun with --nproc_per_node at most the GPU count")
+        torch.cuda.set_device(ctx.local_rank)
+    dist.init_process_group(backend="nccl" if device == "gpu" else "gloo")
+    _logger.info("rank %d/%d (local %d) joined the %s group", ctx.rank, ctx.world_size,
+                 ctx.local_rank, dist.get_backend())
+    return ctx
+
+
+def all_reduce_sum(values: list[float], device: torch.device, ctx: DistContext) -> list[float]:
+    """Element-wise sum over ranks (float64, so image counts stay exact)."""
+    if not ctx.enabled:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def any_rank(flag: bool, device: torch.device, ctx: DistContext) -> bool:
+    """True on every rank when it is True on any: all ranks stop at the same step."""
+    return all_reduce_sum([1.0 if flag else 0.0], device, ctx)[0] > 0
+
+
+def shutdown(ctx: DistContext) -> None:
+    """Leave the process group cleanly (avoids NCCL warnings at exit)."""
+    if ctx.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -1,0 +1,98 @@
+"""Where each step's time goes: waiting for data vs computing, and GPU idle time.
+
+Data wait is host time blocked in ``next(loader)``. GPU idle comes from CUDA events: the
+gap on the GPU timeline between the end of one step's work and the start of the next. It
+needs no per-step synchronization; events are read (one sync) at each log interval.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class EpochTiming:
+    """Throughput and stall figures for one epoch on this rank."""
+
+    images: int
+    seconds: float
+    data_wait_seconds: float
+    compute_seconds: float
+    gpu_idle_fraction: float | None  # None on the CPU
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def data_wait_fraction(self) -> float:
+        return self.data_wait_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+class StepTimer:
+    """Accumulates per-step timings; call in the order data_ready, compute_begin, compute_end."""
+
+    def __init__(self, use_cuda: bool) -> None:
+        self.use_cuda = use_cuda
+        self.start_epoch()
+
+    def start_epoch(self) -> None:
+        """Zero the counters; the clock starts now (loader start-up counts as data wait)."""
+        self._epoch_start = self._mark = time.perf_counter()
+        self.images = 0
+        self.data_wait = 0.0
+        self.compute = 0.0
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._start: torch.cuda.Event | None = None
+        self._gpu_busy_ms = 0.0
+        self._gpu_gap_ms = 0.0
+        self._last_end: torch.cuda.Event | None = None
+
+    def data_ready(self) -> float:
+        """Host seconds spent waiting for the batch that just arrived."""
+        now = time.perf_counter()
+        wait, self._mark = now - self._mark, now
+        self.data_wait += wait
+        return wait
+
+    def compute_begin(self) -> None:
+        if self.use_cuda:
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._start.record()
+
+    def compute_end(self, batch_images: int) -> float:
+        """Host seconds of the step (on the GPU: time to enqueue, unless the step synced)."""
+        if self.use_cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._events.append((self._start, end))
+        now = time.perf_counter()
+        spent, self._mark = now - self._mark, now
+        self.compute += spent
+        self.images += batch_images
+        return spent
+
+    def drain(self) -> None:
+        """Fold recorded CUDA events into busy/gap totals (one device synchronization)."""
+        if not self._events:
+            return
+        self._events[-1][1].synchronize()
+        for start, end in self._events:
+            if self._last_end is not None:
+                self._gpu_gap_ms += self._last_end.elapsed_time(start)
+            self._gpu_busy_ms += start.elapsed_time(end)
+            self._last_end = end
+        self._events.clear()
+
+    def epoch_timing(self) -> EpochTiming:
+        """Summary of the epoch so far."""
+        self.drain()
+        idle = None
+        if self.use_cuda and self._gpu_busy_ms + self._gpu_gap_ms > 0:
+            idle = self._gpu_gap_ms / (self._gpu_busy_ms + self._gpu_gap_ms)
+        return EpochTiming(images=self.images, seconds=time.perf_counter() - self._epoch_start,
+                           data_wait_seconds=self.data_wait, compute_seconds=self.compute,
+                           gpu_idle_fraction=idle)
