@@ -8,7 +8,7 @@
 # Extras of pyproject installed besides the core dependencies (a global ARG, so every stage that
 # re-declares it sees this default). `sample` (scikit-image, ~150 MB) lets `dali-pipelines
 # make-sample` build a smoke-test data set inside the container. `tf` (tensorflow-cpu, ~1.3 GB) is
-# left out: it only feeds the tf.data baseline of the benchmark and would grow an already ~6 GB
+# left out: it only feeds the tf.data baseline of the benchmark and would grow an already ~7 GB
 # image by a fifth; build with `--build-arg EXTRAS=sample,tf` to benchmark that backend too.
 # `dev` (test tools) never belongs in the image.
 ARG EXTRAS=sample
