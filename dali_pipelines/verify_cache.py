@@ -16,7 +16,7 @@ from typing import Any
 
 _logger = logging.getLogger(__name__)
 
-_VERSION = 1
+_VERSION = 2
 DEEP, HEADER = "deep", "header"
 
 StatKey = tuple[int, int, int]  # size, mtime_ns, ctime_ns
@@ -30,8 +30,10 @@ def stat_key(st: os.stat_result) -> StatKey:
 class VerifyCache:
     """Results of earlier checks for one data set root; ``lookup`` misses when anything changed."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: str | os.PathLike[str] = "/") -> None:
         self.path = path
+        # Entries are keyed by path relative to the root: a smaller file, faster to load.
+        self._prefix = os.path.join(str(root), "")
         self._entries: dict[str, list[Any]] = self._load()
         self._dirty = False
 
@@ -40,7 +42,7 @@ class VerifyCache:
         """The cache file for data set ``root`` inside ``cache_dir`` (created on save)."""
         root = str(Path(root).resolve())
         digest = hashlib.sha1(root.encode("utf-8")).hexdigest()[:12]
-        return cls(Path(cache_dir) / f"verify-{Path(root).name}-{digest}.json")
+        return cls(Path(cache_dir) / f"verify-{Path(root).name}-{digest}.json", root)
 
     def _load(self) -> dict[str, list[Any]]:
         if not self.path.is_file():
@@ -61,7 +63,7 @@ class VerifyCache:
 
         A file found bad by the header pass is bad for a deep check too, so that result is reused.
         """
-        entry = self._entries.get(path)
+        entry = self._entries.get(self._key(path))
         if entry is None or len(entry) != 6:
             return False, None
         size, mtime_ns, ctime_ns, level, limit, reason = entry
@@ -73,8 +75,11 @@ class VerifyCache:
 
     def store(self, path: str, key: StatKey, *, deep: bool, max_pixels: int, reason: str | None) -> None:
         """Remember one file's result under its stat key."""
-        self._entries[path] = [*key, DEEP if deep else HEADER, max_pixels, reason]
+        self._entries[self._key(path)] = [*key, DEEP if deep else HEADER, max_pixels, reason]
         self._dirty = True
+
+    def _key(self, path: str) -> str:
+        return path[len(self._prefix):] if path.startswith(self._prefix) else path
 
     def save(self) -> None:
         """Write the cache if anything was stored (write a temporary file, then rename)."""
