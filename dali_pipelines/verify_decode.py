@@ -13,6 +13,7 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ _logger = logging.getLogger(__name__)
 # At most this many files or pixels per batch, bounding memory use.
 _BATCH_FILES = 64
 _BATCH_PIXELS = 64 * 1024 * 1024
+_PROGRESS_EVERY = 100  # batches between progress log lines
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 READ_ERROR = "cannot read: "
 
@@ -33,14 +35,30 @@ def deep_decode(paths: Sequence[str], *, workers: int | None,
     """
     if not paths:
         return {}
-    import nvidia.dali.experimental.dynamic as ndd  # heavy import, needed only for deep checks
-
+    ndd = _dynamic_mode()
     bad: dict[str, str] = {}
-    context = ndd.EvalContext(num_threads=workers, device_id=None) if workers else None
-    with context if context is not None else nullcontext():
-        for batch in _batches(paths, pixels or {}):
+    with ndd.EvalContext(num_threads=workers, device_id=None) if workers else nullcontext():
+        done = 0
+        for number, batch in enumerate(_batches(paths, pixels or {}), start=1):
             bad.update(_decode_batch(batch))
+            done += len(batch)
+            if number % _PROGRESS_EVERY == 0:
+                _logger.info("deep decode: %d of %d files, %d bad so far", done, len(paths), len(bad))
     return bad
+
+
+def _dynamic_mode() -> Any:
+    """DALI's dynamic mode (imported late: heavy, and needed only for deep checks)."""
+    try:
+        import nvidia.dali.experimental.dynamic as ndd
+    except ImportError as err:
+        import nvidia.dali
+
+        raise RuntimeError(
+            f"deep verification needs DALI's dynamic mode (nvidia.dali.experimental.dynamic), which "
+            f"DALI {nvidia.dali.__version__} lacks; install nvidia-dali-cuda120 2.4 or verify without "
+            "--deep") from err
+    return ndd
 
 
 def _batches(paths: Sequence[str], pixels: dict[str, int]) -> Iterator[list[str]]:
@@ -58,8 +76,9 @@ def _batches(paths: Sequence[str], pixels: dict[str, int]) -> Iterator[list[str]
 
 def _decode_batch(paths: list[str]) -> dict[str, str]:
     """Decode a batch at once; only when that fails, decode file by file to name the culprits."""
-    import nvidia.dali.experimental.dynamic as ndd
     from nvidia.dali import types
+
+    ndd = _dynamic_mode()
 
     encoded: dict[str, np.ndarray] = {}
     bad: dict[str, str] = {}
@@ -68,6 +87,8 @@ def _decode_batch(paths: list[str]) -> dict[str, str]:
             encoded[path] = np.fromfile(path, dtype=np.uint8)
         except OSError as err:
             bad[path] = f"{READ_ERROR}{err.strerror or err}"
+    if not encoded:
+        return bad
     try:
         with _native_stderr():  # DALI logs each failure on fd 2; the per-file pass reports them
             ndd.decoders.image(ndd.as_batch(list(encoded.values())), device="cpu", output_type=types.RGB)
@@ -83,8 +104,9 @@ def _decode_batch(paths: list[str]) -> dict[str, str]:
 
 def decode_one(data: np.ndarray) -> str | None:
     """DALI's reason for failing to decode one encoded image, or None when it decodes."""
-    import nvidia.dali.experimental.dynamic as ndd
     from nvidia.dali import types
+
+    ndd = _dynamic_mode()
 
     log: list[str] = []
     try:
@@ -94,7 +116,7 @@ def decode_one(data: np.ndarray) -> str | None:
     except RuntimeError as err:
         # The exception only says "Failed to decode sample"; the decoder's log line says why.
         lines = [_ANSI.sub("", line).strip() for line in "".join(log).splitlines() if line.strip()]
-        detail = lines[-1] if lines else str(err).strip().splitlines()[0]
+        detail = lines[-1] if lines else (str(err).strip() or type(err).__name__)
         return f"DALI's decoder failed: {detail}"
 
 
