@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # ImageNet statistics on the [0, 1] scale; the graphs multiply by 255 for uint8 input.
@@ -16,6 +17,15 @@ DTYPES = ("float32", "float16")
 LAYOUTS = ("NCHW", "NHWC")
 
 _MIB = 1024 * 1024
+
+
+def default_cache_dir() -> Path:
+    """Where results that outlive a run are cached (file verification): $DALI_PIPELINES_CACHE,
+    else $XDG_CACHE_HOME/dali_pipelines, else ~/.cache/dali_pipelines."""
+    explicit = os.environ.get("DALI_PIPELINES_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dali_pipelines"
 
 
 def default_num_threads() -> int:

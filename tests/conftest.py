@@ -10,6 +10,14 @@ import torch
 from dali_pipelines.sample import make_sample_dataset
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the verification cache of test runs out of the user's ~/.cache."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("DALI_PIPELINES_CACHE", tempfile.mkdtemp(prefix="dali-pipelines-cache-"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``@pytest.mark.gpu`` tests, with the reason, where CUDA is absent."""
     if torch.cuda.is_available():

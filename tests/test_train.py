@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -156,6 +157,35 @@ def test_missing_data_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert code == 2
     assert f"{tmp_path / 'train'}" in err and "Traceback" not in err
+
+
+def _with_bad_files(tiny_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    good = next((root / "train" / "space").iterdir())
+    (root / "train" / "space" / "cut.jpg").write_bytes(good.read_bytes()[:2000])  # truncated
+    (root / "train" / "texture" / "empty.jpg").write_bytes(b"")
+    return root
+
+
+def test_bad_files_stop_the_run_before_any_step(tiny_root: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """--on-bad-file error (the default) names each bad file and exits 2 before training starts."""
+    root = _with_bad_files(tiny_root, tmp_path)
+    code = main(["--data", str(root), *FAST, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "space/cut.jpg" in err and "texture/empty.jpg" in err and "--on-bad-file skip" in err
+    assert not (tmp_path / "run" / "steps.csv").exists()
+
+
+def test_bad_files_skipped_on_request(tiny_root: Path, tmp_path: Path) -> None:
+    """--on-bad-file skip leaves the bad files out and trains on the rest."""
+    root = _with_bad_files(tiny_root, tmp_path)
+    out = tmp_path / "run"
+    code = main(["--data", str(root), *FAST, "--epochs", "1", "--on-bad-file", "skip", "--out", str(out)])
+    assert code == 0
+    assert json.loads((out / "config.json").read_text())["steps_per_epoch"] == 3  # 27 good // 9
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", "truncated"],

@@ -81,6 +81,12 @@ def any_rank(flag: bool, device: torch.device, ctx: DistContext) -> bool:
     return all_reduce_sum([1.0 if flag else 0.0], device, ctx)[0] > 0
 
 
+def barrier(ctx: DistContext) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if ctx.enabled:
+        dist.barrier()
+
+
 def shutdown(ctx: DistContext) -> None:
     """Leave the process group cleanly (avoids NCCL warnings at exit)."""
     if ctx.enabled and dist.is_initialized():

@@ -14,8 +14,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dali_pipelines import DaliLoader, PipelineConfig, make_loader
-from dali_pipelines.config import default_num_threads
-from dali_pipelines.datasets import ImageFolderData, scan_image_folder
+from dali_pipelines.config import default_cache_dir, default_num_threads
+from dali_pipelines.datasets import ImageFolderData
+from dali_pipelines.readers import DataSource
+from dali_pipelines.sources import open_source
+from dali_pipelines.verify import prepare_data
 from train.checkpoint import (
     FORMAT_VERSION,
     clean_state_dict,
@@ -25,7 +28,7 @@ from train.checkpoint import (
     save_atomic,
 )
 from train.config import TrainConfig
-from train.distributed import DistContext, init_distributed, shutdown
+from train.distributed import DistContext, barrier, init_distributed, shutdown
 from train.metrics import MetricsLog
 from train.model import build_googlenet
 from train.optim import build_optimizer, build_scheduler
@@ -70,9 +73,21 @@ def _ranks_on_node(ctx: DistContext) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ctx.enabled else 1
 
 
-def open_split(cfg: TrainConfig, split: str) -> ImageFolderData:
-    """The train/ or val/ part of --data."""
-    return scan_image_folder(Path(cfg.data) / split)
+def open_split(cfg: TrainConfig, split: str, ctx: DistContext) -> DataSource:
+    """The train/ or val/ part of --data, verified (cached) before any graph is built.
+
+    Shards were verified when they were written; loose files are checked here because one
+    undecodable JPEG would kill the DALI pipeline hours into an epoch. Rank 0 verifies first
+    so the other ranks find every result in the cache.
+    """
+    data = open_source(cfg.data, fmt=cfg.format, split=split)
+    if not isinstance(data, ImageFolderData):
+        return data
+    for turn in range(2):
+        if (turn == 0) == ctx.is_main:
+            data = prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
+        barrier(ctx)
+    return data
 
 
 def _model_layout(device: str):
@@ -98,8 +113,8 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest) -> Run:
     """Data, loaders, model and optimizer, restored from --resume when given."""
     device = torch.device("cuda", ctx.local_rank) if cfg.device == "gpu" else torch.device("cpu")
     payload = load_checkpoint(Path(cfg.resume)) if cfg.resume else None
-    train_data = open_split(cfg, "train")
-    val_data = open_split(cfg, "val")
+    train_data = open_split(cfg, "train", ctx)
+    val_data = open_split(cfg, "val", ctx)
     if payload is not None and tuple(payload["classes"]) != tuple(train_data.classes):
         raise ValueError(f"--resume {cfg.resume} was trained on classes {payload['classes'][:5]}..., "
                          f"but --data {cfg.data} has {train_data.classes[:5]}...; use the same data set")
