@@ -178,3 +178,17 @@ def test_open_source_detects_the_format_and_names_the_fix(sample_root: Path, sha
         open_source(sample_root, split="test")
     with pytest.raises(DatasetError, match="does not exist"):
         open_source(sample_root / "missing")
+
+
+def test_train_checkpoint_resumes_the_same_batches(shards_dir: Path) -> None:
+    """DALI reader checkpointing covers the webdataset reader (buffer shuffle, tar-order reshuffle)."""
+    shards = open_shards(shards_dir)
+    loader = make_loader(shards, _cpu(4), train=True)
+    batches = iter(loader)
+    for _ in range(2):
+        next(batches)
+    state = loader.state()
+    rest = [labels.tolist() for _, labels in batches] + [labels.tolist() for _, labels in loader]
+    resumed = make_loader(shards, _cpu(4), train=True, checkpoint=state)
+    again = [labels.tolist() for _, labels in resumed] + [labels.tolist() for _, labels in resumed]
+    assert again == rest
