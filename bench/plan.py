@@ -34,8 +34,9 @@ def _bpr(settings: PlanSettings, batch_size: int) -> int:
 
 
 def _job(settings: PlanSettings, section: str, backend: str, **spec: object) -> Job:
-    fields = {"batch_size": settings.batch_size, "workers": settings.max_workers,
-              "device": settings.device, **spec}
+    # naive is sequential: one worker, whatever the setting, so tables show what ran.
+    workers = 1 if backend == "naive" else settings.max_workers
+    fields = {"batch_size": settings.batch_size, "workers": workers, "device": settings.device, **spec}
     run = RunSpec(**fields)  # type: ignore[arg-type]
     return Job(section, backend, run, warmup_batches=2 if settings.quick else 3,
                repeats=settings.repeats, batches_per_repeat=_bpr(settings, run.batch_size))
