@@ -46,7 +46,7 @@ def _split_root(path: Path, split: str | None) -> Path:
         return path
     candidate = path / split
     if not candidate.is_dir():
-        raise DatasetError(f"{path} has no '{split}' folder; pass a folder with {split}/ inside "
+        raise DatasetError(f"{candidate} does not exist; pass a data root with a {split}/ folder inside "
                            "(as make-sample and to-shards write them)")
     return candidate
 

@@ -174,7 +174,7 @@ def test_open_source_detects_the_format_and_names_the_fix(sample_root: Path, sha
         open_source(shards_dir, fmt="folder")
     with pytest.raises(DatasetError, match=r"has no \.tar shards; create them with"):
         open_source(sample_root / "val", fmt="wds")
-    with pytest.raises(DatasetError, match="has no 'test' folder"):
+    with pytest.raises(DatasetError, match=r"/test does not exist; pass a data root with a test/ folder"):
         open_source(sample_root, split="test")
     with pytest.raises(DatasetError, match="does not exist"):
         open_source(sample_root / "missing")
