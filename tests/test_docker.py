@@ -515,9 +515,11 @@ def context_problems(dockerfile: str, dockerignore: str, root: Path) -> list[str
                 source = str(PurePosixPath(written))
                 files = [source]
                 if (root / source).is_dir():
+                    # The wheel packs the packages' modules; result folders such as
+                    # bench/results/ sit beside them but are no part of the wheel.
                     files += [
                         p.relative_to(root).as_posix()
-                        for p in (root / source).rglob("*")
+                        for p in (root / source).rglob("*.py")
                         if p.is_file() and "__pycache__" not in p.parts
                     ]
                 problems += [
