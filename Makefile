@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 DATA := data/sample
 SAMPLE_IMAGES ?= 2000
 
-.PHONY: demo test lint bench bench-full clean help
+.PHONY: demo test lint bench clean help
 
 help:
-	@echo "make demo | test | lint | bench | bench-full | clean"
+	@echo "make demo | test | lint | bench | docker | clean"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,8 @@ bench: $(VENV)/.deps-test $(DATA)/train
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
+
+IMAGE ?= dali-pipelines:latest
+.PHONY: docker
+docker:
+	docker build -t $(IMAGE) .
