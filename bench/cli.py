@@ -110,7 +110,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]
-    return get_args_parser().parse_args(argv)
+    args = get_args_parser().parse_args(argv)
+    args.argv = argv  # recorded with the results as the exact command
+    return args
 
 
 def _resolve_data(args: argparse.Namespace, tmp: Path, images: int) -> Path:

@@ -35,10 +35,10 @@ def _settings(args: argparse.Namespace, device: str) -> PlanSettings:
     )
 
 
-def _run_record(data_root: Path, device: str, quick: bool) -> dict[str, Any]:
+def _run_record(data_root: Path, device: str, quick: bool, argv: list[str]) -> dict[str, Any]:
     info = machine_info()
     data = scan_image_folder(data_root)
-    return {"kind": "run", "date": today(), "timestamp": now_iso(), "command": command_line(),
+    return {"kind": "run", "date": today(), "timestamp": now_iso(), "command": command_line(argv),
             "machine": info, "machine_slug": machine_slug(info), "versions": versions(),
             "device": device, "quick": quick,
             "data": {"name": str(data_root), "images": len(data), "classes": len(data.classes)},
@@ -74,7 +74,7 @@ def run_command(args: argparse.Namespace, data_root: Path, device: str) -> dict[
     """Every planned measurement, each in its own process, then the result files and the tables."""
     out_dir = args.out or (Path(__file__).resolve().parent / "results" / ("_scratch" if args.quick else ""))
     jobs = build_plan(_settings(args, device))
-    run = _run_record(data_root, device, args.quick)
+    run = _run_record(data_root, device, args.quick, args.argv)
     with tqdm(total=len(jobs), desc="bench", unit="job") as bar:
         for group in _groups(jobs, args.quick):
             bar.set_postfix_str(group[0].label())
@@ -110,6 +110,7 @@ def soak_command(args: argparse.Namespace, data_root: Path) -> dict[str, Any]:
         raise ValueError("--device gpu needs a CUDA GPU and none is visible; use --device cpu or auto")
     data = scan_image_folder(data_root)
     run = run_soak(data, devices, args.epochs, args.batch_size, args.threads)
+    run["command"] = command_line(args.argv)
     paths = write_soak(run, args.out)
     for device, s in run["summary"].items():
         print(f"{device}: RSS {s['rss_epoch2_mb']:.0f} MiB after epoch 2 -> {s['rss_last_mb']:.0f} MiB "

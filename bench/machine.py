@@ -78,8 +78,8 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def command_line() -> str:
-    """The command as typed, e.g. ``python -m bench --quick``."""
-    argv = sys.argv[1:]
-    prog = "python -m bench" if sys.argv[0].endswith(("__main__.py", "-m")) else os.path.basename(sys.argv[0])
-    return " ".join([prog, *map(shlex.quote, argv)])
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as run, e.g. ``python -m bench --quick`` (``argv``: the arguments given to main)."""
+    args = sys.argv[1:] if argv is None else argv
+    prog = "dali-bench" if sys.argv[0].endswith("dali-bench") else "python -m bench"
+    return " ".join([prog, *map(shlex.quote, args)])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 _logger = logging.getLogger(__name__)
+_RUN_NAME = re.compile(r".+-\d{4}-\d{2}-\d{2}\.json")
 
 CSV_COLUMNS = (
     "section", "backend", "workload", "batch_size", "workers", "device", "step_ms", "hw_decoder_load",
@@ -47,7 +49,9 @@ def newest_run_file(out_dir: Path) -> Path:
     if not out_dir.is_dir():
         raise FileNotFoundError(
             f"--out {out_dir} is not a folder; run `python -m bench --out {out_dir}` first")
-    candidates = [p for p in out_dir.glob("*.json") if not p.name.startswith("soak-")]
+    # <machine>-<YYYY-MM-DD>.json only: other tools (e.g. shards_vs_files) write JSON here too.
+    candidates = [p for p in out_dir.glob("*.json")
+                  if _RUN_NAME.fullmatch(p.name) and not p.name.startswith("soak-")]
     if not candidates:
         raise FileNotFoundError(f"no results JSON in {out_dir}; run `python -m bench --out {out_dir}` first")
     return max(candidates, key=lambda p: p.stat().st_mtime)
