@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from dali_pipelines.argtypes import positive_int
 from dali_pipelines.datasets import DatasetError
 from dali_pipelines.sample import make_sample_dataset
 from dali_pipelines.to_shards import DEFAULT_IMAGES_PER_SHARD, convert_dataset
@@ -21,7 +22,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "make-sample", help="write a sample ImageFolder data set (train/ and val/) of real photos")
     sample.add_argument("out", help="folder to create; must be new or empty")
-    sample.add_argument("--images", type=_positive_int, default=2000,
+    sample.add_argument("--images", type=positive_int, default=2000,
                         help="JPEGs in total over both splits (default: 2000)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
@@ -30,24 +31,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         "indexes; rerun to resume")
     shards.add_argument("src", help="ImageFolder root, or a folder with train/ and val/ ImageFolders")
     shards.add_argument("out", help="output folder (new, empty, or an interrupted conversion to resume)")
-    shards.add_argument("--images-per-shard", type=_positive_int, default=DEFAULT_IMAGES_PER_SHARD,
+    shards.add_argument("--images-per-shard", type=positive_int, default=DEFAULT_IMAGES_PER_SHARD,
                         help=f"images per .tar (default: {DEFAULT_IMAGES_PER_SHARD})")
     shards.add_argument("--seed", type=int, default=0,
                         help="seed of the one global shuffle that mixes classes across shards (default: 0)")
     shards.add_argument("--deep", action="store_true",
                         help="verify by decoding every image, not only headers (default: off)")
-    add_verify_parser(commands, _positive_int)
+    add_verify_parser(commands)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _to_shards(args: argparse.Namespace) -> int:

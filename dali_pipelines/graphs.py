@@ -53,6 +53,11 @@ def _normalize(images: DataNode, cfg: PipelineConfig, mirror: DataNode | int) ->
     )
 
 
+def _resize_square(images: DataNode, size: int) -> DataNode:
+    """Resize to size x size (aspect not kept), antialiased like PIL's bilinear."""
+    return fn.resize(images, resize_x=size, resize_y=size, interp_type=types.INTERP_LINEAR, antialias=True)
+
+
 def _labels_out(labels: DataNode, cfg: PipelineConfig) -> DataNode:
     # Labels travel with the images so the training step needs no host->device copy.
     return labels.gpu() if cfg.device == "gpu" else labels
@@ -71,13 +76,7 @@ def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, Data
         num_attempts=100,
         **_decoder_args(cfg),
     )
-    images = fn.resize(
-        images,
-        resize_x=cfg.crop_size,
-        resize_y=cfg.crop_size,
-        interp_type=types.INTERP_LINEAR,
-        antialias=True,
-    )
+    images = _resize_square(images, cfg.crop_size)
     mirror = fn.random.coin_flip(probability=0.5)
     return _normalize(images, cfg, mirror), _labels_out(labels, cfg)
 
@@ -104,13 +103,7 @@ def seed_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataN
     """
     jpegs, labels = read_encoded(source, cfg, train=False)
     images = fn.decoders.image(jpegs, **_decoder_args(cfg))
-    images = fn.resize(
-        images,
-        resize_x=cfg.crop_size,
-        resize_y=cfg.crop_size,
-        interp_type=types.INTERP_LINEAR,
-        antialias=True,
-    )
+    images = _resize_square(images, cfg.crop_size)
     images = fn.crop_mirror_normalize(
         images,
         mean=[0.0, 0.0, 0.0],

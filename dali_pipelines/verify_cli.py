@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
+from dali_pipelines.argtypes import positive_int
 from dali_pipelines.config import default_num_threads
 from dali_pipelines.datasets import (
     DatasetError,
@@ -17,7 +17,7 @@ from dali_pipelines.datasets import (
 from dali_pipelines.verify import DEFAULT_MAX_PIXELS, VerifyReport, verify_data
 
 
-def add_verify_parser(commands: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
+def add_verify_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``verify`` and its options to the ``python -m dali_pipelines`` subcommands."""
     verify = commands.add_parser(
         "verify", help="check every image for what would stop DALI (exit 1 when any file is bad)",

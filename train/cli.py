@@ -10,37 +10,11 @@ from pathlib import Path
 
 import torch
 
+from dali_pipelines.argtypes import fraction, non_negative_float, positive_int
 from dali_pipelines.datasets import DatasetError
 from train.checkpoint import CheckpointError
 from train.config import TrainConfig, default_device
 from train.distributed import DistributedError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
-    return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -57,46 +31,46 @@ def get_args_parser() -> argparse.ArgumentParser:
                       help="data layout; auto detects shards vs folders (default: auto)")
     data.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
                       help="a file that fails verification stops the run or is left out (default: error)")
-    data.add_argument("--image-size", type=_positive_int, default=224,
+    data.add_argument("--image-size", type=positive_int, default=224,
                       help="crop side fed to the model; eval resizes to size*256/224 first (default: 224)")
-    data.add_argument("--batch-size", type=_positive_int, default=64,
+    data.add_argument("--batch-size", type=positive_int, default=64,
                       help="images per step per GPU/process (default: 64)")
-    data.add_argument("--workers", type=_positive_int, default=None,
+    data.add_argument("--workers", type=positive_int, default=None,
                       help="DALI CPU threads per process (default: all cores up to 8, divided by ranks)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--device", choices=["gpu", "cpu"], default=default_device(),
                      help="gpu: nvJPEG + GPU model; cpu: the same graph on CPU threads "
                      f"(default here: {default_device()})")
-    run.add_argument("--epochs", type=_positive_int, default=90, help="epochs (default: 90)")
-    run.add_argument("--max-steps", type=_positive_int, default=None,
+    run.add_argument("--epochs", type=positive_int, default=90, help="epochs (default: 90)")
+    run.add_argument("--max-steps", type=positive_int, default=None,
                      help="stop after this many optimizer steps in total; the schedule still "
                      "spans --epochs (default: no cap)")
     run.add_argument("--out", type=Path, default=Path("runs/googlenet"),
                      help="run directory for logs and checkpoints (default: runs/googlenet)")
     run.add_argument("--resume", type=Path, default=None,
                      help="checkpoint to continue from, e.g. RUN_DIR/checkpoints/last.pt (default: none)")
-    run.add_argument("--save-every", type=_positive_int, default=500,
+    run.add_argument("--save-every", type=positive_int, default=500,
                      help="also checkpoint every N steps, besides each epoch end (default: 500)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    run.add_argument("--log-every", type=_positive_int, default=10,
+    run.add_argument("--log-every", type=positive_int, default=10,
                      help="steps between CSV/TensorBoard step records (default: 10)")
 
     opt = parser.add_argument_group("optimization")
-    opt.add_argument("--lr", type=_non_negative_float, default=0.1,
+    opt.add_argument("--lr", type=non_negative_float, default=0.1,
                      help="learning rate per 256 images; scaled by global batch / 256 (default: 0.1)")
-    opt.add_argument("--momentum", type=_fraction, default=0.9, help="SGD momentum (default: 0.9)")
-    opt.add_argument("--weight-decay", type=_non_negative_float, default=1e-4,
+    opt.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (default: 0.9)")
+    opt.add_argument("--weight-decay", type=non_negative_float, default=1e-4,
                      help="weight decay (default: 1e-4)")
     opt.add_argument("--no-decay-norm-bias", action="store_true",
                      help="no weight decay on BatchNorm weights and biases (default: decay all)")
-    opt.add_argument("--warmup-epochs", type=_non_negative_float, default=2.0,
+    opt.add_argument("--warmup-epochs", type=non_negative_float, default=2.0,
                      help="linear warm-up length in epochs (default: 2)")
     opt.add_argument("--schedule", choices=["cosine", "step"], default="cosine",
                      help="after warm-up: cosine to 0, or x0.1 every --step-epochs (default: cosine)")
-    opt.add_argument("--step-epochs", type=_positive_int, default=30,
+    opt.add_argument("--step-epochs", type=positive_int, default=30,
                      help="epochs between x0.1 decays for --schedule step (default: 30)")
-    opt.add_argument("--label-smoothing", type=_fraction, default=0.0,
+    opt.add_argument("--label-smoothing", type=fraction, default=0.0,
                      help="cross-entropy label smoothing (default: 0)")
     opt.add_argument("--amp", choices=["bf16", "fp16", "off"], default="bf16",
                      help="mixed precision on the GPU; fp16 uses a gradient scaler; ignored on CPU "
