@@ -108,10 +108,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse, with ``run`` inserted when no sub-command is given (``python -m bench --quick``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    given = list(argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]
     args = get_args_parser().parse_args(argv)
-    args.argv = argv  # recorded with the results as the exact command
+    args.argv = given  # recorded with the results as the exact command
     return args
 
 

@@ -62,8 +62,9 @@ def throughput_table(run: dict[str, Any]) -> list[str]:
         gpu = "" if m["peak_gpu_mb"] is None else f"{m['peak_gpu_mb']:.0f}"
         rows.append([f"`{backend}`", *(_rate(cells[w]) if w in cells else "-" for w in workloads),
                      f"{m['cpu_s_per_1000']:.2f}", f"{m['peak_rss_mb']:.0f}", gpu or "-"])
-    first = ok_rows(run, "throughput")
-    settings = f"batch {first[0]['batch_size']}, {first[0]['workers']} workers/threads" if first else ""
+    first = [r for r in ok_rows(run, "throughput") if r["backend"] != "naive"] or ok_rows(run, "throughput")
+    settings = (f"batch {first[0]['batch_size']}, {first[0]['workers']} workers/threads "
+                "(naive: sequential)") if first else ""
     title = f"Throughput, images/s: median of the repeats (min-max); {settings}"
     header = ["backend", *workloads, "CPU s / 1000 img", "peak RSS MiB", "peak GPU MiB"]
     return [f"**{title}**", "", *_table(header, rows), "", *skipped]
