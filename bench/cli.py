@@ -79,8 +79,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help=f"workers/threads of the main measurements; scaling goes 1..this (default: {CORES})")
     p.add_argument("--images", type=_int_in("--images", 64, 1_000_000), default=None,
                    help="size of the sample set made without --data (default: 2000, 320 with --quick)")
+    _add_on_bad_file(p)
     p.add_argument("--timeout", type=_int_in("--timeout", 10, 86400), default=600,
                    help="seconds before one measurement is abandoned (default: 600)")
+
+
+def _add_on_bad_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--on-bad-file", choices=("error", "skip"), default="error",
+                   help="a file that fails verification stops the run, or is left out of every "
+                        "backend (default: error)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -102,6 +109,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     soak.add_argument("--batch-size", type=_int_in("--batch-size", 1, 4096), default=64, help="(default: 64)")
     soak.add_argument("--threads", type=_int_in("--threads", 1, 1024), default=CORES,
                       help=f"DALI CPU threads (default: {CORES})")
+    _add_on_bad_file(soak)
     return parser
 
 
@@ -120,7 +128,7 @@ def _resolve_data(args: argparse.Namespace, tmp: Path, images: int) -> Path:
     from bench.data import image_folder_root, load_jpeg_folder, make_temp_sample
 
     root = image_folder_root(args.data) if args.data else make_temp_sample(images, tmp)
-    load_jpeg_folder(root)  # fail here, naming the folder, not in a worker process
+    load_jpeg_folder(root, on_bad_file=args.on_bad_file)  # fail here, naming the files, not in a worker
     return root
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from bench.data import load_jpeg_folder
 from bench.isolate import run_isolated
 from bench.jobs import Job
 from bench.machine import command_line, machine_info, machine_slug, now_iso, today, versions
@@ -17,7 +18,6 @@ from bench.plots import plot_run
 from bench.report import render_markdown
 from bench.results import load_json, newest_run_file, results_stem, write_run
 from bench.workloads import WORKLOADS
-from dali_pipelines import scan_image_folder
 
 _logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _settings(args: argparse.Namespace, device: str) -> PlanSettings:
 
 def _run_record(data_root: Path, device: str, quick: bool, argv: list[str]) -> dict[str, Any]:
     info = machine_info()
-    data = scan_image_folder(data_root)
+    data = load_jpeg_folder(data_root, on_bad_file="skip")
     return {"kind": "run", "date": today(), "timestamp": now_iso(), "command": command_line(argv),
             "machine": info, "machine_slug": machine_slug(info), "versions": versions(),
             "device": device, "quick": quick,
@@ -108,7 +108,7 @@ def soak_command(args: argparse.Namespace, data_root: Path) -> dict[str, Any]:
         ["cpu"] if args.device == "auto" else [args.device])
     if "gpu" in devices and not torch.cuda.is_available():
         raise ValueError("--device gpu needs a CUDA GPU and none is visible; use --device cpu or auto")
-    data = scan_image_folder(data_root)
+    data = load_jpeg_folder(data_root, on_bad_file="skip")
     run = run_soak(data, devices, args.epochs, args.batch_size, args.threads)
     run["command"] = command_line(args.argv)
     paths = write_soak(run, args.out)

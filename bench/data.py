@@ -6,7 +6,9 @@ import logging
 from pathlib import Path
 
 from dali_pipelines import DatasetError, ImageFolderData, scan_image_folder
+from dali_pipelines.config import default_cache_dir
 from dali_pipelines.sample import make_sample_dataset
+from dali_pipelines.verify import prepare_data
 
 _logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -27,12 +29,14 @@ def make_temp_sample(images: int, parent: Path) -> Path:
     return root / "train"
 
 
-def load_jpeg_folder(root: Path) -> ImageFolderData:
-    """Scan ``root``; every file must be a JPEG, since the backends compare JPEG decoders."""
+def load_jpeg_folder(root: Path, *, on_bad_file: str = "error") -> ImageFolderData:
+    """Scan and verify ``root`` (cached); every file must be a JPEG, since the backends compare
+    JPEG decoders. A bad file would kill the DALI backends mid-measurement, so it stops the run
+    before any job (``error``) or is left out of every backend alike (``skip``)."""
     data = scan_image_folder(root)
     others = [f for f in data.files if not f.lower().endswith(JPEG_SUFFIXES)]
     if others:
         raise DatasetError(
             f"--data {root}: {len(others)} of {len(data)} files are not JPEG (e.g. {others[0]}); "
             "the benchmark compares JPEG decoders, so pass a JPEG-only ImageFolder")
-    return data
+    return prepare_data(data, on_bad_file=on_bad_file, cache_dir=default_cache_dir())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from bench.cli import main
+from bench.data import load_jpeg_folder
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
@@ -46,3 +48,28 @@ def test_help_lists_defaults(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "(default: 3)" in capsys.readouterr().out
+
+
+def _with_truncated_jpeg(train_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(train_root, root)
+    good = next((root / "cat").iterdir())
+    (root / "cat" / "cut.jpg").write_bytes(good.read_bytes()[:1500])
+    return root
+
+
+def test_bad_jpeg_stops_the_run_before_any_job(train_root: Path, tmp_path: Path, capsys) -> None:
+    """A file that would kill the DALI backends is named before anything is measured."""
+    root = _with_truncated_jpeg(train_root, tmp_path)
+    assert main(["--quick", "--data", str(root), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cat/cut.jpg" in err and "--on-bad-file skip" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_jpeg_skipped_on_request(train_root: Path, tmp_path: Path) -> None:
+    """With skip, every backend reads the same verified list, without the bad file."""
+    root = _with_truncated_jpeg(train_root, tmp_path)
+    data = load_jpeg_folder(root, on_bad_file="skip")
+    assert len(data) == len(list(root.rglob("*.jpg"))) - 1
+    assert not any(f.endswith("cut.jpg") for f in data.files)
