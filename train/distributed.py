@@ -88,7 +88,7 @@ def barrier(ctx: DistContext) -> None:
 
 
 def shutdown(ctx: DistContext) -> None:
-    """Leave the process group cleanly (avoids NCCL warnings at exit)."""
+    """Leave the process group (avoids NCCL's warning at exit). No barrier: after an error on one
+    rank the others may never arrive, and torchrun ends them when this rank exits non-zero."""
     if ctx.enabled and dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,13 +176,15 @@ def save_checkpoint(run: Run, name: str) -> Path:
 
 def run(cfg: TrainConfig) -> int:
     """Train as configured; returns the process exit code (0 also after a graceful stop)."""
-    random.seed(cfg.seed)
     ctx = init_distributed(cfg.device)
     stop = StopRequest().install()
     try:
         state = setup(cfg, ctx, stop)
-        _announce(state)
-        return _epochs(state)
+        try:
+            _announce(state)
+            return _epochs(state)
+        finally:
+            state.trainer.metrics.close()
     finally:
         stop.uninstall()
         shutdown(ctx)
@@ -225,7 +226,6 @@ def _epochs(state: Run) -> int:
         _end_epoch(state, result)
         if result.stopped_by:
             break
-    trainer.metrics.close()
     return 0
 
 
