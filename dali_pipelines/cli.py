@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from dali_pipelines.argtypes import positive_int
+from dali_pipelines.argtypes import positive_int, seed
 from dali_pipelines.datasets import DatasetError
 from dali_pipelines.sample import make_sample_dataset
 from dali_pipelines.to_shards import DEFAULT_IMAGES_PER_SHARD, convert_dataset
@@ -24,7 +24,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     sample.add_argument("out", help="folder to create; must be new or empty")
     sample.add_argument("--images", type=positive_int, default=2000,
                         help="JPEGs in total over both splits (default: 2000)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sample.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
 
     shards = commands.add_parser(
         "to-shards", help="convert an ImageFolder (or train/ + val/) to WebDataset tar shards with DALI "
@@ -33,7 +33,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     shards.add_argument("out", help="output folder (new, empty, or an interrupted conversion to resume)")
     shards.add_argument("--images-per-shard", type=positive_int, default=DEFAULT_IMAGES_PER_SHARD,
                         help=f"images per .tar (default: {DEFAULT_IMAGES_PER_SHARD})")
-    shards.add_argument("--seed", type=int, default=0,
+    shards.add_argument("--seed", type=seed, default=0,
                         help="seed of the one global shuffle that mixes classes across shards (default: 0)")
     shards.add_argument("--deep", action="store_true",
                         help="verify by decoding every image, not only headers (default: off)")

@@ -89,19 +89,53 @@ def test_checkpoint_loads_into_torchvision(tiny_root: Path, tmp_path: Path) -> N
     assert logits.shape == (1, len(CLASSES)) and torch.isfinite(logits).all()
 
 
+def _torchrun(tiny_root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """python -m train under torchrun: 2 CPU processes joined through gloo."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "train", "--data", str(tiny_root), "--device", "cpu", "--image-size", "64",
+           "--batch-size", "4", "--workers", "1", "--out", str(out), *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def test_two_process_gloo_run_counts_val_once(tiny_root: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes (gloo) trains, and eval sees each of the 9 val images once."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "train", "--data", str(tiny_root), "--device", "cpu", "--image-size", "64",
-           "--batch-size", "4", "--workers", "1", "--epochs", "2", "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _torchrun(tiny_root, out, "--epochs", "2")
     assert "ranks: 2" in done.stdout
     epochs = _rows(out / "epochs.csv")  # rank 0 alone writes
     assert [int(row["val_images"]) for row in epochs] == [9, 9]
     # 27 images over 2 ranks: shards of 13 and 14, 3 full batches of 4 on each.
     assert [int(row["step"]) for row in epochs] == [3, 6]
+
+
+def test_two_process_resume_continues_the_same_losses(tiny_root: Path, tmp_path: Path) -> None:
+    """Under DDP every rank's loader position and RNG are saved: a 2-process run stopped after
+    2 steps and resumed logs the same losses through step 5 (past an epoch end) as one that ran on."""
+    common = ["--epochs", "3", "--log-every", "1", "--seed", "4"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    _torchrun(tiny_root, whole, *common, "--max-steps", "5")
+    _torchrun(tiny_root, parts, *common, "--max-steps", "2")
+    last = parts / "checkpoints" / "last.pt"
+    assert len(torch.load(last, weights_only=True)["loader_state"]) == 2
+    _torchrun(tiny_root, parts, *common, "--max-steps", "5", "--resume", str(last))
+    expected, got = _losses(whole), _losses(parts)
+    assert sorted(got) == sorted(expected) == list(range(1, 6))
+    for step in range(1, 6):
+        assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
+
+
+def test_resume_with_other_settings_is_refused(tiny_root: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Resuming with another batch size would not continue the same sample sequence: refused."""
+    out = tmp_path / "run"
+    common = ["--data", str(tiny_root), *FAST, "--epochs", "1", "--out", str(out)]
+    assert main([*common, "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    code = main([*common, "--batch-size", "8", "--resume", str(out / "checkpoints" / "last.pt")])
+    assert code == 2
+    assert "was written with --batch-size 9, this run has 8" in capsys.readouterr().err
 
 
 def test_sigterm_saves_and_exits_zero(tiny_root: Path, tmp_path: Path) -> None:
@@ -130,6 +164,7 @@ def test_sigterm_saves_and_exits_zero(tiny_root: Path, tmp_path: Path) -> None:
         (["--lr", "fast"], "argument --lr: expected a number >= 0, got 'fast'"),
         (["--momentum", "1.5"], "argument --momentum: expected a number in [0, 1), got 1.5"),
         (["--amp", "int8"], "argument --amp: invalid choice: 'int8'"),
+        (["--seed", "-1"], "argument --seed: expected a seed in [0, 2**30), got -1"),
     ],
 )
 def test_bad_arguments_name_the_flag(tiny_root: Path, args: list[str], message: str,

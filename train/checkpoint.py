@@ -4,9 +4,9 @@ Layout (a dict; every value loads under ``torch.load(..., weights_only=True)``):
 ``model`` (GoogLeNet state_dict, no ``module.``/``_orig_mod.`` prefixes, so it loads into
 ``torchvision.models.googlenet(num_classes=K, aux_logits=True)``), ``optimizer``,
 ``scheduler``, ``scaler``, ``epoch``, ``step`` (global optimizer steps done),
-``epoch_step`` (steps done in ``epoch``), ``loader_state`` (DALI reader checkpoint),
-``rng`` (torch CPU/CUDA generator states), ``config``, ``classes``, ``best_top1``,
-``format_version``.
+``epoch_step`` (steps done in ``epoch``), ``loader_state`` and ``rng`` (lists in rank order:
+each rank's DALI pipeline checkpoint and torch CPU/CUDA generator states), ``config``,
+``classes``, ``best_top1``, ``format_version``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 
 _logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "model", "optimizer", "scheduler", "epoch", "step", "epoch_step",
                  "loader_state", "rng", "config", "classes")
 

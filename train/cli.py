@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from dali_pipelines.argtypes import fraction, non_negative_float, positive_int
+from dali_pipelines.argtypes import fraction, non_negative_float, positive_int, seed
 from dali_pipelines.datasets import DatasetError
 from train.checkpoint import CheckpointError
 from train.config import TrainConfig, default_device
@@ -52,7 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="checkpoint to continue from, e.g. RUN_DIR/checkpoints/last.pt (default: none)")
     run.add_argument("--save-every", type=positive_int, default=500,
                      help="also checkpoint every N steps, besides each epoch end (default: 500)")
-    run.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    run.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
     run.add_argument("--log-every", type=positive_int, default=10,
                      help="steps between CSV/TensorBoard step records (default: 10)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -79,6 +80,15 @@ def all_reduce_sum(values: list[float], device: torch.device, ctx: DistContext) 
 def any_rank(flag: bool, device: torch.device, ctx: DistContext) -> bool:
     """True on every rank when it is True on any: all ranks stop at the same step."""
     return all_reduce_sum([1.0 if flag else 0.0], device, ctx)[0] > 0
+
+
+def gather_to_main(value: Any, ctx: DistContext) -> list[Any] | None:
+    """Every rank's ``value`` as a list on rank 0 (None elsewhere); a pickled object gather."""
+    if not ctx.enabled:
+        return [value]
+    gathered: list[Any] | None = [None] * ctx.world_size if ctx.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
 
 
 def barrier(ctx: DistContext) -> None:

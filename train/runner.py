@@ -27,7 +27,7 @@ from train.checkpoint import (
     save_atomic,
 )
 from train.config import TrainConfig
-from train.distributed import DistContext, barrier, init_distributed, shutdown
+from train.distributed import DistContext, barrier, gather_to_main, init_distributed, shutdown
 from train.metrics import MetricsLog
 from train.model import build_googlenet
 from train.optim import build_optimizer, build_scheduler
@@ -114,12 +114,11 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest) -> Run:
     payload = load_checkpoint(Path(cfg.resume)) if cfg.resume else None
     train_data = open_split(cfg, "train", ctx)
     val_data = open_split(cfg, "val", ctx)
-    if payload is not None and tuple(payload["classes"]) != tuple(train_data.classes):
-        raise ValueError(f"--resume {cfg.resume} was trained on classes {payload['classes'][:5]}..., "
-                         f"but --data {cfg.data} has {train_data.classes[:5]}...; use the same data set")
+    if payload is not None:
+        _check_resumable(payload, cfg, ctx, train_data.classes)
     pipe_cfg = pipeline_config(cfg, ctx)
     train_loader = make_loader(train_data, pipe_cfg, train=True,
-                               checkpoint=payload["loader_state"] if payload else None)
+                               checkpoint=payload["loader_state"][ctx.rank] if payload else None)
     val_loader = make_loader(val_data, pipe_cfg, train=False)
     model = build_model(len(train_data.classes), cfg, ctx, device)
     optimizer = build_optimizer(model, lr=cfg.scaled_lr(ctx.world_size), momentum=cfg.momentum,
@@ -136,7 +135,7 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest) -> Run:
                       to_model_layout=_model_layout(cfg.device))
     progress = Progress()
     if payload is not None:
-        progress = _restore(payload, trainer)
+        progress = _restore(payload, trainer, ctx.rank)
     # Dropout differs per rank; set after restore so a resumed run continues the same stream.
     if payload is None:
         torch.manual_seed(cfg.seed + 1000 * (ctx.rank + 1))
@@ -144,14 +143,31 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest) -> Run:
                classes=tuple(train_data.classes), progress=progress, run_dir=run_dir)
 
 
-def _restore(payload: dict[str, Any], trainer: Trainer) -> Progress:
+def _check_resumable(payload: dict[str, Any], cfg: TrainConfig, ctx: DistContext,
+                     classes: tuple[str, ...]) -> None:
+    """An exact resume needs the same data, ranks and sample-order settings as the saved run."""
+    if tuple(payload["classes"]) != tuple(classes):
+        raise ValueError(f"--resume {cfg.resume} was trained on classes {payload['classes'][:5]}..., "
+                         f"but --data {cfg.data} has {classes[:5]}...; use the same data set")
+    saved_ranks = len(payload["loader_state"])
+    if saved_ranks != ctx.world_size:
+        raise ValueError(f"--resume {cfg.resume} was written by {saved_ranks} process(es), this run has "
+                         f"{ctx.world_size}; resume with the same torchrun --nnodes x --nproc_per_node")
+    for flag in ("batch_size", "seed", "image_size", "epochs"):
+        saved, now = payload["config"][flag], getattr(cfg, flag)
+        if saved != now:
+            raise ValueError(f"--resume {cfg.resume} was written with --{flag.replace('_', '-')} {saved}, "
+                             f"this run has {now}; pass the same value to continue the run exactly")
+
+
+def _restore(payload: dict[str, Any], trainer: Trainer, rank: int) -> Progress:
     model = getattr(trainer.model, "module", trainer.model)
     getattr(model, "_orig_mod", model).load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
     trainer.scheduler.load_state_dict(payload["scheduler"])
     if payload.get("scaler"):
         trainer.scaler.load_state_dict(payload["scaler"])
-    restore_rng(payload["rng"])
+    restore_rng(payload["rng"][rank])
     return Progress(epoch=payload["epoch"], step=payload["step"], epoch_step=payload["epoch_step"],
                     best_top1=payload.get("best_top1", -1.0))
 
@@ -159,6 +175,8 @@ def _restore(payload: dict[str, Any], trainer: Trainer) -> Progress:
 def save_checkpoint(run: Run, name: str) -> Path:
     """Write checkpoints/<name>.pt on rank 0 (every rank must call: loader state is per rank)."""
     path = run.checkpoint_dir / f"{name}.pt"
+    # Each rank has its own shard position, augmentation RNG and dropout RNG: keep them all.
+    per_rank = gather_to_main((run.train_loader.state(), rng_state()), run.ctx)
     if not run.ctx.is_main:
         return path
     trainer, progress = run.trainer, run.progress
@@ -167,7 +185,7 @@ def save_checkpoint(run: Run, name: str) -> Path:
         "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
         "scaler": trainer.scaler.state_dict(), "epoch": progress.epoch, "step": progress.step,
         "epoch_step": progress.epoch_step, "best_top1": progress.best_top1,
-        "loader_state": run.train_loader.state(), "rng": rng_state(),
+        "loader_state": [loader for loader, _ in per_rank], "rng": [rng for _, rng in per_rank],
         "config": run.cfg.to_dict(), "classes": list(run.classes),
     }
     save_atomic(payload, path)
