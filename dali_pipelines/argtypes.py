@@ -24,6 +24,11 @@ def _checked(convert: Callable[[str], Number], accept: Callable[[Number], bool],
     return parse
 
 
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An integer type for argparse accepting ``low..high`` inclusive."""
+    return _checked(int, lambda v: low <= v <= high, f"an integer in [{low}, {high}]")
+
+
 positive_int = _checked(int, lambda v: v > 0, "a positive integer")
 non_negative_float = _checked(float, lambda v: v >= 0, "a number >= 0")
 fraction = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")

@@ -159,7 +159,8 @@ def test_sigterm_saves_and_exits_zero(tiny_root: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got 0"),
+        (["--batch-size", "0"], "argument --batch-size: expected an integer in [1, 65536], got 0"),
+        (["--image-size", "8"], "argument --image-size: expected an integer in [32, 4096], got 8"),
         (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
         (["--lr", "fast"], "argument --lr: expected a number >= 0, got 'fast'"),
         (["--momentum", "1.5"], "argument --momentum: expected a number in [0, 1), got 1.5"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from dali_pipelines.argtypes import fraction, non_negative_float, positive_int, seed
+from dali_pipelines.argtypes import fraction, int_in, non_negative_float, positive_int, seed
 from dali_pipelines.datasets import DatasetError
 from train.checkpoint import CheckpointError
 from train.config import TrainConfig, default_device
@@ -31,11 +31,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                       help="data layout; auto detects shards vs folders (default: auto)")
     data.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
                       help="a file that fails verification stops the run or is left out (default: error)")
-    data.add_argument("--image-size", type=positive_int, default=224,
+    data.add_argument("--image-size", type=int_in(32, 4096), default=224,
                       help="crop side fed to the model; eval resizes to size*256/224 first (default: 224)")
-    data.add_argument("--batch-size", type=positive_int, default=64,
+    data.add_argument("--batch-size", type=int_in(1, 65536), default=64,
                       help="images per step per GPU/process (default: 64)")
-    data.add_argument("--workers", type=positive_int, default=None,
+    data.add_argument("--workers", type=int_in(1, 1024), default=None,
                       help="DALI CPU threads per process (default: all cores up to 8, divided by ranks)")
 
     run = parser.add_argument_group("run")
