@@ -94,6 +94,9 @@ def _jpeg_header(f: BinaryIO, size: int) -> Header:
             if len(body) < 6:
                 return Header("truncated JPEG: file ends inside the frame header")
             frame = (marker, *struct.unpack(">BHHB", body))
+            if length < 8 + 3 * frame[4]:  # 3 bytes per component follow the 6 read here
+                return Header(f"corrupt JPEG header: frame header (SOF) length {length} is too short "
+                              f"for {frame[4]} components")
             f.seek(length - 8, 1)
         elif marker == _SOS:
             if frame is None:
@@ -136,12 +139,24 @@ def _jpeg_frame_and_tail(f: BinaryIO, size: int, frame: tuple[int, int, int, int
         return Header(f"JPEG header gives a {width}x{height} image (height in a DNL marker is not "
                       "supported by DALI)", width, height)
     scan_start = f.tell()
-    tail_start = max(scan_start, size - _TAIL_BYTES)
-    f.seek(tail_start)
-    if b"\xff\xd9" not in f.read():
+    f.seek(max(scan_start, size - _TAIL_BYTES))
+    # Fast path: the end marker in the tail. Data appended after it (over 64 KiB of it) is
+    # legal, and DALI decodes such files, so only a scan from the image data to EOF can say "cut".
+    if b"\xff\xd9" not in f.read() and not _contains(f, scan_start, b"\xff\xd9"):
         return Header("truncated JPEG: no end-of-image marker (FF D9); the file was cut short",
                       width, height)
     return Header(None, width, height)
+
+
+def _contains(f: BinaryIO, start: int, needle: bytes, chunk: int = 1 << 20) -> bool:
+    """Whether ``needle`` occurs in the file from ``start`` to its end, read in chunks."""
+    f.seek(start)
+    carry = b""
+    while block := f.read(chunk):
+        if needle in carry + block:
+            return True
+        carry = block[-(len(needle) - 1):]
+    return False
 
 
 def _png_header(f: BinaryIO, size: int) -> Header:
@@ -156,9 +171,29 @@ def _png_header(f: BinaryIO, size: int) -> Header:
     if width == 0 or height == 0:
         return Header(f"corrupt PNG: header gives a {width}x{height} image", width, height)
     f.seek(max(33, size - 1024))
-    if b"IEND" not in f.read():
+    if b"IEND" not in f.read() and not _png_has_iend(f, size):
         return Header("truncated PNG: no IEND chunk at the end; the file was cut short", width, height)
     return Header(None, width, height)
+
+
+def _png_has_iend(f: BinaryIO, size: int) -> bool:
+    """Walk the chunks after IHDR (length + type, then skip data and CRC) until IEND or EOF.
+
+    Only needed when the last KiB has no IEND: data appended after IEND is legal.
+    """
+    offset = 33
+    for _ in range(1 << 20):  # a bound against garbage; real PNGs have far fewer chunks
+        f.seek(offset)
+        head = f.read(8)
+        if len(head) < 8:
+            return False
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IEND":
+            return True
+        offset += 12 + length
+        if offset > size:
+            return False
+    return False
 
 
 def _other_header(f: BinaryIO, size: int, head: bytes) -> Header:
@@ -170,7 +205,7 @@ def _other_header(f: BinaryIO, size: int, head: bytes) -> Header:
                       "cannot decode it; convert it to JPEG")
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP" and struct.unpack("<I", head[4:8])[0] + 8 > size:
         return Header("truncated WebP: the file is shorter than its RIFF header says")
-    if head.startswith(b"BM") and struct.unpack("<I", head[2:6])[0] > size:
+    if head.startswith(b"BM") and len(head) >= 6 and struct.unpack("<I", head[2:6])[0] > size:
         return Header("truncated BMP: the file is shorter than its header says")
     return _pil_header(f, head)
 

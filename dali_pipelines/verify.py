@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import tempfile
 import time
 from collections.abc import Sequence
@@ -124,11 +125,14 @@ def _check_many(paths: Sequence[str], *, deep: bool, max_pixels: int, workers: i
 
 
 def _header_of_file(path: str, max_pixels: int) -> Header:
+    """The header check of one file; read errors and malformed headers become reasons, never raise."""
     try:
         with open(path, "rb") as f:
             return check_header(f, os.fstat(f.fileno()).st_size, max_pixels)
     except OSError as err:
         return Header(_os_reason(err))
+    except (struct.error, ValueError) as err:  # a header parse we did not guard; never kill the pool
+        return Header(f"corrupt image header: {err}")
 
 
 def _os_reason(err: OSError) -> str:

@@ -46,6 +46,11 @@ def _exif_rotated() -> bytes:
     return _jpeg(exif=exif.tobytes())
 
 
+def _junk(size: int) -> bytes:
+    """Random bytes without 0xFF, so they hold no JPEG marker (and no FF D9)."""
+    return np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8).tobytes()
+
+
 ACCEPTED: dict[str, Callable[[], bytes]] = {
     "subsampling_420.jpg": lambda: _jpeg(subsampling=2),
     "subsampling_422.jpg": lambda: _jpeg(subsampling=1),
@@ -58,6 +63,8 @@ ACCEPTED: dict[str, Callable[[], bytes]] = {
     "png_content.jpg": lambda: _encode("PNG"),
     "rgba.png": lambda: _encode("PNG", PHOTO.convert("RGBA")),
     "lossless.webp": lambda: _encode("WEBP", lossless=True),
+    "junk_after_end.jpg": lambda: _jpeg() + _junk(100 * 1024),  # end marker not in the last 64 KiB
+    "junk_after_iend.png": lambda: _encode("PNG") + _junk(4096),  # IEND not in the last KiB
 }
 
 
@@ -80,6 +87,10 @@ def _jpeg_size(width: int, height: int) -> Callable[[bytearray, int], None]:
     def patch(b: bytearray, i: int) -> None:
         b[i + 5:i + 9] = struct.pack(">HH", height, width)
     return patch
+
+
+def _short_sof(b: bytearray, i: int) -> None:
+    b[i + 2:i + 4] = struct.pack(">H", 8)  # frame header length too short for its 3 components
 
 
 def _png_bomb() -> bytes:
@@ -110,6 +121,8 @@ REJECTED: dict[str, tuple[Callable[[], bytes], str, bool]] = {
     "bomb.png": (_png_bomb, "60000x60000", False),
     "cut.png": (lambda: _encode("PNG")[:300], "truncated PNG", True),
     "cut.webp": (lambda: _encode("WEBP")[:200], "truncated WebP", True),
+    "tiny_bm.bmp": (lambda: b"BM\x00", "not an image", True),  # once a struct.error killed verify
+    "short_sof.jpg": (lambda: _patch_frame(_jpeg(), _short_sof), "frame header (SOF) length", True),
 }
 
 
