@@ -10,13 +10,14 @@ from nvidia.dali.pipeline import DataNode
 
 from dali_pipelines.config import PipelineConfig
 from dali_pipelines.datasets import ImageFolderData
-from dali_pipelines.webdataset import IMAGE_EXTS, LABEL_EXT, WebDatasetShards
+from dali_pipelines.webdataset import IMAGE_EXTS, LABEL_EXT, LABEL_TRAILING, WebDatasetShards
 
 # The iterator finds the reader by this name to learn epoch and shard sizes.
 READER_NAME = "Reader"
 
 # Labels up to 999,999,999 fit the ASCII parse below (and int32).
 _LABEL_DIGITS = 9
+_WHITESPACE = b" \t\n\v\f\r"  # what bytes.strip() removes
 
 DataSource = ImageFolderData | WebDatasetShards
 
@@ -88,13 +89,25 @@ def _read_shards(source: WebDatasetShards, cfg: PipelineConfig, *, train: bool) 
 def _parse_label(text: DataNode) -> DataNode:
     """ASCII decimal bytes (WebDataset's .cls convention) -> int32 label of shape [1].
 
-    Left-pads the digits with '0' to a fixed width (a slice starting before byte 0, padded),
-    then takes the dot product with powers of ten: a few tiny CPU ops per sample.
+    Shards from other tools may pad the number with whitespace (b"3\\n", b" 7"): up to
+    ``LABEL_TRAILING`` trailing whitespace bytes are cut off, leading ones read as '0'.
+    The digits are left-padded with '0' to a fixed width (a slice starting before byte 0,
+    padded), mapped to 0-9, and dotted with powers of ten: a few tiny CPU ops per sample.
+    ``webdataset.open_shards`` has already checked every label of a foreign shard.
     """
     length = text.shape(dtype=types.INT32)
-    digits = fn.slice(text, length - _LABEL_DIGITS, [_LABEL_DIGITS], axes=[0],
+    last = fn.slice(text, length - LABEL_TRAILING, [LABEL_TRAILING], axes=[0],
+                    out_of_bounds_policy="pad", fill_values=ord("0"))
+    space = fn.lookup_table(last, keys=list(_WHITESPACE), values=[1] * len(_WHITESPACE),
+                            default_value=0, dtype=types.INT32)
+    trailing, run = 0, 1
+    for i in reversed(range(LABEL_TRAILING)):  # length of the run of whitespace at the end
+        run = run * space[i]
+        trailing = trailing + run
+    digits = fn.slice(text, length - trailing - _LABEL_DIGITS, [_LABEL_DIGITS], axes=[0],
                       out_of_bounds_policy="pad", fill_values=ord("0"))
+    values = fn.lookup_table(digits, keys=list(b"0123456789"), values=list(range(10)),
+                             default_value=0, dtype=types.INT32)  # leading whitespace -> 0
     powers = types.Constant(np.array([10 ** (_LABEL_DIGITS - 1 - i) for i in range(_LABEL_DIGITS)],
                                      dtype=np.int32))
-    values = (fn.cast(digits, dtype=types.INT32) - ord("0")) * powers
-    return fn.reductions.sum(values, dtype=types.INT32, keep_dims=True)
+    return fn.reductions.sum(values * powers, dtype=types.INT32, keep_dims=True)

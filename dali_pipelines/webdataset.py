@@ -9,7 +9,8 @@ A shard directory, as ``convert_image_folder`` writes it::
     manifest.json      written last: the shard list; its presence means the conversion finished
 
 Shards made by other tools work too: ``*.tar`` with a ``.idx`` next to each (make one with
-DALI's ``wds2idx``) and a ``classes.json``.
+DALI's ``wds2idx``) and a ``classes.json``; their labels are checked when opened (see
+``check_labels``), since a bad one would otherwise become a wrong label inside DALI.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ PROGRESS_NAME = "convert.json"  # present while (and after) a conversion runs; h
 MANIFEST_FORMAT = "dali-pipelines-webdataset/1"
 IMAGE_EXT = "jpg"  # member extension for JPEG images; other formats keep theirs (see IMAGE_EXTS)
 LABEL_EXT = "cls"
+LABEL_TRAILING = 4  # trailing whitespace bytes the graph's label parse strips (b"3\r\n" has 2)
+_MAX_LABEL_BYTES = 64  # a .cls member longer than this is not a label
 # Every extension the converter may write for an image; the reader accepts any of them.
 IMAGE_EXTS = ("jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp")
 
@@ -161,6 +164,37 @@ def check_shard(shard: Path, entries: Sequence[IndexEntry]) -> int:
     return size
 
 
+def check_labels(shard: Path, entries: Sequence[IndexEntry], num_classes: int) -> None:
+    """Read each sample's .cls member (a few bytes, via the index) and require a label in range.
+
+    A label is ASCII decimal, optionally padded with whitespace (at most ``LABEL_TRAILING``
+    bytes of it at the end), below ``num_classes``: exactly what the graph's parse reads
+    correctly; anything else would silently become a wrong label inside DALI.
+    """
+    try:
+        with shard.open("rb") as f:
+            for entry in entries:
+                offset, length = entry.members[LABEL_EXT]
+                if length > _MAX_LABEL_BYTES:
+                    raise _bad_label(shard, entry.key, f"a {length}-byte .{LABEL_EXT} member", num_classes)
+                f.seek(offset)
+                text = f.read(length)
+                value = text.strip()
+                if (not value.isdigit() or len(value) > 9 or int(value) >= num_classes
+                        or len(text) - len(text.rstrip()) > LABEL_TRAILING):
+                    raise _bad_label(shard, entry.key, repr(text), num_classes)
+    except OSError as err:
+        raise DatasetError(f"shard {shard} cannot be read ({err}); restore it or re-run to-shards") from err
+
+
+def _bad_label(shard: Path, key: str, found: str, num_classes: int) -> DatasetError:
+    return DatasetError(
+        f"shard {shard}: sample {key!r} has label {found}; a .{LABEL_EXT} member must hold a decimal "
+        f"class number 0-{num_classes - 1} ({CLASSES_NAME} lists {num_classes} classes): fix the "
+        "shard or classes.json"
+    )
+
+
 def read_json(path: Path) -> Any:
     """Parsed JSON of ``path``, or a DatasetError naming it."""
     try:
@@ -199,7 +233,8 @@ def open_shards(root: str | os.PathLike[str]) -> WebDatasetShards:
     if not root.is_dir():
         raise DatasetError(f"shard directory {root} does not exist; create it with "
                            "'python -m dali_pipelines to-shards SRC OUT'")
-    tars = _shard_list(root)
+    manifest = _read_manifest(root)
+    tars = _shard_list(root, manifest)
     classes = read_classes(root)
     indexes, samples, sizes = [], [], []
     for tar in tars:
@@ -210,21 +245,43 @@ def open_shards(root: str | os.PathLike[str]) -> WebDatasetShards:
         if not entries:
             raise DatasetError(f"shard {tar} is empty (its index lists no samples); remove it")
         sizes.append(check_shard(tar, entries))
+        # Labels are read (one small read per sample) only in shards without our manifest: the
+        # converter writes str(label) for a label < len(classes), and the manifest's sizes
+        # (checked below) catch a shard replaced since. On ImageNet a full scan would cost
+        # 1.3 M seeks at every open, so shards we wrote are trusted.
+        if manifest is None:
+            check_labels(tar, entries, len(classes))
         indexes.append(str(index))
         samples.append(len(entries))
     shards = WebDatasetShards(root=root, shards=tuple(str(t) for t in tars), index_files=tuple(indexes),
                               shard_samples=tuple(samples), shard_bytes=tuple(sizes), classes=classes)
-    _check_against_manifest(root, shards)
+    if manifest is not None:
+        _check_against_manifest(root, manifest, shards)
     _logger.info("opened %s: %d samples in %d shards, %d classes", root, len(shards),
                  len(tars), len(classes))
     return shards
 
 
-def _shard_list(root: Path) -> list[Path]:
+def _read_manifest(root: Path) -> dict[str, Any] | None:
+    """``root/manifest.json`` checked for shape (a "shards" list of tar/samples/bytes records), or None."""
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    manifest = read_json(path)
+    shards = manifest.get("shards") if isinstance(manifest, dict) else None
+    fields = {"tar": str, "samples": int, "bytes": int}
+    if not isinstance(shards, list) or not shards or not all(
+            isinstance(record, dict) and all(isinstance(record.get(k), t) for k, t in fields.items())
+            for record in shards):
+        raise DatasetError(f"{path} is malformed: it needs a non-empty \"shards\" list of records with "
+                           "\"tar\", \"samples\" and \"bytes\"; restore it or re-run to-shards")
+    return manifest
+
+
+def _shard_list(root: Path, manifest: dict[str, Any] | None) -> list[Path]:
     """The shards to read: the manifest's list when there is one, else every ``*.tar`` sorted."""
-    manifest = root / MANIFEST_NAME
-    if manifest.is_file():
-        return [root / s["tar"] for s in read_json(manifest)["shards"]]
+    if manifest is not None:
+        return [root / s["tar"] for s in manifest["shards"]]
     if (root / PROGRESS_NAME).is_file():
         raise DatasetError(
             f"the conversion into {root} did not finish ({MANIFEST_NAME} is missing); run the same "
@@ -237,16 +294,12 @@ def _shard_list(root: Path) -> list[Path]:
     return tars
 
 
-def _check_against_manifest(root: Path, shards: WebDatasetShards) -> None:
+def _check_against_manifest(root: Path, manifest: dict[str, Any], shards: WebDatasetShards) -> None:
     """A shard cut inside its tail padding still passes the index check; the manifest's sizes catch it."""
-    manifest = root / MANIFEST_NAME
-    if not manifest.is_file():
-        return
-    for record, size, count in zip(read_json(manifest)["shards"], shards.shard_bytes,
-                                   shards.shard_samples, strict=True):
+    for record, size, count in zip(manifest["shards"], shards.shard_bytes, shards.shard_samples, strict=True):
         if record["bytes"] != size or record["samples"] != count:
             raise DatasetError(
-                f"shard {root / record['tar']} has {size} bytes and {count} samples but {manifest} "
-                f"recorded {record['bytes']} and {record['samples']}; it is truncated or replaced: "
-                "copy it again or re-run to-shards"
+                f"shard {root / record['tar']} has {size} bytes and {count} samples but "
+                f"{root / MANIFEST_NAME} recorded {record['bytes']} and {record['samples']}; it is "
+                "truncated or replaced: copy it again or re-run to-shards"
             )
