@@ -19,6 +19,12 @@ def _rate(row: dict[str, Any]) -> str:
     return f"{m['images_per_s']:.0f} ({m['images_per_s_min']:.0f}-{m['images_per_s_max']:.0f})"
 
 
+def _memory(m: dict[str, Any]) -> str:
+    """Peak PSS in MiB, marked "(RSS)" where the machine had no PSS and RSS was recorded."""
+    value = f"{m['peak_pss_mb']:.0f}"
+    return value if m.get("memory_metric", "pss") == "pss" else f"{value} (RSS)"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -47,7 +53,7 @@ def backends_of(run: dict[str, Any]) -> list[str]:
 
 
 def throughput_table(run: dict[str, Any]) -> list[str]:
-    """img/s per backend per workload (all cores), with CPU cost and peak RSS of train."""
+    """img/s per backend per workload (all cores), with CPU cost and peak PSS of train."""
     rows, skipped = [], []
     workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in run["results"]
                                              if r["section"] == "throughput")]
@@ -61,12 +67,13 @@ def throughput_table(run: dict[str, Any]) -> list[str]:
         m = main["measurement"]
         gpu = "" if m["peak_gpu_mb"] is None else f"{m['peak_gpu_mb']:.0f}"
         rows.append([f"`{backend}`", *(_rate(cells[w]) if w in cells else "-" for w in workloads),
-                     f"{m['cpu_s_per_1000']:.2f}", f"{m['peak_rss_mb']:.0f}", gpu or "-"])
+                     f"{m['cpu_s_per_1000']:.2f}", _memory(m), gpu or "-"])
     first = [r for r in ok_rows(run, "throughput") if r["backend"] != "naive"] or ok_rows(run, "throughput")
     settings = (f"batch {first[0]['batch_size']}, {first[0]['workers']} workers/threads "
                 "(naive: sequential)") if first else ""
     title = f"Throughput, images/s: median of the repeats (min-max); {settings}"
-    header = ["backend", *workloads, "CPU s / 1000 img", "peak RSS MiB", "peak GPU MiB"]
+    header = ["backend", *workloads, "CPU s / 1000 img", "peak PSS MiB (process + workers)",
+              "peak GPU MiB"]
     return [f"**{title}**", "", *_table(header, rows), "", *skipped]
 
 
@@ -129,7 +136,7 @@ def efficiency_table(run: dict[str, Any], section: str) -> list[str]:
         for r in group:
             m = r["measurement"]
             eff = m["images_per_s"] / light["measurement"]["images_per_s"] if light else float("nan")
-            idle = f"{100 * r['gpu_idle_frac']:.1f}" if "gpu_idle_frac" in r else "-"
+            idle = f"{100 * r['gpu_idle_frac']:.1f}" if r.get("gpu_idle_frac") is not None else "-"
             table.append([f"{step:g} ms" if section == "overlap" else "GoogLeNet AMP", f"`{r['backend']}`",
                           _rate(r), f"{eff:.2f}", f"{100 * m['data_wait_frac']:.1f}", idle])
     if section == "overlap":
@@ -138,7 +145,7 @@ def efficiency_table(run: dict[str, Any], section: str) -> list[str]:
     else:
         title = (f"End to end: GoogLeNet training (batch {rows[0]['batch_size']}, AMP) vs synthetic "
                  "on-device data; efficiency = img/s / synthetic img/s")
-    header = ["step", "loader", "img/s", "efficiency", "data wait %", "GPU idle %"]
+    header = ["step", "loader", "img/s", "efficiency", "data wait %", "GPU idle % (gaps between steps)"]
     return [f"**{title}**", "", *_table(header, table), ""]
 
 

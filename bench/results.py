@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
+
+from dali_pipelines.webdataset import write_json_atomic
 
 _logger = logging.getLogger(__name__)
 _RUN_NAME = re.compile(r".+-\d{4}-\d{2}-\d{2}\.json")
@@ -15,7 +18,8 @@ _RUN_NAME = re.compile(r".+-\d{4}-\d{2}-\d{2}\.json")
 CSV_COLUMNS = (
     "section", "backend", "workload", "batch_size", "workers", "device", "step_ms", "hw_decoder_load",
     "status", "reason", "images_per_s", "images_per_s_min", "images_per_s_max", "cpu_s_per_1000",
-    "peak_rss_mb", "peak_gpu_mb", "data_wait_frac", "gpu_idle_frac", "images", "load_avg_1m",
+    "peak_pss_mb", "memory_metric", "peak_gpu_mb", "data_wait_frac", "gpu_idle_frac", "images",
+    "load_avg_1m",
 )
 
 
@@ -35,11 +39,15 @@ def write_run(run: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = results_stem(run)
     json_path, csv_path = out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
-    json_path.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
-    with csv_path.open("w", newline="", encoding="utf-8") as f:
+    write_json_atomic(json_path, run)  # rewritten after every job: never leave half a file
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(flat_row(r) for r in run["results"])
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, csv_path)
     _logger.info("wrote %s and %s", json_path, csv_path)
     return json_path, csv_path
 

@@ -11,6 +11,7 @@ Reusable outside the backends (e.g. "shards vs loose files")::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import statistics
 import time
@@ -41,10 +42,11 @@ class Measurement:
     batches: int
     wall_s: float  # timed wall time, all repeats
     cpu_s_per_1000: float  # CPU seconds (process + children) per 1000 timed images
-    peak_rss_mb: float  # process + children, over warm-up and repeats
+    peak_pss_mb: float  # PSS of process + live children, over warm-up and repeats
     peak_gpu_mb: float | None  # device memory above the level before make_iterable; None: CPU
     data_wait_frac: float  # share of timed wall time spent waiting for the next batch
-    startup_s: float  # make_iterable() plus warm-up batches
+    startup_s: float  # make_iterable(), the warm-up batches, and (full passes) the untimed rest of that pass
+    memory_metric: str = "pss"  # "rss" where the OS has no PSS (then peak_pss_mb holds RSS)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -76,43 +78,48 @@ class _BatchStream:
             pass
         self._it = iter(self.iterable)
 
+    def endless(self) -> Iterator[Batch]:
+        """Batches across pass boundaries, for as long as the caller pulls."""
+        while True:
+            yield self.next()
+
     def pass_batches(self) -> Iterator[Batch]:
         """The rest of the current pass, then a fresh iterator for the next."""
         yield from self._it
         self._it = iter(self.iterable)
 
 
-def _sync_if_cuda(tensor: torch.Tensor | None) -> None:
-    # Host<->device sync: GPU backends return before their kernels finish; without it the
-    # clock would stop early and GPU throughput would be overstated.
-    if tensor is not None and tensor.is_cuda:
-        torch.cuda.synchronize(tensor.device)
+def _sync(gpu: bool, last: torch.Tensor | None = None) -> None:
+    """Wait for queued GPU work when the measurement involves the GPU (no-op on CPU runs).
+
+    GPU backends and steps return before their kernels finish: without a sync at both ends
+    of a timed repeat, work queued before the clock starts would be billed to it and work
+    still queued when it stops would be left out, misstating GPU throughput.
+    """
+    if last is not None and last.is_cuda:
+        torch.cuda.synchronize(last.device)
+    if (gpu or torch.cuda.is_initialized()) and torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
-def _timed_repeat(stream: _BatchStream, batches: int | None,
-                  step: Step | None) -> tuple[int, int, float, float]:
+def _timed_repeat(stream: _BatchStream, batches: int | None, step: Step | None,
+                  gpu: bool = False) -> tuple[int, int, float, float]:
     """(images, batches, wall seconds, seconds waiting for data) of one repeat."""
+    source = stream.pass_batches() if batches is None else itertools.islice(stream.endless(), batches)
     images = count = 0
     wait = 0.0
     last: torch.Tensor | None = None
-    source = stream.pass_batches() if batches is None else None
-    start = time.perf_counter()
-    while batches is None or count < batches:
-        t0 = time.perf_counter()
-        if source is None:
-            imgs, labels = stream.next()
-        else:
-            got = next(source, None)
-            if got is None:
-                break
-            imgs, labels = got
+    _sync(gpu)
+    start = t0 = time.perf_counter()
+    for imgs, labels in source:
         wait += time.perf_counter() - t0
         if step is not None:
             step(imgs, labels)
         images += int(imgs.shape[0])
         count += 1
         last = imgs
-    _sync_if_cuda(last)
+        t0 = time.perf_counter()
+    _sync(gpu, last)
     return images, count, time.perf_counter() - start, wait
 
 
@@ -124,8 +131,9 @@ def measure_throughput(make_iterable: MakeIterable, *, warmup_batches: int = 5, 
     ``batches_per_repeat=None`` makes each repeat one full fresh pass (an epoch; the warm-up
     pass is finished untimed first); an int streams across pass boundaries. ``step`` runs on
     every batch inside the timed region (a training step, or a simulated accelerator).
-    ``gpu=True`` also records device memory; ``after_warmup`` is called once, right before
-    the first timed repeat (e.g. to reset a step's own counters).
+    ``gpu=True`` also records device memory and synchronizes the GPU at both ends of each
+    repeat; ``after_warmup`` is called once, right before the first timed repeat (e.g. to
+    reset a step's own counters).
     """
     if warmup_batches < 0 or repeats < 1 or (batches_per_repeat is not None and batches_per_repeat < 1):
         raise ValueError(
@@ -145,7 +153,7 @@ def measure_throughput(make_iterable: MakeIterable, *, warmup_batches: int = 5, 
         if after_warmup is not None:
             after_warmup()
         cpu0 = cpu_seconds()
-        results = [_timed_repeat(stream, batches_per_repeat, step) for _ in range(repeats)]
+        results = [_timed_repeat(stream, batches_per_repeat, step, gpu) for _ in range(repeats)]
         cpu = cpu_seconds() - cpu0
     return _summarize(results, cpu, monitor, startup)
 
@@ -164,10 +172,11 @@ def _summarize(results: list[tuple[int, int, float, float]], cpu: float, monitor
         batches=sum(b for _, b, _, _ in results),
         wall_s=wall,
         cpu_s_per_1000=1000.0 * cpu / images,
-        peak_rss_mb=monitor.peak_rss_mb,
+        peak_pss_mb=monitor.peak_pss_mb,
         peak_gpu_mb=monitor.peak_gpu_mb,
         data_wait_frac=sum(w for _, _, _, w in results) / wall,
         startup_s=startup,
+        memory_metric=monitor.memory_metric,
     )
     _logger.debug("measured %.1f img/s (%.1f-%.1f)", measurement.images_per_s,
                   measurement.images_per_s_min, measurement.images_per_s_max)
