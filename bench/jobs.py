@@ -85,6 +85,5 @@ def execute(job: Job, data_root: str) -> dict[str, Any]:
         after_warmup=step.reset if isinstance(step, GoogLeNetStep) else None)
     record.update(status="ok", reason="", measurement=measurement.to_dict())
     if isinstance(step, GoogLeNetStep):
-        busy = step.busy_seconds()
-        record["gpu_idle_frac"] = max(0.0, 1.0 - busy / measurement.wall_s)
+        record["gpu_idle_frac"] = step.gpu_idle_fraction()  # gaps between steps on the GPU timeline
     return record

@@ -7,8 +7,10 @@ batch and no CPU, so a loader that prefetches keeps working while it "computes".
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +31,7 @@ class SleepStep:
 
 
 class GoogLeNetStep:
-    """One GoogLeNet training step (fp16 AMP, SGD) per batch; records GPU busy time.
+    """One GoogLeNet training step (fp16 AMP, SGD) per batch; records its span on the GPU timeline.
 
     GradScaler's finite check reads a flag back to the host every step (a host<->device
     sync), so time spent waiting in the loader is time the GPU has nothing queued.
@@ -62,10 +64,25 @@ class GoogLeNetStep:
         """Forget steps so far (the warm-up)."""
         self._events.clear()
 
-    def busy_seconds(self) -> float:
-        """Sum of step spans on the GPU since ``reset`` (synchronizes)."""
-        torch.cuda.synchronize(self.device)
-        return sum(start.elapsed_time(end) for start, end in self._events) / 1000.0
+    def gpu_idle_fraction(self) -> float | None:
+        """GPU idle share of the steps since ``reset`` (see ``idle_fraction``); synchronizes."""
+        if self._events:
+            torch.cuda.synchronize(self.device)
+        return idle_fraction(self._events)
+
+
+def idle_fraction(spans: list[tuple[Any, Any]]) -> float | None:
+    """Gaps between steps / (step spans + gaps), from (start, end) CUDA events in step order.
+
+    A gap is the GPU-timeline time from one step's end event to the next step's start
+    event: time the GPU had no step queued, as ``train.timing`` measures it. None with
+    fewer than two steps (no gap to measure).
+    """
+    if len(spans) < 2:
+        return None
+    busy = sum(start.elapsed_time(end) for start, end in spans)
+    gaps = sum(prev_end.elapsed_time(start) for (_, prev_end), (start, _) in itertools.pairwise(spans))
+    return gaps / (busy + gaps) if busy + gaps > 0 else None
 
 
 class SyntheticBatches:
