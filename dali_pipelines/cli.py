@@ -12,6 +12,7 @@ from dali_pipelines.datasets import DatasetError
 from dali_pipelines.sample import make_sample_dataset
 from dali_pipelines.to_shards import DEFAULT_IMAGES_PER_SHARD, convert_dataset
 from dali_pipelines.verify_cli import add_verify_parser, run_verify
+from dali_pipelines.verify_decode import DynamicModeMissingError
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -64,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _to_shards(args)
         if args.command == "verify":
             return run_verify(args)
-    except (DatasetError, ValueError) as err:
+    except (DatasetError, ValueError, DynamicModeMissingError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # one line naming the path, not a traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}; check the path and its permissions", file=sys.stderr)
         return 2
     return 2

@@ -76,6 +76,7 @@ def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.Pat
     if images_per_shard < 1:
         raise ValueError(f"images_per_shard must be >= 1, got {images_per_shard}")
     src, out = Path(src_root).expanduser().resolve(), Path(out_dir).expanduser().resolve()
+    _check_out(out, images_per_shard, seed)  # before verifying: that writes out/.verify-cache
     data = _verified(scan_image_folder(src), out, deep=deep_verify)
     shards = _plan(data, images_per_shard, seed)
     plan = _plan_record(data, shards, images_per_shard, seed)
@@ -106,6 +107,7 @@ def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike
     """
     src, out = Path(src_root).expanduser(), Path(out_dir).expanduser()
     splits = split_folders(src)
+    _check_is_folder(out)
     if not splits:
         return {"": convert_image_folder(src, out, **options)}
     _logger.info("%s is a split data set (%s): converting each split", src, ", ".join(splits))
@@ -156,17 +158,45 @@ def _plan_record(data: ImageFolderData, shards: Sequence[_Shard], images_per_sha
     return plan | {"plan_id": plan_id, "source": str(data.root)}
 
 
+def _check_is_folder(out: Path) -> None:
+    """Refuse an output path that exists but is not a folder."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"output {out} exists and is not a folder; pick a new or empty folder")
+
+
+def _check_out(out: Path, images_per_shard: int, seed: int | None) -> None:
+    """Refuse ``out`` early unless it is new, empty, or a conversion with these settings.
+
+    The source files are compared later (``_claim``), once verification has listed them.
+    """
+    _check_is_folder(out)
+    progress = out / PROGRESS_NAME
+    if progress.is_file():
+        previous = read_json(progress)
+        if not isinstance(previous, dict) or (previous.get("images_per_shard"), previous.get("seed")) != (
+                images_per_shard, seed):
+            raise _other_settings(out, progress, previous)
+    elif out.is_dir() and any(p.name != _VERIFY_CACHE for p in out.iterdir()):
+        raise DatasetError(
+            f"output folder {out} is not empty and holds no conversion; pick a new or empty folder")
+
+
+def _other_settings(out: Path, progress: Path, previous: Any) -> DatasetError:
+    """The error for a folder holding a conversion with another plan."""
+    previous = previous if isinstance(previous, dict) else {}
+    return DatasetError(
+        f"{out} holds a conversion with other settings or source files ({progress}: seed "
+        f"{previous.get('seed')}, {previous.get('images_per_shard')} images per shard, "
+        f"{previous.get('num_samples')} images); rerun with those, or pick a new OUT folder")
+
+
 def _claim(out: Path, plan: dict[str, Any]) -> None:
     """Start a conversion in ``out``, or resume one with the same plan; refuse anything else."""
     progress = out / PROGRESS_NAME
     if progress.is_file():
         previous = read_json(progress)
-        if previous.get("plan_id") != plan["plan_id"]:
-            raise DatasetError(
-                f"{out} holds a conversion with other settings or source files ({progress}: seed "
-                f"{previous.get('seed')}, {previous.get('images_per_shard')} images per shard, "
-                f"{previous.get('num_samples')} images); rerun with those, or pick a new OUT folder"
-            )
+        if not isinstance(previous, dict) or previous.get("plan_id") != plan["plan_id"]:
+            raise _other_settings(out, progress, previous)
         _logger.info("resuming the conversion in %s", out)
         return
     if out.exists() and any(p.name != _VERIFY_CACHE for p in out.iterdir()):

@@ -27,6 +27,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 READ_ERROR = "cannot read: "
 
 
+class DynamicModeMissingError(RuntimeError):
+    """This DALI lacks dynamic mode, which deep verification needs."""
+
+
 def deep_decode(paths: Sequence[str], *, workers: int | None,
                 pixels: dict[str, int] | None = None) -> dict[str, str]:
     """Decode ``paths`` with DALI's CPU decoder; path -> reason for each that fails.
@@ -37,6 +41,8 @@ def deep_decode(paths: Sequence[str], *, workers: int | None,
         return {}
     ndd = _dynamic_mode()
     bad: dict[str, str] = {}
+    # device_id=None sets no device explicitly; dynamic mode still uses the current CUDA device
+    # when there is one. Only the CPU decoder runs here either way.
     with ndd.EvalContext(num_threads=workers, device_id=None) if workers else nullcontext():
         done = 0
         for number, batch in enumerate(_batches(paths, pixels or {}), start=1):
@@ -54,7 +60,7 @@ def _dynamic_mode() -> Any:
     except ImportError as err:
         import nvidia.dali
 
-        raise RuntimeError(
+        raise DynamicModeMissingError(
             f"deep verification needs DALI's dynamic mode (nvidia.dali.experimental.dynamic), which "
             f"DALI {nvidia.dali.__version__} lacks; install nvidia-dali-cuda120 2.4 or verify without "
             "--deep") from err

@@ -235,3 +235,21 @@ def test_malformed_manifest_is_named(shards_dir: Path, tmp_path: Path, manifest:
     (copy / "manifest.json").write_text(manifest)
     with pytest.raises(DatasetError, match=r"manifest\.json is malformed"):
         open_shards(copy)
+
+
+def test_output_folder_is_checked_before_verifying(indexed_tree: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A refused OUT gets no .verify-cache; a file as OUT (or inside OUT's path) is one error line."""
+    from dali_pipelines.cli import main
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="not empty and holds no conversion"):
+        convert_image_folder(indexed_tree, taken, progress=False)
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    for out in (taken / "notes.txt", taken / "notes.txt" / "wds"):
+        capsys.readouterr()
+        assert main(["to-shards", str(indexed_tree), str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "notes.txt" in err and "Traceback" not in err, err
