@@ -25,7 +25,7 @@ import numpy as np
 from dali_pipelines.config import default_num_threads
 from dali_pipelines.datasets import DatasetError, ImageFolderData
 from dali_pipelines.image_headers import DEFAULT_MAX_PIXELS, Header, check_header
-from dali_pipelines.verify_cache import VerifyCache, stat_key
+from dali_pipelines.verify_cache import VerifyCache, root_tag, stat_key
 from dali_pipelines.verify_decode import READ_ERROR, decode_one, deep_decode
 
 _logger = logging.getLogger(__name__)
@@ -173,28 +173,34 @@ def prepare_data(data: ImageFolderData, *, on_bad_file: Literal["error", "skip"]
         raise BadFilesError(_bad_files_message(report), report.bad)
     clean = report.clean()
     if not len(clean):
-        raise BadFilesError(_bad_files_message(report), report.bad)
+        raise BadFilesError(_bad_files_message(report, none_usable=True), report.bad)
     where = write_bad_list(report, Path(bad_list_dir or cache_dir or tempfile.gettempdir()))
     _logger.warning("skipping %d of %d files under %s that DALI cannot decode; list with reasons: %s",
                     len(report.bad), len(data), data.root, where)
     return clean
 
 
-def _bad_files_message(report: VerifyReport) -> str:
+def _bad_files_message(report: VerifyReport, *, none_usable: bool = False) -> str:
+    """Bad files (the first ``_LISTED``) with reasons, then the fix."""
     root = report.data.root
     lines = [f"{len(report.bad)} of {len(report.data)} files under {root} would stop DALI:"]
     lines += [f"  {_relative(p, root)}: {r}" for p, r in list(report.bad.items())[:_LISTED]]
     if len(report.bad) > _LISTED:
         lines.append(f"  ... and {len(report.bad) - _LISTED} more")
-    lines.append(f"Fix: remove or re-encode these files (full list: python -m dali_pipelines verify {root}), "
-                 "or pass --on-bad-file skip to leave them out.")
+    if none_usable:
+        lines.append(f"No file under {root} is usable, so skipping bad files leaves nothing: re-encode "
+                     "them or point at the right data.")
+    else:
+        lines.append(f"Fix: remove or re-encode these files (full list: python -m dali_pipelines verify "
+                     f"{root}), or pass --on-bad-file skip to leave them out.")
     return "\n".join(lines)
 
 
 def write_bad_list(report: VerifyReport, directory: Path) -> Path:
     """Write "<path><TAB><reason>" per bad file to ``directory``; returns the file's path."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"bad-files-{report.data.root.name or 'data'}.tsv"
+    # Named like the verify cache (name + hash of the resolved root): two sets called "train" differ.
+    path = directory / f"bad-files-{root_tag(report.data.root)}.tsv"
     path.write_text("".join(f"{p}\t{r}\n" for p, r in report.bad.items()), encoding="utf-8")
     return path
 

@@ -27,6 +27,12 @@ def stat_key(st: os.stat_result) -> StatKey:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
+def root_tag(root: str | os.PathLike[str]) -> str:
+    """``<name>-<hash of the resolved path>``: a file name part unique to a data set root."""
+    resolved = str(Path(root).resolve())
+    return f"{Path(resolved).name}-{hashlib.sha1(resolved.encode('utf-8')).hexdigest()[:12]}"
+
+
 class VerifyCache:
     """Results of earlier checks for one data set root; ``lookup`` misses when anything changed."""
 
@@ -40,9 +46,7 @@ class VerifyCache:
     @classmethod
     def for_root(cls, cache_dir: str | os.PathLike[str], root: str | os.PathLike[str]) -> VerifyCache:
         """The cache file for data set ``root`` inside ``cache_dir`` (created on save)."""
-        root = str(Path(root).resolve())
-        digest = hashlib.sha1(root.encode("utf-8")).hexdigest()[:12]
-        return cls(Path(cache_dir) / f"verify-{Path(root).name}-{digest}.json", root)
+        return cls(Path(cache_dir) / f"verify-{root_tag(root)}.json", Path(root).resolve())
 
     def _load(self) -> dict[str, list[Any]]:
         if not self.path.is_file():
@@ -56,7 +60,11 @@ class VerifyCache:
         if not isinstance(payload, dict) or payload.get("version") != _VERSION:
             _logger.info("verify cache %s has another format; checking every file again", self.path)
             return {}
-        return payload.get("entries", {})
+        entries = payload.get("entries", {})
+        if not isinstance(entries, dict):
+            _logger.warning("verify cache %s has no entries table; checking every file again", self.path)
+            return {}
+        return entries
 
     def lookup(self, path: str, key: StatKey, *, deep: bool, max_pixels: int) -> tuple[bool, str | None]:
         """(hit, reason): a hit needs the same stat key and pixel limit, and a deep result if deep.

@@ -14,7 +14,7 @@ from dali_pipelines.datasets import (
     scan_image_folder,
     write_file_list,
 )
-from dali_pipelines.verify import DEFAULT_MAX_PIXELS, VerifyReport, verify_data
+from dali_pipelines.verify import DEFAULT_MAX_PIXELS, VerifyReport, _relative, verify_data
 
 
 def add_verify_parser(commands: argparse._SubParsersAction) -> None:
@@ -81,9 +81,3 @@ def format_table(report: VerifyReport) -> str:
     lines += [f"{name:<{width}}  {reason}" for name, reason in rows]
     return "\n".join(lines)
 
-
-def _relative(path: str, root: Path) -> str:
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return path

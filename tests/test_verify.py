@@ -295,9 +295,34 @@ def test_prepare_data_skip_filters_and_says_where(mixed_root: Path, tmp_path: Pa
         clean = prepare_data(data, on_bad_file="skip", cache_dir=tmp_path / "cache")
     assert len(clean) == len(data) - 3 and clean.classes == data.classes
     assert dict(clean.samples).items() <= dict(data.samples).items()  # labels stay with their files
-    bad_list = tmp_path / "cache" / "bad-files-data.tsv"
+    (bad_list,) = (tmp_path / "cache").glob("bad-files-data-*.tsv")  # the root's hash tells sets apart
     assert len(bad_list.read_text().splitlines()) == 3
     assert f"skipping 3 of {len(data)}" in caplog.text and str(bad_list) in caplog.text
+
+
+def test_two_sets_with_one_name_get_two_bad_lists(mixed_root: Path, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere" / "data"
+    _write_all(other / "c", {"a.jpg": _jpeg, "empty.jpg": lambda: b""})
+    for root in (mixed_root, other):
+        prepare_data(scan_image_folder(root), on_bad_file="skip", cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("bad-files-data-*.tsv"))) == 2
+
+
+def test_skip_with_no_usable_file_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _write_all(root / "c", {"empty.jpg": lambda: b"", "html.jpg": lambda: b"<html>"})
+    with pytest.raises(BadFilesError, match=r"No file under .* is usable") as caught:
+        prepare_data(scan_image_folder(root), on_bad_file="skip", cache_dir=None)
+    assert "--on-bad-file skip" not in str(caught.value)
+
+
+def test_cache_with_a_malformed_entries_table_is_ignored(mixed_root: Path, tmp_path: Path) -> None:
+    data = scan_image_folder(mixed_root)
+    verify_data(data, cache_dir=tmp_path)
+    (cache_file,) = tmp_path.glob("verify-*.json")
+    cache_file.write_text('{"version": 2, "entries": []}')
+    report = verify_data(data, cache_dir=tmp_path)
+    assert report.cached == 0 and len(report.bad) == 3
 
 
 def test_prepare_data_refuses_bad_arguments(mixed_root: Path) -> None:
