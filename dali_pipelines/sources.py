@@ -55,7 +55,8 @@ def is_shard_dir(root: Path) -> bool:
     """True when ``root`` holds WebDataset shards (a manifest, a conversion, or ``.tar`` files)."""
     if (root / MANIFEST_NAME).is_file() or (root / PROGRESS_NAME).is_file():
         return True
-    return any(entry.is_file() and entry.name.endswith(".tar") for entry in os.scandir(root))
+    with os.scandir(root) as entries:  # closed even when any() stops early
+        return any(entry.is_file() and entry.name.endswith(".tar") for entry in entries)
 
 
 def detect_format(root: Path) -> Literal["folder", "wds"]:
