@@ -78,8 +78,8 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def command_line(argv: list[str] | None = None) -> str:
+def command_line(argv: list[str] | None = None, module: str = "bench") -> str:
     """The command as run, e.g. ``python -m bench --quick`` (``argv``: the arguments given to main)."""
     args = sys.argv[1:] if argv is None else argv
-    prog = "dali-bench" if sys.argv[0].endswith("dali-bench") else "python -m bench"
+    prog = "dali-bench" if module == "bench" and sys.argv[0].endswith("dali-bench") else f"python -m {module}"
     return " ".join([prog, *map(shlex.quote, args)])

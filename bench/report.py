@@ -14,9 +14,13 @@ TARGET_GPU_VS_TORCH = 5.0
 TARGET_E2E_EFFICIENCY = 0.97
 
 
-def _rate(row: dict[str, Any]) -> str:
-    m = row["measurement"]
+def rate_cell(m: dict[str, Any]) -> str:
+    """A measurement's img/s as ``median (min-max)``."""
     return f"{m['images_per_s']:.0f} ({m['images_per_s_min']:.0f}-{m['images_per_s_max']:.0f})"
+
+
+def _rate(row: dict[str, Any]) -> str:
+    return rate_cell(row["measurement"])
 
 
 def _memory(m: dict[str, Any]) -> str:

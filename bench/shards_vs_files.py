@@ -18,29 +18,34 @@ stat, mmap, close per image) against sequential reads from a few tars, not netwo
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import hashlib
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import nvidia.dali
 import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import DataNode
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
+from bench.machine import command_line, machine_info, now_iso, versions
+from bench.report import rate_cell
 from bench.runner import Measurement, measure_throughput
 from dali_pipelines import PipelineConfig, make_loader, open_source
-from dali_pipelines.config import default_num_threads
+from dali_pipelines.argtypes import int_in, positive_int
+from dali_pipelines.config import default_cache_dir, default_num_threads
+from dali_pipelines.datasets import DatasetError, ImageFolderData
 from dali_pipelines.readers import READER_NAME, DataSource, read_encoded
 from dali_pipelines.to_shards import convert_image_folder
+from dali_pipelines.verify import prepare_data
+from dali_pipelines.webdataset import WebDatasetShards, read_json
 
 _logger = logging.getLogger(__name__)
 
@@ -92,42 +97,57 @@ def compare(files: DataSource, shards: DataSource, cfg: PipelineConfig, workload
             m: Measurement = measure_throughput(factory, warmup_batches=1, repeats=repeats,
                                                 batches_per_repeat=None)
             rows.append({"workload": workload, "format": fmt, **m.to_dict()})
-            print(f"{workload:>6} {fmt:>7}: {_rate(rows[-1])} img/s, {m.cpu_s_per_1000:.2f} CPU s/1000 img")
+            print(f"{workload:>6} {fmt:>7}: {rate_cell(rows[-1])} img/s, "
+                  f"{m.cpu_s_per_1000:.2f} CPU s/1000 img")
     return rows
 
 
-def environment() -> dict[str, Any]:
+def environment(argv: Sequence[str] | None) -> dict[str, Any]:
     """Machine and versions, so a figure is never separated from where it was measured."""
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, "-m", "bench.shards_vs_files", *sys.argv[1:]]),
-        "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "versions": {"python": platform.python_version(), "dali": nvidia.dali.__version__,
-                     "torch": torch.__version__},
-    }
+    command = command_line(None if argv is None else list(argv), "bench.shards_vs_files")
+    return {"date": now_iso(), "command": command, "machine": machine_info(),
+            "versions": {k: v for k, v in versions().items() if v}}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def _shards_for(files: ImageFolderData, shards_dir: Path | None, per_shard: int) -> WebDatasetShards:
+    """``shards_dir`` opened, or ``files`` converted into a reusable folder under the temp dir.
 
-
-def _shards_for(files: DataSource, shards_dir: Path | None, per_shard: int) -> DataSource:
-    """``shards_dir`` opened, or ``files`` converted into a reusable folder under the temp dir."""
+    The folder name holds a hash of the resolved data root and the shard size, so two data
+    sets that are both called ``sample/train`` never share (or resume) a conversion.
+    """
     if shards_dir is not None:
         return open_source(shards_dir, "wds")
-    out = Path(tempfile.gettempdir()) / "dali-bench-shards" / f"{files.root.parent.name}-{files.root.name}"
-    return convert_image_folder(files.root, out, images_per_shard=per_shard)
+    root = files.root.resolve()
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    out = Path(tempfile.gettempdir()) / "dali-bench-shards" / f"{root.name}-{key}-{per_shard}"
+    return convert_image_folder(root, out, images_per_shard=per_shard)
 
 
-def _rate(row: dict[str, Any]) -> str:
-    return f"{row['images_per_s']:.0f} ({row['images_per_s_min']:.0f}-{row['images_per_s_max']:.0f})"
+def check_same_images(files: ImageFolderData, shards: WebDatasetShards) -> None:
+    """Raise DatasetError unless ``shards`` hold exactly the (verified) loose files.
+
+    The converter records each shard's source files (relative to the source root) in the
+    shard's ``<stem>.json``; shards without those records are compared by count only, with
+    a warning.
+    """
+    paths = [Path(tar).with_suffix(".json") for tar in shards.shards]
+    records = [read_json(p) for p in paths if p.is_file()]
+    if len(records) != len(paths) or not all(isinstance(r, dict) and "sources" in r for r in records):
+        _logger.warning("%s: shards without a record of their source files; comparing image counts only",
+                        shards.root)
+        if len(shards) != len(files):
+            raise DatasetError(f"--shards holds {len(shards)} images but --data {len(files)} readable ones; "
+                               "pass shards converted from the same data")
+        return
+    in_shards = Counter(src for r in records for src in r["sources"])
+    loose = Counter(os.path.relpath(f, files.root) for f in files.files)
+    if in_shards != loose:
+        missing, extra = loose - in_shards, in_shards - loose
+        example = next(iter(missing or extra))
+        raise DatasetError(
+            f"--shards {shards.root} and --data {files.root} differ: {sum(missing.values())} loose files not "
+            f"in the shards, {sum(extra.values())} shard images not among the loose files (e.g. {example}); "
+            "pass shards converted from the same data, or drop --shards to convert it")
 
 
 def _markdown(record: dict[str, Any]) -> str:
@@ -149,7 +169,8 @@ def _markdown(record: dict[str, Any]) -> str:
     for workload in dict.fromkeys(r["workload"] for r in record["results"]):
         f, s = (next(r for r in record["results"] if r["workload"] == workload and r["format"] == fmt)
                 for fmt in ("files", "shards"))
-        lines.append(f"| {workload} | {_rate(f)} | {_rate(s)} | {s['images_per_s'] / f['images_per_s']:.2f}x "
+        ratio = s["images_per_s"] / f["images_per_s"]
+        lines.append(f"| {workload} | {rate_cell(f)} | {rate_cell(s)} | {ratio:.2f}x "
                      f"| {f['cpu_s_per_1000']:.2f} / {s['cpu_s_per_1000']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -165,10 +186,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="shards of the same images (default: convert --data into $TMPDIR/dali-bench-shards/)")
     add("--out", type=Path, default=Path("bench/results"), help="(default: bench/results)")
     add("--workloads", default=",".join(WORKLOADS), help=f"(default: {','.join(WORKLOADS)})")
-    add("--batch-size", type=int, default=64, help="(default: 64)")
-    add("--threads", type=int, default=default_num_threads(), help="(default: all cores up to 8)")
-    add("--repeats", type=int, default=3, help="timed full passes per measurement (default: 3)")
-    add("--images-per-shard", type=int, default=1000, help="when converting (default: 1000)")
+    add("--batch-size", type=positive_int, default=64, help="(default: 64)")
+    add("--threads", type=positive_int, default=default_num_threads(), help="(default: all cores up to 8)")
+    add("--repeats", type=int_in(3, 1000), default=3,
+        help="timed full passes per measurement, at least 3 for a median and spread (default: 3)")
+    add("--images-per-shard", type=positive_int, default=1000, help="when converting (default: 1000)")
     return parser
 
 
@@ -177,24 +199,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = get_args_parser().parse_args(argv)
     workloads = [w for w in args.workloads.split(",") if w]
-    if not set(workloads) <= set(WORKLOADS):
-        raise SystemExit(f"--workloads: a comma list of {', '.join(WORKLOADS)}; got {args.workloads!r}")
-    split = args.split or ("train" if (Path(args.data) / "train").is_dir() else None)
-    files = open_source(args.data, "folder", split=split)
-    args.out.mkdir(parents=True, exist_ok=True)
-    shards = _shards_for(files, args.shards, args.images_per_shard)
-    if len(shards) != len(files):
-        raise SystemExit(f"--shards holds {len(shards)} images but --data {len(files)}; "
-                         "pass shards of the same data")
-    cfg = PipelineConfig(batch_size=args.batch_size, device="cpu", num_threads=args.threads)
-    record = {"environment": environment(), "config": cfg.to_dict(),
-              "data": {"files_root": str(files.root), "images": len(files), "shards": len(shards.shards),
-                       "files_mb": sum(os.path.getsize(f) for f in files.files) / 1e6},
-              "results": compare(files, shards, cfg, workloads, args.repeats)}
+    if not workloads or not set(workloads) <= set(WORKLOADS):
+        print(f"--workloads: a comma list of {', '.join(WORKLOADS)}; got {args.workloads!r}", file=sys.stderr)
+        return 2
+    try:
+        record = _run(args, workloads, argv)
+    except (DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     (args.out / "shards_vs_files.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     (args.out / "shards_vs_files.md").write_text(_markdown(record), encoding="utf-8")
     print(f"wrote {args.out / 'shards_vs_files.json'} and .md")
     return 0
+
+
+def _run(args: argparse.Namespace, workloads: list[str], argv: Sequence[str] | None) -> dict[str, Any]:
+    """Verify the loose files, get matching shards, measure both; the result record."""
+    split = args.split or ("train" if (Path(args.data) / "train").is_dir() else None)
+    files = cast(ImageFolderData, open_source(args.data, "folder", split=split))  # "folder": always one
+    # Same verification (and cache) as the converter's: both sides then read the same images.
+    files = prepare_data(files, on_bad_file="skip", cache_dir=default_cache_dir())
+    args.out.mkdir(parents=True, exist_ok=True)
+    shards = _shards_for(files, args.shards, args.images_per_shard)
+    check_same_images(files, shards)
+    cfg = PipelineConfig(batch_size=args.batch_size, device="cpu", num_threads=args.threads)
+    return {"environment": environment(argv), "config": cfg.to_dict(),
+            "data": {"files_root": str(files.root), "images": len(files), "shards": len(shards.shards),
+                     "files_mb": sum(os.path.getsize(f) for f in files.files) / 1e6},
+            "results": compare(files, shards, cfg, workloads, args.repeats)}
 
 
 if __name__ == "__main__":
