@@ -102,7 +102,7 @@ def soak_command(args: argparse.Namespace, data_root: Path) -> dict[str, Any]:
     """Soak the DALI train graph on the chosen devices and write the soak files."""
     import torch
 
-    from bench.soak import run_soak, write_soak
+    from bench.soak import GROWTH_TARGET_PCT, run_soak, write_soak
 
     devices = ["cpu", "gpu"] if args.device == "auto" and torch.cuda.is_available() else (
         ["cpu"] if args.device == "auto" else [args.device])
@@ -114,6 +114,6 @@ def soak_command(args: argparse.Namespace, data_root: Path) -> dict[str, Any]:
     paths = write_soak(run, args.out)
     for device, s in run["summary"].items():
         print(f"{device}: RSS {s['rss_epoch2_mb']:.0f} MiB after epoch 2 -> {s['rss_last_mb']:.0f} MiB "
-              f"after epoch {s['epochs']} ({s['rss_growth_pct']:+.1f}%, target < 5%)")
+              f"after epoch {s['epochs']} ({s['rss_growth_pct']:+.1f}%, target < {GROWTH_TARGET_PCT:g}%)")
     print("soak results: " + ", ".join(map(str, paths)))
     return run

@@ -1,4 +1,4 @@
-"""Pieces the backends share: delivering host batches to the GPU and a labelled file list."""
+"""What the backends share: delivering host batches to the batch device (the GPU when asked)."""
 
 from __future__ import annotations
 

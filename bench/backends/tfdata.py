@@ -9,7 +9,6 @@ crop, like DALI's ROI decode, so the baseline is not handicapped.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import os
 import sys
@@ -22,13 +21,6 @@ from bench.backends.common import ToDevice
 from bench.runner import Batch
 from bench.workloads import CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, RunSpec
 from dali_pipelines import ImageFolderData
-
-
-def unavailable_reason() -> str | None:
-    """Why this backend cannot run here, or None."""
-    if importlib.util.find_spec("tensorflow") is None:
-        return "TensorFlow is not installed (pip install 'dali-pipelines[tf]')"
-    return None
 
 
 @contextlib.contextmanager
@@ -132,8 +124,8 @@ class TfBatches:
 
 
 def make_batches(data: ImageFolderData, spec: RunSpec) -> Iterable[Batch]:
-    """tf.data batches of ``spec.workload`` as torch tensors on ``spec.device``."""
-    reason = unavailable_reason()
-    if reason:
-        raise RuntimeError(f"backend tfdata: {reason}")
+    """tf.data batches of ``spec.workload`` as torch tensors on ``spec.device``.
+
+    Availability (TensorFlow installed) is checked by the registry's ``Backend.unavailable_reason``.
+    """
     return ToDevice(TfBatches(data, spec), spec.device)
