@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from dali_pipelines.webdataset import write_json_atomic
+from dali_pipelines.atomic import atomic_write, write_json_atomic
 
 _logger = logging.getLogger(__name__)
 _RUN_NAME = re.compile(r".+-\d{4}-\d{2}-\d{2}\.json")
@@ -40,14 +39,10 @@ def write_run(run: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     stem = results_stem(run)
     json_path, csv_path = out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
     write_json_atomic(json_path, run)  # rewritten after every job: never leave half a file
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_write(csv_path, newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(flat_row(r) for r in run["results"])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, csv_path)
     _logger.info("wrote %s and %s", json_path, csv_path)
     return json_path, csv_path
 

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dali_pipelines.atomic import atomic_write
+
 _logger = logging.getLogger(__name__)
 
 # Same extensions as torchvision.datasets.folder.IMG_EXTENSIONS, all decodable by DALI, so a
@@ -102,11 +104,8 @@ def write_file_list(data: ImageFolderData, path: str | os.PathLike[str]) -> Path
     so the list survives moving the data set.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{os.path.relpath(f, data.root)} {label}\n" for f, label in data.samples]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, encoding="utf-8") as handle:
+        handle.writelines(f"{os.path.relpath(f, data.root)} {label}\n" for f, label in data.samples)
     return path
 
 

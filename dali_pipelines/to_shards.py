@@ -26,6 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from dali_pipelines.atomic import write_json_atomic
 from dali_pipelines.datasets import DatasetError, ImageFolderData, scan_image_folder
 from dali_pipelines.verify import prepare_data
 from dali_pipelines.webdataset import (
@@ -40,7 +41,6 @@ from dali_pipelines.webdataset import (
     read_index,
     read_json,
     write_index,
-    write_json_atomic,
 )
 
 _logger = logging.getLogger(__name__)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dali_pipelines.atomic import atomic_write
+
 _logger = logging.getLogger(__name__)
 
 _VERSION = 2
@@ -93,9 +95,7 @@ class VerifyCache:
         """Write the cache if anything was stored (write a temporary file, then rename)."""
         if not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": _VERSION, "entries": self._entries}), encoding="utf-8")
-        os.replace(tmp, self.path)
+        with atomic_write(self.path, encoding="utf-8") as handle:
+            json.dump({"version": _VERSION, "entries": self._entries}, handle)
         self._dirty = False
         _logger.debug("verify cache saved: %s (%d entries)", self.path, len(self._entries))

@@ -203,17 +203,6 @@ def read_json(path: Path) -> Any:
         raise DatasetError(f"{path} cannot be read as JSON ({err}); restore it or re-run to-shards") from err
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write JSON via a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_classes(root: Path) -> tuple[str, ...]:
     """Class names from ``root/classes.json`` (a JSON list; label i is element i)."""
     path = root / CLASSES_NAME

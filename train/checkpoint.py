@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dali_pipelines.atomic import atomic_write
+
 _logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
@@ -60,13 +62,8 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
     A crash at any point leaves either the old file or the new one under ``path``, never a
     partial one: rename is atomic on POSIX file systems.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
+    with atomic_write(path, "wb") as handle:
         torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 
