@@ -8,14 +8,14 @@ in bounded batches on DALI's thread pool; only a failing batch is retried file b
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
+
+from dali_pipelines.native_stderr import native_stderr
 
 _logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _decode_batch(paths: list[str]) -> dict[str, str]:
     if not encoded:
         return bad
     try:
-        with _native_stderr():  # DALI logs each failure on fd 2; the per-file pass reports them
+        with native_stderr():  # DALI logs each failure on fd 2; the per-file pass reports them
             ndd.decoders.image(ndd.as_batch(list(encoded.values())), device="cpu", output_type=types.RGB)
         return bad
     except RuntimeError:
@@ -116,7 +116,7 @@ def decode_one(data: np.ndarray) -> str | None:
 
     log: list[str] = []
     try:
-        with _native_stderr(log):
+        with native_stderr(log):
             ndd.decoders.image(ndd.as_tensor(data), device="cpu", output_type=types.RGB)
         return None
     except RuntimeError as err:
@@ -125,25 +125,4 @@ def decode_one(data: np.ndarray) -> str | None:
         detail = lines[-1] if lines else (str(err).strip() or type(err).__name__)
         return f"DALI's decoder failed: {detail}"
 
-
-@contextmanager
-def _native_stderr(sink: list[str] | None = None) -> Iterator[None]:
-    """Capture what C++ code writes to file descriptor 2 (DALI's logger) into ``sink``.
-
-    Process-wide while active: call it only from the thread doing the decoding.
-    """
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read().decode("utf-8", "replace")
-            if sink is not None:
-                sink.append(text)
-            if text.strip():
-                _logger.debug("DALI decoder log: %s", text.strip())
 

@@ -8,10 +8,8 @@ crop, like DALI's ROI decode, so the baseline is not handicapped.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,26 +19,13 @@ from bench.backends.common import ToDevice
 from bench.runner import Batch
 from bench.workloads import CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, RunSpec
 from dali_pipelines import ImageFolderData
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null: TF's C++ start-up banners bypass Python logging."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+from dali_pipelines.native_stderr import native_stderr
 
 
 def _import_tf() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before import: silence C++ start-up logs
     # absl prints the oneDNN notice at import regardless of TF_CPP_MIN_LOG_LEVEL.
-    with _stderr_silenced():
+    with native_stderr():
         import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
