@@ -7,7 +7,6 @@ batch and no CPU, so a loader that prefetches keeps working while it "computes".
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from torch import nn
 from bench.runner import Batch
 from bench.workloads import CROP
 from train.model import build_googlenet, googlenet_loss
+from train.timing import busy_and_gaps_ms
 
 
 class SleepStep:
@@ -80,8 +80,7 @@ def idle_fraction(spans: list[tuple[Any, Any]]) -> float | None:
     """
     if len(spans) < 2:
         return None
-    busy = sum(start.elapsed_time(end) for start, end in spans)
-    gaps = sum(prev_end.elapsed_time(start) for (_, prev_end), (start, _) in itertools.pairwise(spans))
+    busy, gaps = busy_and_gaps_ms(spans)
     return gaps / (busy + gaps) if busy + gaps > 0 else None
 
 

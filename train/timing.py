@@ -8,9 +8,22 @@ needs no per-step synchronization; events are read (one sync) at each log interv
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+
+def busy_and_gaps_ms(spans: Sequence[tuple[Any, Any]], previous_end: Any = None) -> tuple[float, float]:
+    """(time inside steps, time between steps) in ms on the GPU timeline, from (start, end)
+    CUDA events in step order; ``previous_end`` links to a step recorded earlier. The events
+    must have completed (synchronize on the last one first)."""
+    busy = sum(start.elapsed_time(end) for start, end in spans)
+    ends = [previous_end, *(end for _, end in spans[:-1])]
+    gaps = sum(end.elapsed_time(start) for end, (start, _) in zip(ends, spans, strict=True)
+               if end is not None)
+    return busy, gaps
 
 
 @dataclass(frozen=True)
@@ -80,11 +93,10 @@ class StepTimer:
         if not self._events:
             return
         self._events[-1][1].synchronize()
-        for start, end in self._events:
-            if self._last_end is not None:
-                self._gpu_gap_ms += self._last_end.elapsed_time(start)
-            self._gpu_busy_ms += start.elapsed_time(end)
-            self._last_end = end
+        busy, gaps = busy_and_gaps_ms(self._events, previous_end=self._last_end)
+        self._gpu_busy_ms += busy
+        self._gpu_gap_ms += gaps
+        self._last_end = self._events[-1][1]
         self._events.clear()
 
     def epoch_timing(self) -> EpochTiming:
