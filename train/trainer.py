@@ -56,11 +56,16 @@ class Trainer:
     stop: StopRequest
     to_model_layout: Callable[[torch.Tensor], torch.Tensor]
 
+    def _autocast(self) -> torch.autocast:
+        """Mixed precision as --amp asks on the GPU; a disabled context on the CPU."""
+        dtype = self.cfg.amp_dtype
+        return torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32,
+                              enabled=dtype is not None)
+
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step; returns (loss, main logits) without synchronizing the device."""
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=self.device.type, dtype=self.cfg.amp_dtype or torch.float32,
-                            enabled=self.cfg.amp_dtype is not None):
+        with self._autocast():
             loss, logits = googlenet_loss(self.model(self.to_model_layout(images)), labels, self.criterion)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -127,8 +132,7 @@ class Trainer:
         self.model.eval()
         sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, top1, top5, count
         for images, labels in loader:
-            with torch.autocast(device_type=self.device.type, dtype=self.cfg.amp_dtype or torch.float32,
-                                enabled=self.cfg.amp_dtype is not None):
+            with self._autocast():
                 logits = self.model(self.to_model_layout(images))
             loss = nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
