@@ -216,7 +216,7 @@ def _announce(state: Run) -> None:
     cfg.save(state.run_dir / "config.json", world_size=ctx.world_size,
              global_batch=cfg.batch_size * ctx.world_size, scaled_lr=cfg.scaled_lr(ctx.world_size),
              steps_per_epoch=len(state.train_loader), classes=list(state.classes),
-             pipeline=pipeline_config(cfg, ctx).to_dict())
+             pipeline=state.train_loader.cfg.to_dict())
     where = f"GPU {torch.cuda.get_device_name(ctx.local_rank)}" if cfg.device == "gpu" else "CPU"
     print(f"device: {cfg.device} ({where}); ranks: {ctx.world_size}; classes: {len(state.classes)}; "
           f"steps/epoch: {len(state.train_loader)}; global batch: {cfg.batch_size * ctx.world_size}; "
