@@ -15,8 +15,7 @@ import torch
 
 from bench.backends import BACKENDS
 from bench.workloads import WORKLOADS
-from dali_pipelines import DatasetError
-from dali_pipelines.argtypes import int_in
+from dali_pipelines import DatasetError, argtypes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCRATCH_DIR = RESULTS_DIR / "_scratch"  # git-ignored: quick runs never overwrite committed results
@@ -60,16 +59,16 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="comma list of seed,train,eval (default: all; train with --quick)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where batches are delivered; auto = cuda when available (default: auto)")
-    p.add_argument("--batch-size", type=int_in(1, 4096), default=None,
+    p.add_argument("--batch-size", type=argtypes.int_in(1, 4096), default=None,
                    help="batch size of the main measurements (default: 64, 32 with --quick)")
-    p.add_argument("--repeats", type=int_in(3, 100), default=3,
+    p.add_argument("--repeats", type=argtypes.int_in(3, 100), default=3,
                    help="timed repeats per measurement, at least 3 (default: 3)")
-    p.add_argument("--max-workers", type=int_in(1, 1024), default=CORES,
+    p.add_argument("--max-workers", type=argtypes.int_in(1, 1024), default=CORES,
                    help=f"workers/threads of the main measurements; scaling goes 1..this (default: {CORES})")
-    p.add_argument("--images", type=int_in(64, 1_000_000), default=None,
+    p.add_argument("--images", type=argtypes.int_in(64, 1_000_000), default=None,
                    help="size of the sample set made without --data (default: 2000, 320 with --quick)")
     _add_on_bad_file(p)
-    p.add_argument("--timeout", type=int_in(10, 86400), default=600,
+    p.add_argument("--timeout", type=argtypes.int_in(10, 86400), default=600,
                    help="seconds before one measurement is abandoned (default: 600)")
 
 
@@ -92,11 +91,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                       help="ImageFolder root (default: a 320-image sample set in a temp dir)")
     soak.add_argument("--out", type=Path, default=RESULTS_DIR,
                       help=f"results folder (default: {RESULTS_DIR})")
-    soak.add_argument("--epochs", type=int_in(3, 100000), default=30, help="(default: 30)")
+    soak.add_argument("--epochs", type=argtypes.int_in(3, 100000), default=30, help="(default: 30)")
     soak.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                       help="auto = cpu, plus gpu when CUDA is available (default: auto)")
-    soak.add_argument("--batch-size", type=int_in(1, 4096), default=64, help="(default: 64)")
-    soak.add_argument("--threads", type=int_in(1, 1024), default=CORES,
+    soak.add_argument("--batch-size", type=argtypes.int_in(1, 4096), default=64, help="(default: 64)")
+    soak.add_argument("--threads", type=argtypes.int_in(1, 1024), default=CORES,
                       help=f"DALI CPU threads (default: {CORES})")
     _add_on_bad_file(soak)
     return parser

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dali_pipelines import DatasetError, ImageFolderData, scan_image_folder
-from dali_pipelines.config import default_cache_dir
-from dali_pipelines.sample import make_sample_dataset
-from dali_pipelines.verify import prepare_data
+from dali_pipelines import (
+    DatasetError,
+    ImageFolderData,
+    default_cache_dir,
+    make_sample_dataset,
+    prepare_data,
+    scan_image_folder,
+)
 
 _logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = (".jpg", ".jpeg")

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dali_pipelines.atomic import atomic_write, write_json_atomic
+from dali_pipelines import atomic_write, write_json_atomic
 
 _logger = logging.getLogger(__name__)
 _RUN_NAME = re.compile(r".+-\d{4}-\d{2}-\d{2}\.json")

@@ -38,14 +38,22 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator
 from bench.machine import command_line, machine_info, now_iso, versions
 from bench.report import rate_cell
 from bench.runner import Measurement, measure_throughput
-from dali_pipelines import PipelineConfig, make_loader, open_source
-from dali_pipelines.argtypes import int_in, positive_int
-from dali_pipelines.config import default_cache_dir, default_num_threads
-from dali_pipelines.datasets import DatasetError, ImageFolderData
-from dali_pipelines.readers import READER_NAME, DataSource, read_encoded
-from dali_pipelines.to_shards import convert_image_folder
-from dali_pipelines.verify import prepare_data
-from dali_pipelines.webdataset import WebDatasetShards, read_json
+from dali_pipelines import (
+    READER_NAME,
+    DatasetError,
+    DataSource,
+    ImageFolderData,
+    PipelineConfig,
+    WebDatasetShards,
+    argtypes,
+    convert_image_folder,
+    default_cache_dir,
+    default_num_threads,
+    make_loader,
+    open_source,
+    prepare_data,
+    read_encoded,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -131,7 +139,7 @@ def check_same_images(files: ImageFolderData, shards: WebDatasetShards) -> None:
     a warning.
     """
     paths = [Path(tar).with_suffix(".json") for tar in shards.shards]
-    records = [read_json(p) for p in paths if p.is_file()]
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in paths if p.is_file()]
     if len(records) != len(paths) or not all(isinstance(r, dict) and "sources" in r for r in records):
         _logger.warning("%s: shards without a record of their source files; comparing image counts only",
                         shards.root)
@@ -186,11 +194,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="shards of the same images (default: convert --data into $TMPDIR/dali-bench-shards/)")
     add("--out", type=Path, default=Path("bench/results"), help="(default: bench/results)")
     add("--workloads", default=",".join(WORKLOADS), help=f"(default: {','.join(WORKLOADS)})")
-    add("--batch-size", type=positive_int, default=64, help="(default: 64)")
-    add("--threads", type=positive_int, default=default_num_threads(), help="(default: all cores up to 8)")
-    add("--repeats", type=int_in(3, 1000), default=3,
+    add("--batch-size", type=argtypes.positive_int, default=64, help="(default: 64)")
+    add("--threads", type=argtypes.positive_int, default=default_num_threads(),
+        help="(default: all cores up to 8)")
+    add("--repeats", type=argtypes.int_in(3, 1000), default=3,
         help="timed full passes per measurement, at least 3 for a median and spread (default: 3)")
-    add("--images-per-shard", type=positive_int, default=1000, help="when converting (default: 1000)")
+    add("--images-per-shard", type=argtypes.positive_int, default=1000,
+        help="when converting (default: 1000)")
     return parser
 
 

@@ -7,12 +7,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from dali_pipelines.argtypes import positive_int, seed
-from dali_pipelines.datasets import DatasetError
-from dali_pipelines.sample import make_sample_dataset
-from dali_pipelines.to_shards import DEFAULT_IMAGES_PER_SHARD, convert_dataset
-from dali_pipelines.verify_cli import add_verify_parser, run_verify
-from dali_pipelines.verify_decode import DynamicModeMissingError
+from dali_pipelines._util.argtypes import positive_int, seed
+from dali_pipelines.errors import DatasetError
+from dali_pipelines.sources.sample import make_sample_dataset
+from dali_pipelines.sources.to_shards import DEFAULT_IMAGES_PER_SHARD, convert_dataset
+from dali_pipelines.verify.cli import add_verify_parser, run_verify
+from dali_pipelines.verify.decode import DynamicModeMissingError
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -8,19 +8,24 @@ CPU graph is the GPU graph's test double and a fast CPU loader of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import DataNode, Pipeline
 
 from dali_pipelines.config import PipelineConfig
-from dali_pipelines.readers import DataSource, read_encoded
+from dali_pipelines.readers import read_encoded
+from dali_pipelines.sources import DataSource
 
-_DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
-_DALI_LAYOUTS = {"NCHW": "CHW", "NHWC": "HWC"}
+DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
+DALI_LAYOUTS = {"NCHW": "CHW", "NHWC": "HWC"}
+
+# A ``@pipeline_def`` function of (source, cfg) -> (images, labels), called with pipeline kwargs.
+Graph = Callable[..., Pipeline]
 
 
-def _decoder_args(cfg: PipelineConfig) -> dict[str, Any]:
+def decoder_args(cfg: PipelineConfig) -> dict[str, Any]:
     """Decoder placement and nvJPEG memory hints; the hints only exist for "mixed"."""
     args: dict[str, Any] = {
         "device": "mixed" if cfg.device == "gpu" else "cpu",
@@ -48,17 +53,17 @@ def _normalize(images: DataNode, cfg: PipelineConfig, mirror: DataNode | int) ->
         mirror=mirror,
         mean=[m * 255.0 for m in cfg.mean],
         std=[s * 255.0 for s in cfg.std],
-        dtype=_DALI_DTYPES[cfg.dtype],
-        output_layout=_DALI_LAYOUTS[cfg.layout],
+        dtype=DALI_DTYPES[cfg.dtype],
+        output_layout=DALI_LAYOUTS[cfg.layout],
     )
 
 
-def _resize_square(images: DataNode, size: int) -> DataNode:
+def resize_square(images: DataNode, size: int) -> DataNode:
     """Resize to size x size (aspect not kept), antialiased like PIL's bilinear."""
     return fn.resize(images, resize_x=size, resize_y=size, interp_type=types.INTERP_LINEAR, antialias=True)
 
 
-def _labels_out(labels: DataNode, cfg: PipelineConfig) -> DataNode:
+def labels_out(labels: DataNode, cfg: PipelineConfig) -> DataNode:
     # Labels travel with the images so the training step needs no host->device copy.
     return labels.gpu() if cfg.device == "gpu" else labels
 
@@ -74,62 +79,40 @@ def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, Data
         random_area=list(cfg.random_area),
         random_aspect_ratio=list(cfg.random_aspect_ratio),
         num_attempts=100,
-        **_decoder_args(cfg),
+        **decoder_args(cfg),
     )
-    images = _resize_square(images, cfg.crop_size)
+    images = resize_square(images, cfg.crop_size)
     mirror = fn.random.coin_flip(probability=0.5)
-    return _normalize(images, cfg, mirror), _labels_out(labels, cfg)
+    return _normalize(images, cfg, mirror), labels_out(labels, cfg)
 
 
 @pipeline_def(enable_checkpointing=True)
 def eval_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
     """Read -> decode -> resize shorter side (antialiased) -> center crop -> normalize."""
     jpegs, labels = read_encoded(source, cfg, train=False)
-    images = fn.decoders.image(jpegs, **_decoder_args(cfg))
+    images = fn.decoders.image(jpegs, **decoder_args(cfg))
     images = fn.resize(
         images,
         resize_shorter=cfg.resize_size,
         interp_type=types.INTERP_LINEAR,
         antialias=True,
     )
-    return _normalize(images, cfg, mirror=0), _labels_out(labels, cfg)
-
-
-@pipeline_def(enable_checkpointing=True)
-def seed_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
-    """Read -> decode -> resize to crop_size x crop_size (aspect not kept) -> float [0, 1].
-
-    The seed article's generators' work, for like-for-like benchmarks: no crop, no normalize.
-    """
-    jpegs, labels = read_encoded(source, cfg, train=False)
-    images = fn.decoders.image(jpegs, **_decoder_args(cfg))
-    images = _resize_square(images, cfg.crop_size)
-    images = fn.crop_mirror_normalize(
-        images,
-        mean=[0.0, 0.0, 0.0],
-        std=[255.0, 255.0, 255.0],  # x / 255: float in [0, 1]
-        dtype=_DALI_DTYPES[cfg.dtype],
-        output_layout=_DALI_LAYOUTS[cfg.layout],
-    )
-    return images, _labels_out(labels, cfg)
-
-
-# workload name -> graph; "train"/"eval" are also picked by build_pipeline's ``train`` flag.
-GRAPHS = {"train": train_graph, "eval": eval_graph, "seed": seed_graph}
+    return _normalize(images, cfg, mirror=0), labels_out(labels, cfg)
 
 
 def build_pipeline(source: DataSource, cfg: PipelineConfig, *, train: bool,
-                   checkpoint: str | None = None, workload: str | None = None) -> Pipeline:
-    """Instantiate (not yet build) the train or eval graph for ``cfg``'s device and shard.
+                   checkpoint: str | None = None, graph: Graph | None = None) -> Pipeline:
+    """Instantiate (not yet build) a graph for ``cfg``'s device and shard.
 
-    ``checkpoint`` is a string from ``DaliLoader.state()``; the pipeline then resumes at the
-    exact reader position and random-number state it was saved at. ``workload`` ("train",
-    "eval" or "seed") picks the graph by name instead of ``train``; the reader still follows
-    ``train`` (shuffled epochs or file order).
+    ``graph`` defaults to ``train_graph`` or ``eval_graph`` by ``train``; any other
+    ``@pipeline_def(enable_checkpointing=True)`` function taking ``(source, cfg)`` and
+    returning ``(images, labels)`` works too (the benchmarks' graphs do). The reader still
+    follows ``train`` (shuffled epochs or file order). ``checkpoint`` is a string from
+    ``DaliLoader.state()``; the pipeline then resumes at the exact reader position and
+    random-number state it was saved at.
     """
-    if workload is not None and workload not in GRAPHS:
-        raise ValueError(f"workload must be one of {', '.join(GRAPHS)}; got {workload!r}")
-    graph = GRAPHS[workload] if workload is not None else (train_graph if train else eval_graph)
+    if graph is None:
+        graph = train_graph if train else eval_graph
     return graph(
         source,
         cfg,

@@ -11,8 +11,9 @@ from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
 from dali_pipelines.config import PipelineConfig
-from dali_pipelines.graphs import build_pipeline
-from dali_pipelines.readers import READER_NAME, DataSource
+from dali_pipelines.graphs import Graph, build_pipeline
+from dali_pipelines.readers import READER_NAME
+from dali_pipelines.sources import DataSource
 
 _logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class DaliLoader:
     """
 
     def __init__(self, source: DataSource, cfg: PipelineConfig, *, train: bool,
-                 checkpoint: str | None = None, workload: str | None = None) -> None:
+                 checkpoint: str | None = None, graph: Graph | None = None) -> None:
         if len(source) < cfg.num_shards:
             raise ValueError(
                 f"{len(source)} samples cannot be split into num_shards={cfg.num_shards}; "
@@ -52,8 +53,7 @@ class DaliLoader:
         self.num_samples = len(source)
         begin, end = shard_bounds(len(source), cfg.shard_id, cfg.num_shards)
         self.shard_size = end - begin
-        self._pipeline = build_pipeline(source, cfg, train=train, checkpoint=checkpoint,
-                                        workload=workload)
+        self._pipeline = build_pipeline(source, cfg, train=train, checkpoint=checkpoint, graph=graph)
         # Building the iterator builds the pipeline and starts prefetching
         # (prefetch_queue_depth batches), so the first next() does not wait for a full batch.
         self._iterator = DALIGenericIterator(
@@ -100,10 +100,10 @@ class DaliLoader:
 
 def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,
                 shard_id: int | None = None, num_shards: int | None = None,
-                checkpoint: str | None = None, workload: str | None = None) -> DaliLoader:
+                checkpoint: str | None = None, graph: Graph | None = None) -> DaliLoader:
     """The loader for ``source`` under ``cfg``; ``shard_id``/``num_shards`` override cfg's.
 
-    ``workload="seed"`` picks the benchmarks' seed graph (see ``graphs.GRAPHS``).
+    ``graph`` replaces the train or eval graph (see ``graphs.build_pipeline``).
     """
     if shard_id is not None or num_shards is not None:
         cfg = cfg.replace(
@@ -112,4 +112,4 @@ def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,
         )
     if cfg.device == "gpu" and not torch.cuda.is_available():
         raise RuntimeError("device='gpu' needs a CUDA GPU and none is visible; use device='cpu'")
-    return DaliLoader(source, cfg, train=train, checkpoint=checkpoint, workload=workload)
+    return DaliLoader(source, cfg, train=train, checkpoint=checkpoint, graph=graph)

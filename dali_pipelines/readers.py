@@ -9,8 +9,8 @@ from nvidia.dali import fn, types
 from nvidia.dali.pipeline import DataNode
 
 from dali_pipelines.config import PipelineConfig
-from dali_pipelines.datasets import ImageFolderData
-from dali_pipelines.webdataset import IMAGE_EXTS, LABEL_EXT, LABEL_TRAILING, WebDatasetShards
+from dali_pipelines.sources import DataSource, ImageFolderData, WebDatasetShards
+from dali_pipelines.sources.webdataset import IMAGE_EXTS, LABEL_EXT, LABEL_TRAILING
 
 # The iterator finds the reader by this name to learn epoch and shard sizes.
 READER_NAME = "Reader"
@@ -18,9 +18,6 @@ READER_NAME = "Reader"
 # Labels up to 999,999,999 fit the ASCII parse below (and int32).
 _LABEL_DIGITS = 9
 _WHITESPACE = b" \t\n\v\f\r"  # what bytes.strip() removes
-
-DataSource = ImageFolderData | WebDatasetShards
-
 
 def shuffled_once(data: ImageFolderData, seed: int) -> ImageFolderData:
     """The list in one seeded global order, identical on every rank.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dali_pipelines.sample import make_sample_dataset
+from dali_pipelines import make_sample_dataset
 
 
 def pytest_configure(config: pytest.Config) -> None:

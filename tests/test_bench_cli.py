@@ -95,7 +95,7 @@ def test_shards_vs_files_bad_argument_names_itself(argv: list[str], expected: li
 def test_shards_vs_files_refuses_shards_of_other_images(sample_root: Path, tmp_path: Path, monkeypatch,
                                                          capsys) -> None:
     from bench.shards_vs_files import main as svf_main
-    from dali_pipelines.to_shards import convert_image_folder
+    from dali_pipelines import convert_image_folder
 
     monkeypatch.setenv("DALI_PIPELINES_CACHE", str(tmp_path / "cache"))
     shards = tmp_path / "val-shards"

@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from dali_pipelines import DatasetError, scan_image_folder, write_file_list
-from dali_pipelines.datasets import read_file_list
+from dali_pipelines import DatasetError, read_file_list, scan_image_folder, write_file_list
 
 
 def _jpeg(path: Path) -> None:

@@ -20,10 +20,18 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from dali_pipelines import PipelineConfig, make_loader
+from dali_pipelines import (
+    BadFilesError,
+    ImageFolderData,
+    PipelineConfig,
+    make_loader,
+    prepare_data,
+    read_file_list,
+    scan_image_folder,
+    verify_data,
+)
 from dali_pipelines.cli import main
-from dali_pipelines.datasets import ImageFolderData, read_file_list, scan_image_folder
-from dali_pipelines.verify import BadFilesError, check_bytes, check_file, prepare_data, verify_data
+from dali_pipelines.verify import check_bytes, check_file
 
 PHOTO = Image.fromarray(skdata.astronaut()).resize((96, 72))  # a real photo, non-square
 

@@ -13,11 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from dali_pipelines import PipelineConfig, make_loader, scan_image_folder
-from dali_pipelines.datasets import DatasetError
-from dali_pipelines.sources import open_source
-from dali_pipelines.to_shards import convert_dataset, convert_image_folder
-from dali_pipelines.webdataset import WebDatasetShards, open_shards
+from dali_pipelines import (
+    DatasetError,
+    PipelineConfig,
+    WebDatasetShards,
+    convert_dataset,
+    convert_image_folder,
+    make_loader,
+    open_shards,
+    open_source,
+    scan_image_folder,
+)
 
 IMAGES = 24
 PER_SHARD = 7  # 4 shards: 7, 7, 7, 3

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dali_pipelines.atomic import atomic_write
+from dali_pipelines import atomic_write
 
 _logger = logging.getLogger(__name__)
 

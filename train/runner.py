@@ -12,12 +12,17 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from dali_pipelines import DaliLoader, PipelineConfig, make_loader
-from dali_pipelines.config import default_cache_dir, default_num_threads
-from dali_pipelines.datasets import ImageFolderData
-from dali_pipelines.readers import DataSource
-from dali_pipelines.sources import open_source
-from dali_pipelines.verify import prepare_data
+from dali_pipelines import (
+    DaliLoader,
+    DataSource,
+    ImageFolderData,
+    PipelineConfig,
+    default_cache_dir,
+    default_num_threads,
+    make_loader,
+    open_source,
+    prepare_data,
+)
 from train.checkpoint import (
     FORMAT_VERSION,
     clean_state_dict,

@@ -9,11 +9,43 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from nvidia.dali import fn, pipeline_def
+from nvidia.dali.pipeline import DataNode
 
 from bench.backends.common import ToDevice
 from bench.runner import Batch
 from bench.workloads import RunSpec
-from dali_pipelines import ImageFolderData, PipelineConfig, make_loader
+from dali_pipelines import (
+    DALI_DTYPES,
+    DALI_LAYOUTS,
+    DataSource,
+    ImageFolderData,
+    PipelineConfig,
+    decoder_args,
+    labels_out,
+    make_loader,
+    read_encoded,
+    resize_square,
+)
+
+
+@pipeline_def(enable_checkpointing=True)
+def seed_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
+    """Read -> decode -> resize to crop_size x crop_size (aspect not kept) -> float [0, 1].
+
+    The simplest loaders' work, for like-for-like benchmarks: no crop, no normalize.
+    """
+    jpegs, labels = read_encoded(source, cfg, train=False)
+    images = fn.decoders.image(jpegs, **decoder_args(cfg))
+    images = resize_square(images, cfg.crop_size)
+    images = fn.crop_mirror_normalize(
+        images,
+        mean=[0.0, 0.0, 0.0],
+        std=[255.0, 255.0, 255.0],  # x / 255: float in [0, 1]
+        dtype=DALI_DTYPES[cfg.dtype],
+        output_layout=DALI_LAYOUTS[cfg.layout],
+    )
+    return images, labels_out(labels, cfg)
 
 
 def config_for(spec: RunSpec, device: str) -> PipelineConfig:
@@ -28,7 +60,8 @@ def config_for(spec: RunSpec, device: str) -> PipelineConfig:
 
 
 def _make(data: ImageFolderData, spec: RunSpec, device: str) -> Iterable[Batch]:
-    loader = make_loader(data, config_for(spec, device), train=spec.train, workload=spec.workload)
+    graph = seed_graph if spec.workload == "seed" else None  # train/eval: the library's own graphs
+    loader = make_loader(data, config_for(spec, device), train=spec.train, graph=graph)
     return ToDevice(loader, spec.device)
 
 

@@ -18,8 +18,7 @@ import torch
 from bench.backends.common import ToDevice
 from bench.runner import Batch
 from bench.workloads import CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, RunSpec
-from dali_pipelines import ImageFolderData
-from dali_pipelines.native_stderr import native_stderr
+from dali_pipelines import ImageFolderData, native_stderr
 
 
 def _import_tf() -> Any:

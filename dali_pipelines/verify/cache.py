@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dali_pipelines.atomic import atomic_write
+from dali_pipelines._util.atomic import atomic_write
 
 _logger = logging.getLogger(__name__)
 

@@ -8,17 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dali_pipelines.atomic import atomic_write
+from dali_pipelines._util.atomic import atomic_write
+from dali_pipelines.errors import DatasetError
 
 _logger = logging.getLogger(__name__)
 
 # Same extensions as torchvision.datasets.folder.IMG_EXTENSIONS, all decodable by DALI, so a
 # scan lists exactly the files ImageFolder would.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-
-class DatasetError(ValueError):
-    """A data set on disk cannot be used as given; the message names the path and the fix."""
 
 
 @dataclass(frozen=True)

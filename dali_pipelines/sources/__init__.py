@@ -1,4 +1,8 @@
-"""Resolving a ``--data`` path to a data source: an ImageFolder tree or a directory of tar shards."""
+"""Where samples come from: ImageFolder trees, WebDataset tar shards, the converter, the sample maker.
+
+``open_source(path)`` resolves a ``--data`` path to either kind; both are a ``DataSource``,
+which every graph's reader stage (``dali_pipelines.readers``) accepts.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,25 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from dali_pipelines.datasets import DatasetError, scan_image_folder
-from dali_pipelines.readers import DataSource
-from dali_pipelines.webdataset import MANIFEST_NAME, PROGRESS_NAME, open_shards
+from dali_pipelines.errors import DatasetError
+from dali_pipelines.sources.image_folder import (
+    ImageFolderData,
+    read_file_list,
+    scan_image_folder,
+    write_file_list,
+)
+from dali_pipelines.sources.sample import make_sample_dataset
+from dali_pipelines.sources.to_shards import convert_dataset, convert_image_folder
+from dali_pipelines.sources.webdataset import MANIFEST_NAME, PROGRESS_NAME, WebDatasetShards, open_shards
+
+__all__ = ["DataSource", "DatasetError", "ImageFolderData", "WebDatasetShards", "convert_dataset",
+           "convert_image_folder", "detect_format", "is_shard_dir", "make_sample_dataset", "open_shards",
+           "open_source", "read_file_list", "scan_image_folder", "write_file_list"]
 
 _logger = logging.getLogger(__name__)
+
+# What every reader accepts: loose files with labels, or tar shards with their indexes.
+DataSource = ImageFolderData | WebDatasetShards
 
 Format = Literal["auto", "folder", "wds"]
 FORMATS: tuple[str, ...] = ("auto", "folder", "wds")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dali_pipelines.datasets import DatasetError
+from dali_pipelines.errors import DatasetError
 
 _logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Verify image files before a DALI graph is built: one bad file kills a DALI pipeline for good.
 
 Two levels. The header pass (default) reads each file's header and tail only
-(``dali_pipelines.image_headers``). ``deep=True`` then decodes every file that passed with
-DALI's own CPU decoder (``dali_pipelines.verify_decode``), so "accepted" means "DALI decoded it".
+(``dali_pipelines.verify.headers``). ``deep=True`` then decodes every file that passed with
+DALI's own CPU decoder (``dali_pipelines.verify.decode``), so "accepted" means "DALI decoded it".
 ``prepare_data`` is what training and benchmarks call: verify (cached), then fail or skip.
 """
 
@@ -23,10 +23,11 @@ from typing import Literal
 import numpy as np
 
 from dali_pipelines.config import default_num_threads
-from dali_pipelines.datasets import DatasetError, ImageFolderData
-from dali_pipelines.image_headers import DEFAULT_MAX_PIXELS, Header, check_header
-from dali_pipelines.verify_cache import VerifyCache, root_tag, stat_key
-from dali_pipelines.verify_decode import READ_ERROR, decode_one, deep_decode
+from dali_pipelines.errors import DatasetError
+from dali_pipelines.sources.image_folder import ImageFolderData
+from dali_pipelines.verify.cache import VerifyCache, root_tag, stat_key
+from dali_pipelines.verify.decode import READ_ERROR, decode_one, deep_decode
+from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, Header, check_header
 
 _logger = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dali_pipelines.atomic import write_json_atomic
-from dali_pipelines.datasets import DatasetError, ImageFolderData, scan_image_folder
-from dali_pipelines.verify import prepare_data
-from dali_pipelines.webdataset import (
+from dali_pipelines._util.atomic import write_json_atomic
+from dali_pipelines.errors import DatasetError
+from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder
+from dali_pipelines.sources.webdataset import (
     CLASSES_NAME,
     LABEL_EXT,
     MANIFEST_FORMAT,
@@ -42,6 +42,7 @@ from dali_pipelines.webdataset import (
     read_json,
     write_index,
 )
+from dali_pipelines.verify import prepare_data
 
 _logger = logging.getLogger(__name__)
 

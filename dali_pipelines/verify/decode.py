@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dali_pipelines.native_stderr import native_stderr
+from dali_pipelines._util.native_stderr import native_stderr
 
 _logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dali_pipelines.datasets import DatasetError
+from dali_pipelines.errors import DatasetError
 
 _logger = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dali_pipelines.argtypes import positive_int
+from dali_pipelines._util.argtypes import positive_int
 from dali_pipelines.config import default_num_threads
-from dali_pipelines.datasets import (
-    DatasetError,
+from dali_pipelines.errors import DatasetError
+from dali_pipelines.sources.image_folder import (
     ImageFolderData,
     read_file_list,
     scan_image_folder,
