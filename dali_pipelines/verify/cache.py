@@ -61,11 +61,13 @@ class VerifyCache:
         """(hit, reason): a hit needs the same size, mtime, ctime and pixel limit, and if ``deep`` a
         decode; a file the header pass found bad is bad for a deep check too."""
         entry = self._entries.get(path.removeprefix(self._prefix))
-        fresh = isinstance(entry, list) and len(entry) == 6 and entry[:3] + entry[4:5] == [
-            *_stat_key(st), self._max_pixels]
-        if not fresh or (self._deep and entry[3] != "deep" and entry[5] is None):
+        if not (isinstance(entry, list) and len(entry) == 6):
             return False, None
-        return True, entry[5]
+        *key, level, limit, reason = entry
+        if tuple(key) != _stat_key(st) or limit != self._max_pixels or (
+                self._deep and level != "deep" and reason is None):
+            return False, None
+        return True, reason
 
     def store(self, path: str, st: os.stat_result, reason: str | None) -> None:
         """Remember one file's result; read errors are never kept (they may pass next time)."""

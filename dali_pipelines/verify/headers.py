@@ -65,8 +65,7 @@ def _check(f: BinaryIO, size: int, max_pixels: int) -> Header:
     except (SyntaxError, OSError, ValueError, struct.error, Image.DecompressionBombError) as err:
         if isinstance(err, OSError) and err.errno is not None:
             raise  # a read error, not a bad header
-        return Header(f"unreadable {fmt} header ({err}): damaged, or a variant too unusual to size "
-                      "before decoding; re-encode it")
+        return Header(f"unreadable {fmt} header ({err}): damaged or an unusual variant; re-encode it")
     if width * height > max_pixels:
         return Header(f"header claims {width}x{height} = {width * height:,} pixels, over the limit of "
                       f"{max_pixels:,} (a decompression bomb?); raise --max-pixels if it is real")
@@ -78,7 +77,7 @@ def _identify(head: bytes) -> str | None:
     """Pillow's name for the format whose magic number ``head`` starts with, or None."""
     Image.init()  # registers every plugin (once)
     for fmt in (*DALI_FORMATS, *Image.ID):  # the usual formats first: each test costs a call
-        accept = Image.OPEN[fmt][1]
+        accept = Image.OPEN.get(fmt, (None, None))[1]
         try:
             if accept is not None and accept(head):  # a str answer: this format, but Pillow lacks support
                 return fmt
