@@ -230,14 +230,16 @@ def test_accepted_kinds_pass_deep_decode(accepted_dir: Path) -> None:
     assert report.checked == len(ACCEPTED)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("train", [True, False], ids=["train_graph", "eval_graph"])
-def test_accepted_kinds_go_through_dali_graphs(accepted_dir: Path, train: bool) -> None:
+def test_accepted_kinds_go_through_dali_graphs(accepted_dir: Path, train: bool, device: str) -> None:
+    """What verification accepts (judged on the CPU) also decodes in the graphs, nvJPEG's included."""
     data = _as_data(sorted(accepted_dir.iterdir()))
-    cfg = PipelineConfig(batch_size=len(data), device="cpu", num_threads=2, crop_size=32, resize_size=40)
+    cfg = PipelineConfig(batch_size=len(data), device=device, num_threads=2, crop_size=32, resize_size=40)
     loader = make_loader(data, cfg, train=train)
     batches = list(loader)
     loader.close()
-    images = np.concatenate([b[0].numpy() for b in batches])
+    images = np.concatenate([b[0].cpu().numpy() for b in batches])
     assert images.shape == (len(data), 3, 32, 32)
     assert np.isfinite(images).all()
 
