@@ -1,4 +1,4 @@
-"""``python -m dali_pipelines``: data set tools (make-sample, verify)."""
+"""``python -m dali_pipelines``: data set tools (make-sample, verify, to-shards)."""
 
 from dali_pipelines.cli import main
 

@@ -3,11 +3,15 @@
 Every kind here was decoded by DALI 2.4's CPU decoder: the accepted ones go through the real
 train and eval graphs, and the rejected ones really stop a pipeline ("Critical error in
 pipeline") where that can be shown without allocating gigabytes (the decompression bombs).
+Reasons that start "DALI's decoder failed" come from DALI itself: the header pass handed it
+files whose header cannot show that DALI decodes them.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import logging
 import os
 import struct
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 from skimage import data as skdata
 
 from dali_pipelines import (
@@ -31,8 +35,11 @@ from dali_pipelines import (
     verify_data,
 )
 from dali_pipelines.cli import main
-from dali_pipelines.verify import check_bytes, check_file
+from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, check_path
 
+# PHOTO's baseline JPEG (below) with the same coefficients re-coded arithmetically, as
+# `jpegtran -arithmetic` does: no Python encoder writes arithmetic-coded JPEG.
+ARITHMETIC_JPEG = Path(__file__).parent / "data" / "arithmetic.jpg"
 PHOTO = Image.fromarray(skdata.astronaut()).resize((96, 72))  # a real photo, non-square
 
 
@@ -54,6 +61,16 @@ def _exif_rotated() -> bytes:
     return _jpeg(exif=exif.tobytes())
 
 
+def _avif() -> bytes:
+    """An AVIF photo; without Pillow's AVIF codec, its first bytes (all a header pass reads)."""
+    return _encode("AVIF") if features.check("avif") else b"\x00\x00\x00\x1cftypavif" + bytes(64)
+
+
+Image.init()
+# A Pillow older than its AVIF plugin (11.2) does not know the format: the content is then no image.
+_AVIF_WORDS = "AVIF content" if "AVIF" in Image.OPEN else "not an image"
+
+
 def _junk(size: int) -> bytes:
     """Random bytes without 0xFF, so they hold no JPEG marker (and no FF D9)."""
     return np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8).tobytes()
@@ -68,11 +85,17 @@ ACCEPTED: dict[str, Callable[[], bytes]] = {
     "progressive.jpg": lambda: _jpeg(progressive=True),
     "exif_rotated.jpg": _exif_rotated,
     "restart_markers.jpg": lambda: _jpeg(restart_marker_blocks=2),
+    "arithmetic.jpg": ARITHMETIC_JPEG.read_bytes,
     "png_content.jpg": lambda: _encode("PNG"),
     "rgba.png": lambda: _encode("PNG", PHOTO.convert("RGBA")),
+    "photo.bmp": lambda: _encode("BMP"),
+    "photo.tiff": lambda: _encode("TIFF"),
+    "photo.webp": lambda: _encode("WEBP"),
     "lossless.webp": lambda: _encode("WEBP", lossless=True),
-    "junk_after_end.jpg": lambda: _jpeg() + _junk(100 * 1024),  # end marker not in the last 64 KiB
-    "junk_after_iend.png": lambda: _encode("PNG") + _junk(4096),  # IEND not in the last KiB
+    "photo.ppm": lambda: _encode("PPM"),
+    "gray.pgm": lambda: _encode("PPM", PHOTO.convert("L")),
+    "junk_after_end.jpg": lambda: _jpeg() + _junk(100 * 1024),  # end marker not in the tail: a scan finds it
+    "junk_after_iend.png": lambda: _encode("PNG") + _junk(4096),  # IEND not in the tail either
 }
 
 
@@ -114,23 +137,28 @@ def _png_bad_idat() -> bytes:
     return bytes(png)
 
 
+_DALI = "DALI's decoder failed"
+
 # name -> (content, expected words in the reason, DALI pipeline dies on it (tested when True))
 REJECTED: dict[str, tuple[Callable[[], bytes], str, bool]] = {
     "empty.jpg": (lambda: b"", "empty file", True),
     "html_page.jpg": (lambda: b"<html><body>404 Not Found</body></html>\n", "not an image", True),
     "cut_in_half.jpg": (lambda: _jpeg()[: len(_jpeg()) // 2], "truncated JPEG", True),
     "no_end_marker.jpg": (lambda: _jpeg()[:-2], "truncated JPEG", True),
-    "cut_in_header.jpg": (lambda: _jpeg()[:100], "truncated or corrupt JPEG header", True),
-    "twelve_bit.jpg": (lambda: _patch_frame(_jpeg(), _sof(0xC1, 12)), "12-bit JPEG", True),
-    "lossless_sof3.jpg": (lambda: _patch_frame(_jpeg(), _sof(0xC3)), "lossless JPEG", True),
-    "hierarchical_sof5.jpg": (lambda: _patch_frame(_jpeg(), _sof(0xC5)), "hierarchical JPEG", True),
+    "cut_in_header.jpg": (lambda: _jpeg()[:100], "truncated JPEG", True),
+    "twelve_bit.jpg": (lambda: _patch_frame(_jpeg(), _sof(0xC1, 12)), "12-bit", True),
+    "lossless_sof3.jpg": (lambda: _patch_frame(_jpeg(), _sof(0xC3)), _DALI, True),
+    "hierarchical_sof5.jpg": (lambda: _patch_frame(_jpeg(), _sof(0xC5)), "Unsupported JPEG process", True),
+    "short_sof.jpg": (lambda: _patch_frame(_jpeg(), _short_sof), _DALI, True),
     "gif_content.jpg": (lambda: _encode("GIF"), "GIF content", True),
+    "avif_content.jpg": (_avif, _AVIF_WORDS, True),
     "bomb.jpg": (lambda: _patch_frame(_jpeg(), _jpeg_size(60000, 60000)), "60000x60000", False),
     "bomb.png": (_png_bomb, "60000x60000", False),
     "cut.png": (lambda: _encode("PNG")[:300], "truncated PNG", True),
     "cut.webp": (lambda: _encode("WEBP")[:200], "truncated WebP", True),
-    "tiny_bm.bmp": (lambda: b"BM\x00", "not an image", True),  # once a struct.error killed verify
-    "short_sof.jpg": (lambda: _patch_frame(_jpeg(), _short_sof), "frame header (SOF) length", True),
+    "cut.bmp": (lambda: _encode("BMP")[:1000], "truncated BMP", True),
+    "cut.tiff": (lambda: _encode("TIFF")[:5000], _DALI, True),  # no end marker: DALI tells
+    "tiny_bm.bmp": (lambda: b"BM\x00", "unreadable BMP header", True),  # once a struct.error killed verify
 }
 
 
@@ -171,9 +199,29 @@ def _as_data(paths: list[Path]) -> ImageFolderData:
                            labels=tuple(range(len(paths))), classes=tuple(p.stem for p in paths))
 
 
-@pytest.mark.parametrize("name", ACCEPTED)
-def test_accepted_kind_passes_header_check(accepted_dir: Path, name: str) -> None:
-    assert check_file(accepted_dir / name) is None
+def _reason(path: Path, *, deep: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """What ``verify_data`` (no cache) says about one file."""
+    return verify_data(_as_data([path]), deep=deep, max_pixels=max_pixels, workers=1).bad.get(str(path))
+
+
+def test_accepted_kinds_pass_the_header_pass(accepted_dir: Path) -> None:
+    report = verify_data(_as_data(sorted(accepted_dir.iterdir())), workers=2)
+    assert report.bad == {}
+
+
+def test_header_pass_hands_dali_only_what_a_header_cannot_vouch_for(accepted_dir: Path) -> None:
+    """Huffman-coded JPEG, PNG, WebP and BMP are judged from a header read; the rest DALI decodes."""
+    decoded = {name for name in ACCEPTED if check_path(str(accepted_dir / name)).needs_decode}
+    assert decoded == {"arithmetic.jpg", "photo.tiff", "photo.ppm", "gray.pgm"}
+
+
+def test_fixture_kinds_are_what_their_names_say(accepted_dir: Path) -> None:
+    restart = (accepted_dir / "restart_markers.jpg").read_bytes()
+    assert b"\xff\xdd" in restart and b"\xff\xd0" in restart  # DRI segment and an RST0 marker
+    arithmetic = ARITHMETIC_JPEG.read_bytes()
+    assert b"\xff\xc9" in arithmetic and b"\xff\xc4" not in arithmetic  # SOF9, no Huffman table
+    with Image.open(ARITHMETIC_JPEG) as decoded:  # PHOTO, as a JPEG at quality 90 shows it
+        assert np.abs(np.asarray(decoded, dtype=np.float32) - np.asarray(PHOTO)).mean() < 8  # garbage: ~80
 
 
 def test_accepted_kinds_pass_deep_decode(accepted_dir: Path) -> None:
@@ -182,19 +230,16 @@ def test_accepted_kinds_pass_deep_decode(accepted_dir: Path) -> None:
     assert report.checked == len(ACCEPTED)
 
 
-def test_restart_markers_fixture_really_has_them(accepted_dir: Path) -> None:
-    encoded = (accepted_dir / "restart_markers.jpg").read_bytes()
-    assert b"\xff\xdd" in encoded and b"\xff\xd0" in encoded  # DRI segment and an RST0 marker
-
-
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("train", [True, False], ids=["train_graph", "eval_graph"])
-def test_accepted_kinds_go_through_dali_graphs(accepted_dir: Path, train: bool) -> None:
+def test_accepted_kinds_go_through_dali_graphs(accepted_dir: Path, train: bool, device: str) -> None:
+    """What verification accepts (judged on the CPU) also decodes in the graphs, nvJPEG's included."""
     data = _as_data(sorted(accepted_dir.iterdir()))
-    cfg = PipelineConfig(batch_size=len(data), device="cpu", num_threads=2, crop_size=32, resize_size=40)
+    cfg = PipelineConfig(batch_size=len(data), device=device, num_threads=2, crop_size=32, resize_size=40)
     loader = make_loader(data, cfg, train=train)
     batches = list(loader)
     loader.close()
-    images = np.concatenate([b[0].numpy() for b in batches])
+    images = np.concatenate([b[0].cpu().numpy() for b in batches])
     assert images.shape == (len(data), 3, 32, 32)
     assert np.isfinite(images).all()
 
@@ -208,10 +253,11 @@ def test_exif_orientation_is_applied_by_dali(accepted_dir: Path) -> None:
     assert np.asarray(decoded).shape == (96, 72, 3)  # stored 96 wide x 72 high, shown rotated
 
 
-@pytest.mark.parametrize("name", REJECTED)
-def test_rejected_kind_is_named_with_reason(rejected_dir: Path, name: str) -> None:
-    reason = check_file(rejected_dir / name)
-    assert reason is not None and REJECTED[name][1] in reason
+def test_rejected_kinds_are_named_with_reasons_by_the_header_pass(rejected_dir: Path) -> None:
+    report = verify_data(_as_data([rejected_dir / name for name in REJECTED]), workers=2)
+    for name, (_, words, _) in REJECTED.items():
+        reason = report.bad.get(str(rejected_dir / name))
+        assert reason is not None and words in reason, (name, reason)
 
 
 @pytest.mark.parametrize("name", [n for n, (_, _, dies) in REJECTED.items() if dies])
@@ -224,27 +270,20 @@ def test_rejected_kind_really_stops_a_dali_pipeline(rejected_dir: Path, name: st
 def test_damage_inside_compressed_data_needs_deep(tmp_path: Path) -> None:
     path = tmp_path / "bad_idat.png"
     path.write_bytes(_png_bad_idat())
-    assert check_file(path) is None
-    reason = check_file(path, deep=True)
-    assert reason is not None and reason.startswith("DALI's decoder failed")
+    assert _reason(path) is None
+    reason = _reason(path, deep=True)
+    assert reason is not None and reason.startswith(_DALI)
     cfg = PipelineConfig(batch_size=1, device="cpu", num_threads=1, crop_size=32, resize_size=40)
     with pytest.raises(RuntimeError, match="Critical error in pipeline"):
         list(make_loader(_as_data([path]), cfg, train=False))
 
 
 def test_pixel_limit_is_configurable_and_applies_before_decoding(rejected_dir: Path, tmp_path: Path) -> None:
-    assert check_file(rejected_dir / "bomb.jpg", max_pixels=60000 * 60000) is None  # header only
+    assert _reason(rejected_dir / "bomb.jpg", max_pixels=60000 * 60000) is None  # header only
     small = tmp_path / "small.jpg"
     small.write_bytes(_jpeg())
-    reason = check_file(small, max_pixels=96 * 72 - 1)
+    reason = _reason(small, max_pixels=96 * 72 - 1)
     assert reason is not None and "96x72" in reason and "--max-pixels" in reason
-
-
-def test_check_bytes_matches_check_file(rejected_dir: Path, accepted_dir: Path) -> None:
-    paths = [rejected_dir / "cut_in_half.jpg", rejected_dir / "gif_content.jpg", accepted_dir / "cmyk.jpg"]
-    for path in paths:
-        assert check_bytes(path.read_bytes()) == check_file(path)
-    assert check_bytes(_png_bad_idat(), deep=True) is not None
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
@@ -254,12 +293,12 @@ def test_unreadable_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "locked.jpg"
     path.write_bytes(_jpeg())
     path.chmod(0)
-    reason = check_file(path)
+    reason = _reason(path)
     assert reason is not None and "permission denied" in reason
 
 
 def test_dangling_symlink_is_named(mixed_root: Path) -> None:
-    reason = check_file(mixed_root / "mixed" / "gone.jpg")
+    reason = _reason(mixed_root / "mixed" / "gone.jpg")
     assert reason is not None and "cannot read" in reason
 
 
@@ -328,7 +367,8 @@ def test_cache_with_a_malformed_entries_table_is_ignored(mixed_root: Path, tmp_p
     data = scan_image_folder(mixed_root)
     verify_data(data, cache_dir=tmp_path)
     (cache_file,) = tmp_path.glob("verify-*.json")
-    cache_file.write_text('{"version": 2, "entries": []}')
+    version = json.loads(cache_file.read_text())["version"]
+    cache_file.write_text(json.dumps({"version": version, "entries": []}))
     report = verify_data(data, cache_dir=tmp_path)
     assert report.cached == 0 and len(report.bad) == 3
 
@@ -341,15 +381,52 @@ def test_prepare_data_refuses_bad_arguments(mixed_root: Path) -> None:
         prepare_data(data, on_bad_file="skip", cache_dir=None, max_pixels=0)
 
 
-def test_cli_prints_table_writes_clean_list_exits_1(mixed_root: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "clean.txt"
+def test_cli_lists_bad_files_writes_clean_list_exits_1(mixed_root: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "lists" / "clean.txt"  # outside the data root
     assert main(["verify", str(mixed_root), "--clean-list", str(out), "--workers", "2"]) == 1
     printed = capsys.readouterr().out
-    assert "mixed/empty.jpg" in printed and "truncated JPEG" in printed and "3 bad" in printed
-    clean = read_file_list(out, root=mixed_root)
-    assert len(clean) == len(ACCEPTED) + 1
-    assert main(["verify", str(out), "--root", str(mixed_root), "--deep"]) == 0
+    assert "mixed/empty.jpg: empty file" in printed and "truncated JPEG" in printed and "3 bad" in printed
+    clean = read_file_list(out)  # paths relative to the list's folder, as DALI reads them
+    assert len(clean) == len(ACCEPTED) + 1 and set(clean.files) <= set(scan_image_folder(mixed_root).files)
+    assert main(["verify", str(out), "--deep"]) == 0  # its own output, without --root
+    assert main(["verify", str(out), "--root", str(out.parent / "elsewhere")]) == 1  # --root is file_root
+
+
+def test_cli_verifies_a_single_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good, gif = tmp_path / "photo.jpg", tmp_path / "anim"  # no extension, binary: an image, not a list
+    good.write_bytes(_jpeg())
+    gif.write_bytes(_encode("GIF"))
+    assert main(["verify", str(good)]) == 0
+    assert "1 files checked (header pass)" in capsys.readouterr().out
+    assert main(["verify", str(gif)]) == 1
+    assert "anim: GIF content" in capsys.readouterr().out
+
+
+def test_cli_verifies_each_split_of_a_split_root(sample_root: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(sample_root), "--clean-list", str(tmp_path / "clean.txt")]) == 0
+    printed = capsys.readouterr().out
+    assert "train: 72 files checked" in printed and "val: 24 files checked" in printed
+    train, val = read_file_list(tmp_path / "clean-train.txt"), read_file_list(tmp_path / "clean-val.txt")
+    assert train.samples == scan_image_folder(sample_root / "train").samples
+    assert val.samples == scan_image_folder(sample_root / "val").samples
+
+
+def test_cli_help_is_complete_at_every_level(capsys: pytest.CaptureFixture[str]) -> None:
+    from dali_pipelines.cli import get_args_parser
+
+    parser = get_args_parser()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {c.dest: c.help for c in commands._choices_actions}
+    assert set(helps) == set(commands.choices) == {"make-sample", "verify", "to-shards"}
+    for name, sub in commands.choices.items():
+        assert name in top and helps[name] and sub.description, name
+        for action in sub._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
 
 
 def test_cli_usage_errors_exit_2(mixed_root: Path, tmp_path: Path) -> None:
@@ -357,3 +434,4 @@ def test_cli_usage_errors_exit_2(mixed_root: Path, tmp_path: Path) -> None:
         main(["verify", str(mixed_root), "--max-pixels", "0"])
     assert caught.value.code == 2
     assert main(["verify", str(tmp_path / "missing")]) == 2
+    assert main(["verify", str(mixed_root), "--root", str(tmp_path)]) == 2  # --root is for file lists

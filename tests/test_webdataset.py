@@ -175,6 +175,21 @@ def test_split_root_converts_each_split_and_skips_bad_files(sample_root: Path, t
     assert "broken.jpg" not in {Path(s).name for s in sources}
 
 
+def test_split_root_output_holding_other_folders_is_refused_before_any_work(sample_root: Path,
+                                                                           tmp_path: Path) -> None:
+    out = tmp_path / "wds"
+    (out / "photos").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"holds photos, not only the split folders .* \(train, val\)"):
+        convert_dataset(sample_root, out, progress=False)
+    assert [p.name for p in out.iterdir()] == ["photos"]
+    (out / "photos").rmdir()
+    (out / "val").mkdir()
+    (out / "val" / "notes.txt").write_text("mine")  # val/ is checked before train/ is converted
+    with pytest.raises(DatasetError, match="not empty and holds no conversion"):
+        convert_dataset(sample_root, out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["val"]
+
+
 def test_open_source_detects_the_format_and_names_the_fix(sample_root: Path, shards_dir: Path) -> None:
     assert isinstance(open_source(shards_dir), WebDatasetShards)
     assert len(open_source(sample_root, split="train")) == 72

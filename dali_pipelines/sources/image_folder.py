@@ -16,6 +16,7 @@ _logger = logging.getLogger(__name__)
 # Same extensions as torchvision.datasets.folder.IMG_EXTENSIONS, all decodable by DALI, so a
 # scan lists exactly the files ImageFolder would.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+SPLITS = ("train", "val", "test")  # sub-folder names of a split data set, as make-sample writes it
 
 
 @dataclass(frozen=True)
@@ -94,21 +95,34 @@ def _images_under(class_dir: Path) -> list[str]:
     return found
 
 
-def write_file_list(data: ImageFolderData, path: str | os.PathLike[str]) -> Path:
-    """Write a DALI ``file_list`` ("<path relative to root> <label>" per line); returns its path.
+def split_folders(root: Path) -> list[str]:
+    """The split sub-folders of ``root`` (``train``, ``val``, ``test``) when all its sub-folders are
+    splits, else [] (``root`` is then a single ImageFolder, or not a data set)."""
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder; pass an ImageFolder tree (root/<class>/<image>)")
+    subdirs = {entry.name for entry in os.scandir(root) if entry.is_dir()}
+    if subdirs and subdirs <= set(SPLITS):
+        return [name for name in SPLITS if name in subdirs]
+    return []
 
-    Use it with ``fn.readers.file(file_root=data.root, file_list=path)``. Paths stay relative
-    so the list survives moving the data set.
+
+def write_file_list(data: ImageFolderData, path: str | os.PathLike[str]) -> Path:
+    """Write a DALI ``file_list`` ("<path> <label>" per line); returns its path.
+
+    Paths are relative to the list's own folder, as DALI reads them when no ``file_root`` is
+    given: ``fn.readers.file(file_list=path)``. The list survives moving it with the data.
     """
     path = Path(path)
+    folder = path.parent.resolve()  # the data paths are resolved too, so ".." steps are physical
     with atomic_write(path, encoding="utf-8") as handle:
-        handle.writelines(f"{os.path.relpath(f, data.root)} {label}\n" for f, label in data.samples)
+        handle.writelines(f"{os.path.relpath(f, folder)} {label}\n" for f, label in data.samples)
     return path
 
 
 def read_file_list(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
                    classes: Sequence[str] | None = None) -> ImageFolderData:
-    """Read a DALI-style file list; relative paths resolve against ``root`` (default: its folder)."""
+    """Read a DALI file list; paths resolve against ``root`` (DALI's ``file_root``), by default
+    the list's own folder, as DALI resolves them."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"file list {path} does not exist")
@@ -127,3 +141,27 @@ def read_file_list(path: str | os.PathLike[str], root: str | os.PathLike[str] | 
     names = tuple(classes) if classes is not None else tuple(str(i) for i in range(max(labels) + 1))
     return ImageFolderData(root=base.resolve(), files=tuple(files), labels=tuple(labels),
                            classes=names)
+
+
+def image_sets(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+               ) -> dict[str, ImageFolderData]:
+    """The labelled image sets ``path`` names, by split ("" for one set), all listed before returning.
+
+    An ImageFolder root; a split root (``train/``, ``val/``...: each split); a DALI file list
+    (``root`` as in ``read_file_list``); or a single image (an image extension, or binary content).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist; pass an ImageFolder root, a file list or an image")
+    if path.is_file() and path.suffix.lower() not in IMG_EXTENSIONS:
+        try:
+            return {"": read_file_list(path, root=root)}
+        except UnicodeDecodeError:
+            pass  # binary content: an image under another name
+    if root is not None:
+        raise DatasetError(f"a root (--root) applies to file lists only; {path} is not one, drop it")
+    if path.is_file():
+        path = path.absolute()
+        return {"": ImageFolderData(root=path.parent, files=(str(path),), labels=(0,), classes=("",))}
+    return {name: scan_image_folder(path / name) for name in split_folders(path)} or {
+        "": scan_image_folder(path)}

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines.errors import DatasetError
-from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder
+from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder, split_folders
 from dali_pipelines.sources.webdataset import (
     CLASSES_NAME,
     LABEL_EXT,
@@ -47,7 +47,6 @@ from dali_pipelines.verify import prepare_data
 _logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGES_PER_SHARD = 1000  # ~110 MB per tar for ImageNet-sized JPEGs (WebDataset suggests 100 MB-1 GB)
-SPLITS = ("train", "val", "test")
 _VERIFY_CACHE = ".verify-cache"
 _KEY_DIGITS = 9  # zero-padded sample number; keys carry no dots (the reader splits names at the first dot)
 
@@ -99,30 +98,36 @@ def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.Pat
     return open_shards(out)
 
 
-def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                    **options: Any) -> dict[str, WebDatasetShards]:
+def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                    images_per_shard: int = DEFAULT_IMAGES_PER_SHARD, seed: int | None = 0,
+                    deep_verify: bool = False, progress: bool = True) -> dict[str, WebDatasetShards]:
     """Convert an ImageFolder, or a split root (``train/``, ``val/``...) into ``out_dir/<split>``.
 
-    Returns the shards by split name ("" for a single ImageFolder). ``options`` go to
-    ``convert_image_folder``.
+    Returns the shards by split name ("" for a single ImageFolder). Every output folder is
+    checked before any split is converted. Options as in ``convert_image_folder``.
     """
     src, out = Path(src_root).expanduser(), Path(out_dir).expanduser()
     splits = split_folders(src)
-    _check_is_folder(out)
+    options: dict[str, Any] = {"images_per_shard": images_per_shard, "seed": seed,
+                               "deep_verify": deep_verify, "progress": progress}
     if not splits:
         return {"": convert_image_folder(src, out, **options)}
+    _check_split_out(out, splits)
+    for name in splits:
+        _check_out(out / name, images_per_shard, seed)
     _logger.info("%s is a split data set (%s): converting each split", src, ", ".join(splits))
     return {name: convert_image_folder(src / name, out / name, **options) for name in splits}
 
 
-def split_folders(root: Path) -> list[str]:
-    """The split sub-folders of ``root`` when all its sub-folders are splits, else []."""
-    if not root.is_dir():
-        raise DatasetError(f"source {root} is not a folder; pass an ImageFolder tree (root/<class>/<image>)")
-    subdirs = {entry.name for entry in os.scandir(root) if entry.is_dir()}
-    if subdirs and subdirs <= set(SPLITS):
-        return [name for name in SPLITS if name in subdirs]
-    return []
+def _check_split_out(out: Path, splits: Sequence[str]) -> None:
+    """Refuse a split output folder holding anything but the split folders this conversion writes."""
+    _check_is_folder(out)
+    others = sorted(p.name for p in out.iterdir() if p.name not in splits) if out.is_dir() else []
+    if others:
+        raise DatasetError(
+            f"output folder {out} holds {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}, "
+            f"not only the split folders this conversion writes ({', '.join(splits)}); pick a new or "
+            "empty folder")
 
 
 def _verified(data: ImageFolderData, out: Path, *, deep: bool) -> ImageFolderData:

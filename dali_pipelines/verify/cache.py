@@ -1,9 +1,6 @@
-"""A JSON cache of verification results, keyed by path, size, mtime and ctime.
-
-A second verification of unchanged data then costs one ``stat`` per file. ctime is part of
-the key because ``chmod`` changes it, so a file made unreadable is checked again. One cache
-file per data set root, written atomically (rename), so concurrent runs never read a half file.
-"""
+"""A JSON cache of verification results per data set root, keyed by path, size, mtime and ctime: a
+second run over unchanged data costs one ``stat`` per file (``chmod`` changes ctime, so a file made
+unreadable is checked again). Replaced atomically: concurrent runs never read half of it."""
 
 from __future__ import annotations
 
@@ -15,87 +12,76 @@ from pathlib import Path
 from typing import Any
 
 from dali_pipelines._util.atomic import atomic_write
+from dali_pipelines.verify.headers import READ_ERROR
 
 _logger = logging.getLogger(__name__)
 
-_VERSION = 2
-DEEP, HEADER = "deep", "header"
-
-StatKey = tuple[int, int, int]  # size, mtime_ns, ctime_ns
+_VERSION = 3  # 3: the header pass hands files it cannot vouch for to DALI's decoder
 
 
-def stat_key(st: os.stat_result) -> StatKey:
-    """The part of a file's stat that says whether a cached result still holds."""
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+def write_bad_list(folder: Path, root: str | os.PathLike[str], bad: dict[str, str]) -> Path:
+    """Write "<path><TAB><reason>" per bad file into ``folder``, named after the data set like its cache."""
+    path = folder / f"bad-files-{_root_tag(root)}.tsv"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{p}\t{r}\n" for p, r in bad.items()), encoding="utf-8")
+    return path
 
 
-def root_tag(root: str | os.PathLike[str]) -> str:
-    """``<name>-<hash of the resolved path>``: a file name part unique to a data set root."""
+def _root_tag(root: str | os.PathLike[str]) -> str:
+    """``<name>-<hash of the resolved path>``: two data sets called "train" get different files."""
     resolved = str(Path(root).resolve())
     return f"{Path(resolved).name}-{hashlib.sha1(resolved.encode('utf-8')).hexdigest()[:12]}"
 
 
 class VerifyCache:
-    """Results of earlier checks for one data set root; ``lookup`` misses when anything changed."""
+    """Results of one kind of check for the data set at ``root``, kept in ``cache_dir`` (None: not kept)."""
 
-    def __init__(self, path: Path, root: str | os.PathLike[str] = "/") -> None:
-        self.path = path
-        # Entries are keyed by path relative to the root: a smaller file, faster to load.
-        self._prefix = os.path.join(str(root), "")
-        self._entries: dict[str, list[Any]] = self._load()
-        self._dirty = False
-
-    @classmethod
-    def for_root(cls, cache_dir: str | os.PathLike[str], root: str | os.PathLike[str]) -> VerifyCache:
-        """The cache file for data set ``root`` inside ``cache_dir`` (created on save)."""
-        return cls(Path(cache_dir) / f"verify-{root_tag(root)}.json", Path(root).resolve())
+    def __init__(self, cache_dir: str | os.PathLike[str] | None, root: str | os.PathLike[str], *,
+                 deep: bool, max_pixels: int) -> None:
+        self.path = Path(cache_dir) / f"verify-{_root_tag(root)}.json" if cache_dir is not None else None
+        self._deep, self._max_pixels = deep, max_pixels
+        self._prefix = os.path.join(str(Path(root).resolve()), "")  # keys are relative: a smaller file
+        self._entries = self._load()
+        self._stored = 0
 
     def _load(self) -> dict[str, list[Any]]:
-        if not self.path.is_file():
+        if self.path is None or not self.path.is_file():
             return {}
         try:
             payload = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            _logger.warning("ignoring unreadable verify cache %s (%s); checking every file again",
-                            self.path, err)
+        except (OSError, ValueError):
+            payload = None
+        current = isinstance(payload, dict) and payload.get("version") == _VERSION
+        if not (current and isinstance(payload.get("entries"), dict)):
+            _logger.warning("ignoring verify cache %s (unreadable, or another format)", self.path)
             return {}
-        if not isinstance(payload, dict) or payload.get("version") != _VERSION:
-            _logger.info("verify cache %s has another format; checking every file again", self.path)
-            return {}
-        entries = payload.get("entries", {})
-        if not isinstance(entries, dict):
-            _logger.warning("verify cache %s has no entries table; checking every file again", self.path)
-            return {}
-        return entries
+        return payload["entries"]
 
-    def lookup(self, path: str, key: StatKey, *, deep: bool, max_pixels: int) -> tuple[bool, str | None]:
-        """(hit, reason): a hit needs the same stat key and pixel limit, and a deep result if deep.
-
-        A file found bad by the header pass is bad for a deep check too, so that result is reused.
-        """
-        entry = self._entries.get(self._key(path))
-        if entry is None or len(entry) != 6:
+    def lookup(self, path: str, st: os.stat_result) -> tuple[bool, str | None]:
+        """(hit, reason): a hit needs the same size, mtime, ctime and pixel limit, and if ``deep`` a
+        decode; a file the header pass found bad is bad for a deep check too."""
+        entry = self._entries.get(path.removeprefix(self._prefix))
+        if not (isinstance(entry, list) and len(entry) == 6):
             return False, None
-        size, mtime_ns, ctime_ns, level, limit, reason = entry
-        if (size, mtime_ns, ctime_ns) != key or limit != max_pixels:
-            return False, None
-        if deep and level != DEEP and reason is None:
+        *key, level, limit, reason = entry
+        if tuple(key) != _stat_key(st) or limit != self._max_pixels or (
+                self._deep and level != "deep" and reason is None):
             return False, None
         return True, reason
 
-    def store(self, path: str, key: StatKey, *, deep: bool, max_pixels: int, reason: str | None) -> None:
-        """Remember one file's result under its stat key."""
-        self._entries[self._key(path)] = [*key, DEEP if deep else HEADER, max_pixels, reason]
-        self._dirty = True
-
-    def _key(self, path: str) -> str:
-        return path[len(self._prefix):] if path.startswith(self._prefix) else path
+    def store(self, path: str, st: os.stat_result, reason: str | None) -> None:
+        """Remember one file's result; read errors are never kept (they may pass next time)."""
+        if not (reason or "").startswith(READ_ERROR):
+            level = "deep" if self._deep else "header"
+            self._entries[path.removeprefix(self._prefix)] = [*_stat_key(st), level, self._max_pixels, reason]
+            self._stored += 1
 
     def save(self) -> None:
-        """Write the cache if anything was stored (write a temporary file, then rename)."""
-        if not self._dirty:
-            return
-        with atomic_write(self.path, encoding="utf-8") as handle:
-            json.dump({"version": _VERSION, "entries": self._entries}, handle)
-        self._dirty = False
-        _logger.debug("verify cache saved: %s (%d entries)", self.path, len(self._entries))
+        """Write the cache if anything was stored (a temporary file, then a rename)."""
+        if self.path is not None and self._stored:
+            with atomic_write(self.path, encoding="utf-8") as handle:
+                json.dump({"version": _VERSION, "entries": self._entries}, handle)
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
