@@ -86,8 +86,9 @@ RUN groupadd --gid 1000 dali \
  && chown 1000:1000 /runs
 
 # Dependencies first (torch, DALI and their CUDA wheels: the heavy layer, cached across code
-# edits). pip's download cache is a BuildKit cache mount: a rebuild after a dependency change
-# re-downloads only what changed, and the cache stays out of the image.
+# edits). pip's download cache is a BuildKit cache mount, kept out of the image: a rebuild after a
+# dependency change re-downloads only what changed, where the index sends caching headers (PyPI
+# does; a proxy that strips them makes pip download again).
 RUN --mount=type=bind,from=build,source=/reqs,target=/tmp/reqs \
     --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=pip_ca --mount=type=secret,id=pip_index_url \
