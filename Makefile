@@ -10,7 +10,7 @@ SAMPLE_IMAGES ?= 2000
 .PHONY: demo test lint bench clean help
 
 help:
-	@echo "make demo | test | lint | bench | docker | clean"
+	@echo "make demo | test | lint | bench | clean | docker | docker-smoke | docker-base"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,19 @@ bench: $(VENV)/.deps-test $(DATA)/train
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
 
+# Container (README, "Container"). docker: build the image (BuildKit; pip trusts this machine's
+# CA bundle through a build secret). docker-smoke: run a built image end to end on the CPU, as
+# its non-root user. docker-base: a base image from Debian packages, for machines that cannot
+# pull images (root); then `make docker BASE_IMAGE=dali-pipelines-base:bookworm`.
 IMAGE ?= dali-pipelines:latest
-.PHONY: docker
+BASE_IMAGE ?=
+DEBIAN_BASE ?= dali-pipelines-base:bookworm
+.PHONY: docker docker-smoke docker-base
 docker:
-	docker build -t $(IMAGE) .
+	IMAGE='$(IMAGE)' BASE_IMAGE='$(BASE_IMAGE)' docker/build.sh
+
+docker-smoke:
+	IMAGE='$(IMAGE)' docker/smoke.sh
+
+docker-base:
+	docker/make-base.sh '$(DEBIAN_BASE)'
