@@ -31,9 +31,10 @@ def default_cache_dir() -> Path:
 # CPU threads per pipeline, by device. "cpu": every image is decoded and resized on these
 # threads, so up to 8 (more rarely helps one pipeline). "gpu": the threads only parse headers,
 # run the Huffman stage of images the hardware decoder does not take, and launch kernels; on an
-# H100 with 16 cores feeding GoogLeNet (bf16, batch 256) NVIDIA's example train graph kept the
-# model at 0.94 of its synthetic-data speed with 4 threads, 0.89 with 8, 0.92 with 16 and
-# 0.82 with 2 (threads left free serve the training loop).
+# H100 with 16 cores feeding GoogLeNet (bf16, batch 256; hw_decoder_load 1.0, training step on a
+# high-priority CUDA stream) NVIDIA's example train graph kept the model at 0.94 of its
+# synthetic-data speed with 4 threads, 0.91-0.92 with 8 or 16 and 0.82 with 2 (threads left
+# free serve the training loop).
 _MAX_DEFAULT_THREADS = {"cpu": 8, "gpu": 4}
 
 
@@ -62,15 +63,16 @@ class PipelineConfig:
     shard_id: int = 0
     num_shards: int = 1
     prefetch_queue_depth: int = 2  # batches DALI prepares ahead of the consumer (GPU: not yet swept)
-    # float16 halves the bytes per batch; float32 stays the default until a GPU run measures it.
+    # float16 halves the bytes per batch but did not speed GoogLeNet up on an H100 (0.91 of its
+    # synthetic-data speed against 0.92 with float32), so float32 stays the default.
     dtype: str = "float32"
     layout: str = "NCHW"
     # Fraction of images nvJPEG sends to the hardware JPEG decoder (A100/H100) when present; the
     # rest go to CUDA cores, which the training step needs. On an H100 (batch 256, 8 threads,
     # fancy upsampling off) the eval-style graph ran at 12.6k img/s with 1.0 against 10.8k with
     # DALI's default 0.65, and NVIDIA's example train graph at 15.7-17.7k with 1.0 (12-16
-    # threads) against 14.2k with 0.65 (8 threads); feeding GoogLeNet, 1.0 kept the model at
-    # 0.89 of its synthetic-data speed and 0.0 at 0.58. Ignored where there is no such decoder.
+    # threads) against 14.2k with 0.65 (8 threads); feeding GoogLeNet with 4 threads, 1.0 kept
+    # the model at 0.94 of its synthetic-data speed and 0.0 at 0.58. Ignored without such a decoder.
     hw_decoder_load: float = 1.0
     # nvJPEG scratch buffers grown up front so the first large images don't reallocate
     # (a reallocation is a device sync). 0 keeps DALI's defaults. Not yet swept on a GPU.
