@@ -23,7 +23,8 @@ import pytest
 import torch
 from jpeg_kinds import exif_rotated, photo, write_edge_kinds, write_geometries
 from PIL import Image, ImageOps
-from torchvision import models, transforms
+from torchvision import transforms
+from torchvision.models.resnet import BasicBlock, ResNet
 
 from dali_pipelines import (
     ImageFolderData,
@@ -280,16 +281,17 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_model_predictions_agree_with_torchvision_eval(agreement_set: Path) -> None:
-    """A ResNet-18 trained briefly through the train loader predicts the same class through our eval
-    loader as through torchvision's eval transforms on >= 99.5 % of 304 val photos (measured: all;
-    with none differing, the 95 % upper bound on the disagreement rate is 1 %).
+    """A ResNet trained briefly through the train loader predicts the same class through our eval
+    loader as through torchvision's eval transforms on >= 99.5 % of 304 val photos (measured: all,
+    at 73 % top-1; with none differing, the 95 % upper bound on the disagreement rate is 1 %).
 
-    32 px crops (resize 37, torchvision's 224/256 ratio) keep it to seconds on 2 cores; the model
-    must beat chance clearly, or agreement would mean nothing.
+    torchvision's ResNet with one basic block per stage (ResNet-10) on 32 px crops (resize 37,
+    torchvision's 224/256 ratio) keeps it to seconds on 2 cores; the model must beat chance
+    clearly, or agreement would mean nothing.
     """
     torch.manual_seed(0)
     cfg = _cpu(batch_size=37, crop_size=32, resize_size=37, seed=0)
-    model = models.resnet18(num_classes=8)
+    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     model.train()
     train_loader = make_loader(scan_image_folder(agreement_set / "train"), cfg, train=True)
@@ -307,5 +309,5 @@ def test_model_predictions_agree_with_torchvision_eval(agreement_set: Path) -> N
         theirs = model(reference(val.files, cfg)).argmax(1)
     labels = torch.tensor(val.labels)
     assert len(ours) == len(theirs) == 304
-    assert (theirs == labels).float().mean() >= 0.3  # 8 classes: chance is 0.125
+    assert (theirs == labels).float().mean() >= 0.5  # 8 classes: chance is 0.125
     assert (ours == theirs).float().mean() >= AGREEMENT
