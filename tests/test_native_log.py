@@ -1,7 +1,7 @@
 """Native per-sample log lines: once each with a count, while everything else still gets through.
 
-The warning source on the CPU: a JPEG whose entropy-coded data holds stray bytes before its end
-marker. libjpeg-turbo decodes it and warns "Corrupt JPEG data: N extraneous bytes before marker
+The warning source on the CPU: a JPEG with a few bytes of its entropy-coded data overwritten.
+libjpeg-turbo still decodes it and warns "Corrupt JPEG data: N extraneous bytes before marker
 0xd9" on fd 2, once per decode, in DALI's CPU decoder as in PIL.
 """
 
@@ -52,7 +52,8 @@ def test_dali_cpu_decoder_warns_once_per_decode() -> None:
 def _run(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``script`` in a fresh interpreter; stdout and stderr as text, "\\r" kept as written."""
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, check=False,
-                          cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+                          cwd=tmp_path, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), NATIVE_LOG_ENV: "collapse", **env})
     return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
@@ -77,8 +78,8 @@ def test_loader_shows_native_warning_once_with_count(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     decoded, prefetched = map(int, done.stdout.split())
     lines = done.stderr.splitlines()
-    assert [line for line in lines if line.startswith(WARNING)] == [
-        "Corrupt JPEG data: 107 extraneous bytes before marker 0xd9"]
+    shown = [line for line in lines if line.startswith(WARNING)]
+    assert len(shown) == 1 and shown[0].endswith("extraneous bytes before marker 0xd9")
     summaries = [SUMMARY.search(line) for line in lines if SUMMARY.search(line)]
     assert len(summaries) == 1 and summaries[0].group(2).startswith(WARNING)
     assert decoded <= int(summaries[0].group(1)) <= decoded + prefetched  # DALI decodes ahead
