@@ -17,7 +17,7 @@ Everything ``train`` and ``bench`` use is exported here.
 
 from dali_pipelines._util import argtypes
 from dali_pipelines._util.atomic import atomic_write, write_json_atomic
-from dali_pipelines._util.native_stderr import native_stderr
+from dali_pipelines._util.native_stderr import NATIVE_LOG_ENV, collapse_native_logs, native_stderr
 from dali_pipelines.config import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -31,6 +31,7 @@ from dali_pipelines.graphs import (
     DALI_LAYOUTS,
     Graph,
     build_pipeline,
+    center_crop_window,
     decoder_args,
     eval_graph,
     labels_out,
@@ -59,6 +60,7 @@ __all__ = [
     "DALI_LAYOUTS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "NATIVE_LOG_ENV",
     "READER_NAME",
     "BadFilesError",
     "DaliLoader",
@@ -72,6 +74,8 @@ __all__ = [
     "argtypes",
     "atomic_write",
     "build_pipeline",
+    "center_crop_window",
+    "collapse_native_logs",
     "convert_dataset",
     "convert_image_folder",
     "decoder_args",

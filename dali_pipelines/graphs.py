@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import nvidia.dali.math as dmath
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import DataNode, Pipeline
 
@@ -25,14 +26,17 @@ DALI_LAYOUTS = {"NCHW": "CHW", "NHWC": "HWC"}
 Graph = Callable[..., Pipeline]
 
 
-def decoder_args(cfg: PipelineConfig) -> dict[str, Any]:
-    """Decoder placement and nvJPEG memory hints; the hints only exist for "mixed"."""
+def decoder_args(cfg: PipelineConfig, *, train: bool = False) -> dict[str, Any]:
+    """Decoder placement, orientation, chroma upsampling and nvJPEG memory hints.
+
+    ``train`` picks the train or eval setting of fancy upsampling (see ``PipelineConfig``);
+    the hints only exist for "mixed".
+    """
     args: dict[str, Any] = {
         "device": "mixed" if cfg.device == "gpu" else "cpu",
         "output_type": types.RGB,  # grayscale and CMYK JPEGs come out as 3-channel RGB
-        # libjpeg's "fancy" chroma upsampling, as PIL uses: keeps GPU, CPU and torchvision
-        # outputs within rounding of each other for 4:2:0 files; costs little.
-        "jpeg_fancy_upsampling": True,
+        "adjust_orientation": cfg.apply_exif_orientation,
+        "jpeg_fancy_upsampling": cfg.jpeg_fancy_upsampling_train if train else cfg.jpeg_fancy_upsampling_eval,
     }
     if cfg.device == "gpu":
         args["hw_decoder_load"] = cfg.hw_decoder_load
@@ -44,12 +48,9 @@ def decoder_args(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _normalize(images: DataNode, cfg: PipelineConfig, mirror: DataNode | int) -> DataNode:
-    """Center crop to ``crop_size``, optional flip, (x/255 - mean)/std, layout and dtype."""
+    """Optional flip, (x/255 - mean)/std, layout and dtype, in one pass over the pixels."""
     return fn.crop_mirror_normalize(
         images,
-        crop=(cfg.crop_size, cfg.crop_size),
-        crop_pos_x=0.5,
-        crop_pos_y=0.5,
         mirror=mirror,
         mean=[m * 255.0 for m in cfg.mean],
         std=[s * 255.0 for s in cfg.std],
@@ -72,14 +73,15 @@ def labels_out(labels: DataNode, cfg: PipelineConfig) -> DataNode:
 def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
     """Read -> ROI decode of a random-resized crop -> resize -> random flip -> normalize."""
     jpegs, labels = read_encoded(source, cfg, train=True)
-    # Region-of-interest decode: only the crop window is decoded (less IDCT work) and it
-    # is chosen with torchvision's RandomResizedCrop rules (area, aspect ratio, 100 tries).
+    # Region-of-interest decode: only the crop window is decoded (less IDCT work). The window
+    # follows RandomResizedCrop's rules (area fraction and log-uniform aspect ratio, 10 tries,
+    # as torchvision); README lists where DALI's generator differs.
     images = fn.decoders.image_random_crop(
         jpegs,
         random_area=list(cfg.random_area),
         random_aspect_ratio=list(cfg.random_aspect_ratio),
-        num_attempts=100,
-        **decoder_args(cfg),
+        num_attempts=10,
+        **decoder_args(cfg, train=True),
     )
     images = resize_square(images, cfg.crop_size)
     mirror = fn.random.coin_flip(probability=0.5)
@@ -88,16 +90,49 @@ def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, Data
 
 @pipeline_def(enable_checkpointing=True)
 def eval_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
-    """Read -> decode -> resize shorter side (antialiased) -> center crop -> normalize."""
+    """Read -> decode -> torchvision's Resize(resize_size) + CenterCrop(crop_size) -> normalize."""
     jpegs, labels = read_encoded(source, cfg, train=False)
     images = fn.decoders.image(jpegs, **decoder_args(cfg))
+    roi_start, roi_end = center_crop_window(jpegs, cfg)
+    # Resizing just the kept window to crop x crop samples the same pixel centres with the same
+    # antialiasing filter as resize-then-crop, and computes only the crop_size² output pixels.
     images = fn.resize(
         images,
-        resize_shorter=cfg.resize_size,
+        size=[cfg.crop_size, cfg.crop_size],
+        roi_start=roi_start,
+        roi_end=roi_end,
         interp_type=types.INTERP_LINEAR,
         antialias=True,
     )
     return _normalize(images, cfg, mirror=0), labels_out(labels, cfg)
+
+
+def center_crop_window(jpegs: DataNode, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
+    """Input-pixel window (y, x) that torchvision's ``Resize(resize_size)`` + ``CenterCrop(crop_size)`` keeps.
+
+    torchvision sets the shorter side to ``resize_size`` and the longer one to
+    ``int(resize_size * long / short)`` (truncated), then crops at ``int(round(excess / 2))``
+    (Python rounds halves to even). DALI's ``resize_shorter`` rounds the longer side and its
+    centred crop can start on a half pixel: up to 0.22 normalized units apart on real photos.
+    The image size comes from the header (a parse, no decode: no cost measurable next to it).
+    """
+    shape = fn.peek_image_shape(jpegs, dtype=types.INT64, adjust_orientation=cfg.apply_exif_orientation)
+    height, width = shape[0], shape[1]
+    shorter = dmath.min(height, width)
+    top, bottom = _axis_window(height, shorter, cfg)
+    left, right = _axis_window(width, shorter, cfg)
+    return fn.stack(top, left), fn.stack(bottom, right)
+
+
+def _axis_window(size: DataNode, shorter: DataNode, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
+    """[start, end) in input pixels of the crop along one axis, exactly as torchvision computes it."""
+    resized = (cfg.resize_size * size) // shorter  # == int(resize * size / shorter) for these sizes
+    excess = resized - cfg.crop_size  # >= 0: resize_size >= crop_size is validated
+    half = excess // 2
+    offset = half + (excess % 2) * (half % 2)  # round(excess / 2), ties to even
+    scale = fn.cast(size, dtype=types.FLOAT) / fn.cast(resized, dtype=types.FLOAT)
+    start = fn.cast(offset, dtype=types.FLOAT) * scale
+    return start, start + float(cfg.crop_size) * scale
 
 
 def build_pipeline(source: DataSource, cfg: PipelineConfig, *, train: bool,

@@ -10,6 +10,7 @@ import torch
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
+from dali_pipelines._util.native_stderr import collapse_native_logs
 from dali_pipelines.config import PipelineConfig
 from dali_pipelines.graphs import Graph, build_pipeline
 from dali_pipelines.readers import READER_NAME
@@ -103,7 +104,9 @@ def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,
                 checkpoint: str | None = None, graph: Graph | None = None) -> DaliLoader:
     """The loader for ``source`` under ``cfg``; ``shard_id``/``num_shards`` override cfg's.
 
-    ``graph`` replaces the train or eval graph (see ``graphs.build_pipeline``).
+    ``graph`` replaces the train or eval graph (see ``graphs.build_pipeline``). The first call
+    routes the process's fd 2 through ``collapse_native_logs``, so DALI's per-sample native log
+    lines appear once each with a count at exit (``DALI_PIPELINES_NATIVE_LOG=raw`` turns it off).
     """
     if shard_id is not None or num_shards is not None:
         cfg = cfg.replace(
@@ -112,4 +115,5 @@ def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,
         )
     if cfg.device == "gpu" and not torch.cuda.is_available():
         raise RuntimeError("device='gpu' needs a CUDA GPU and none is visible; use device='cpu'")
+    collapse_native_logs()
     return DaliLoader(source, cfg, train=train, checkpoint=checkpoint, graph=graph)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from dali_pipelines import PipelineConfig
+from dali_pipelines import PipelineConfig, decoder_args, default_num_threads
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,9 @@ from dali_pipelines import PipelineConfig
         ("layout", "CHW", "layout must be one of NCHW, NHWC"),
         ("hw_decoder_load", 1.5, "hw_decoder_load must be in [0, 1]"),
         ("decoder_host_memory_padding", -1, "decoder_host_memory_padding must be in"),
+        ("jpeg_fancy_upsampling_train", 1, "jpeg_fancy_upsampling_train must be True or False, got 1"),
+        ("jpeg_fancy_upsampling_eval", "yes", "jpeg_fancy_upsampling_eval must be True or False"),
+        ("apply_exif_orientation", None, "apply_exif_orientation must be True or False"),
     ],
 )
 def test_bad_value_names_field_and_range(field: str, value: object, expected: str) -> None:
@@ -59,3 +62,26 @@ def test_replace_validates_again_and_summary_lists_fields() -> None:
     summary = cfg.summary()
     for name in cfg.to_dict():
         assert name in summary
+
+
+def test_thread_default_depends_on_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset num_threads resolves per device: up to 8 threads on "cpu", up to 4 on "gpu"."""
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert PipelineConfig(device="cpu").num_threads == default_num_threads("cpu") == 8
+    assert PipelineConfig(device="gpu").num_threads == default_num_threads("gpu") == 4
+    assert PipelineConfig(device="gpu", num_threads=12).num_threads == 12
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert PipelineConfig(device="gpu").num_threads == 2
+    with pytest.raises(ValueError, match="device must be one of gpu, cpu"):
+        default_num_threads("tpu")
+
+
+def test_fancy_upsampling_is_per_graph() -> None:
+    """By default the GPU train graph decodes without fancy upsampling and eval with it."""
+    cfg = PipelineConfig(device="gpu")
+    assert decoder_args(cfg, train=True)["jpeg_fancy_upsampling"] is False
+    assert decoder_args(cfg)["jpeg_fancy_upsampling"] is True
+    flipped = cfg.replace(jpeg_fancy_upsampling_train=True, jpeg_fancy_upsampling_eval=False)
+    assert decoder_args(flipped, train=True)["jpeg_fancy_upsampling"] is True
+    assert decoder_args(flipped)["jpeg_fancy_upsampling"] is False
+    assert decoder_args(cfg)["adjust_orientation"] is False  # as torchvision's ImageFolder
