@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import logging
 import os
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
+import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,7 +65,7 @@ class _Collapser:
 
     def __init__(self) -> None:
         _flush_python_stderr()
-        read_end, write_end = os.pipe()
+        read_end, write_end = _channel()
         try:
             # The relay inherits today's fd 2 as its stderr and owns the pipe's read end; it
             # needs only the standard library, so -I -S keeps its start-up to milliseconds.
@@ -132,6 +135,22 @@ def collapse_native_logs() -> bool:
             _logger.warning("native log relay did not start (%s); native lines pass through as written", err)
             return False
         return True
+
+
+def _channel() -> tuple[int, int]:
+    """(read end, write end) that fd 2 will write into: a pseudo-terminal when stderr is a terminal.
+
+    A plain pipe would make ``isatty()`` false for everything written to stderr afterwards, so
+    progress bars would switch to their log-file form on an interactive terminal. The pty is
+    raw (no newline translation: the real terminal does that) and takes the terminal's size.
+    """
+    if not os.isatty(2):
+        return os.pipe()
+    read_end, write_end = os.openpty()
+    tty.setraw(write_end)
+    with contextlib.suppress(OSError):  # the window size only guides progress-bar widths
+        fcntl.ioctl(write_end, termios.TIOCSWINSZ, fcntl.ioctl(2, termios.TIOCGWINSZ, b"\0" * 8))
+    return read_end, write_end
 
 
 def _flush_python_stderr() -> None:

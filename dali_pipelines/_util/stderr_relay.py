@@ -1,8 +1,9 @@
 """The relay behind ``collapse_native_logs``: copies a pipe to stderr, collapsing per-sample native lines.
 
 Runs as its own small process (``python -I -S stderr_relay.py LABEL``, standard library only) with
-the pipe on stdin and the process's original stderr as its own, so it keeps draining after the
-process that writes into the pipe dies: nothing written before a crash is lost.
+the pipe (a pseudo-terminal when stderr is a terminal) on stdin and the process's original stderr as
+its own, so it keeps draining after the process that writes into it dies: nothing written before a
+crash is lost.
 
 Every line passes through unchanged, at once, except the known per-sample lines of the native
 image libraries (nvImageCodec's log, libjpeg-turbo's warnings). Of those, the first of each kind
@@ -89,7 +90,10 @@ def run(read_fd: int, write_fd: int, label: str) -> None:
             relay.line(pending)
             pending = b""
             continue
-        chunk = os.read(read_fd, 65536)
+        try:
+            chunk = os.read(read_fd, 65536)
+        except OSError:  # a pseudo-terminal's last writer closed it (Linux reports EIO, not EOF)
+            chunk = b""
         if not chunk:
             break
         pending += chunk
