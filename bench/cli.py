@@ -223,6 +223,8 @@ def run_command(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from bench.sweep import data_sources, describe_plan, plan, run_sweep
 
     settings, left_out = resolve(args)
+    if args.images is not None and args.data is not None:
+        raise ValueError("--images sizes the sample set made without --data; drop one of them")
     out_dir = args.out or (SCRATCH_DIR if args.quick else RESULTS_DIR)
     check_out_dir(out_dir)
     device_images = {"cpu": 320, "gpu": 640}[settings.device]
@@ -233,7 +235,8 @@ def run_command(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if not sections:
         raise ValueError(f"nothing to measure: --sections {','.join(settings.sections)} has no job for "
                          f"--backends {','.join(settings.backends)} on {settings.device}")
-    shards = shards_for(files, args.shards) if "shards" in sections else None
+    # Shards of a sample made for this run go with it; shards of --data are kept for later runs.
+    shards = shards_for(files, args.shards, None if args.data else tmp) if "shards" in sections else None
     out_dir.mkdir(parents=True, exist_ok=True)
     run = new_run(args.argv, {**dataclasses.asdict(settings), "sections": list(sections)},
                   {"name": str(root), "images": len(files), "classes": len(files.classes)}, left_out)
@@ -273,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         with tempfile.TemporaryDirectory(prefix="dali-bench-") as tmp:
             run_command(args, Path(tmp))
-    except (DatasetError, ValueError, FileNotFoundError) as err:
+    except (DatasetError, ValueError, OSError) as err:  # OSError: its message names the file
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -58,9 +59,10 @@ def load_jpeg_folder(root: Path, *, on_bad_file: str = "error") -> ImageFolderDa
     return prepare_data(data, on_bad_file=on_bad_file, cache_dir=default_cache_dir())
 
 
-def shards_for(files: ImageFolderData, shards_dir: Path | None) -> WebDatasetShards:
-    """``shards_dir`` opened, or ``files`` converted into a reusable folder under the temp dir;
-    either way checked to hold exactly the same images.
+def shards_for(files: ImageFolderData, shards_dir: Path | None,
+               workdir: Path | None = None) -> WebDatasetShards:
+    """``shards_dir`` opened, or ``files`` converted into ``workdir`` (default: a folder under
+    the temp dir, reused by later runs); either way checked to hold exactly the same images.
 
     The folder name holds a hash of the resolved data root, so two data sets that are both
     called ``sample/train`` never share (or resume) a conversion.
@@ -70,7 +72,9 @@ def shards_for(files: ImageFolderData, shards_dir: Path | None) -> WebDatasetSha
     else:
         root = files.root.resolve()
         key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-        out = Path(tempfile.gettempdir()) / "dali-bench-shards" / f"{root.name}-{key}-{IMAGES_PER_SHARD}"
+        parent = workdir or Path(tempfile.gettempdir()) / "dali-bench-shards"
+        out = parent / f"{root.name}-{key}-{IMAGES_PER_SHARD}"
+        _check_room(files, parent)
         # The converter verifies again and would warn again about the files this run already
         # reported as skipped; the check below makes sure it left out the same ones.
         verify_log = logging.getLogger("dali_pipelines.verify")
@@ -83,6 +87,18 @@ def shards_for(files: ImageFolderData, shards_dir: Path | None) -> WebDatasetSha
             verify_log.setLevel(level)
     check_same_images(files, shards)
     return shards
+
+
+def _check_room(files: ImageFolderData, parent: Path) -> None:
+    """Raise DatasetError before converting when the shards (about the JPEGs' size) won't fit."""
+    needed = sum(os.path.getsize(f) for f in files.files) * 1.05  # tar headers and indexes
+    existing = next(p for p in [parent, *parent.parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise DatasetError(
+            f"the shards section converts --data into {parent} and needs about {needed / 2**30:.1f} GiB; "
+            f"{free / 2**30:.1f} GiB are free there: set TMPDIR to a larger disk, pass --shards, or leave "
+            "shards out of --sections")
 
 
 def check_same_images(files: ImageFolderData, shards: WebDatasetShards) -> None:

@@ -74,22 +74,22 @@ def measure(make_iterable: MakeIterable, *, warmup_s: float = 1.0, warmup_batche
     least ``repeat_s`` seconds and ``repeat_images`` images (whole batches, streaming across
     epoch ends); with ``passes=True`` each repeat is one full fresh pass (an epoch) instead,
     and the warm-up finishes its pass untimed. ``step`` consumes every batch inside the timed
-    region (a training step, a simulated accelerator); its ``reset()``, if any, runs once
-    after the warm-up. ``gpu=True`` records device memory and synchronizes the GPU at both
-    ends of each repeat.
+    region (a training step, a simulated accelerator); its ``reset()``, if any, runs before
+    every repeat (so it can leave the warm-up out). ``gpu=True`` records device memory and
+    synchronizes the GPU at both ends of each repeat.
     """
     if warmup_s < 0 or warmup_batches < 1 or repeat_s < 0 or repeat_images < 0 or repeats < 1:
-        raise ValueError(f"need warmup_s, repeat_s, repeat_images >= 0 and warmup_batches, repeats >= 1; got "
-                         f"{warmup_s}, {repeat_s}, {repeat_images}, {warmup_batches}, {repeats}")
+        raise ValueError(f"need warmup_s, repeat_s, repeat_images >= 0 and warmup_batches, repeats >= 1; "
+                         f"got {warmup_s}, {repeat_s}, {repeat_images}, {warmup_batches}, {repeats}")
     with PeakMonitor(gpu=gpu) as monitor:
         stream = _BatchStream(make_iterable())
         startup, warmup, warm_images = _warm_up(stream, seconds=warmup_s, batches=warmup_batches,
                                                 passes=passes, step=step)
-        if hasattr(step, "reset"):
-            step.reset()  # type: ignore[union-attr]
         cpu_start = cpu_seconds()
         results = []
         for _ in range(repeats):
+            if hasattr(step, "reset"):
+                step.reset()  # type: ignore[union-attr]
             results.append(_timed_repeat(stream, seconds=repeat_s, min_images=repeat_images, passes=passes,
                                          step=step, gpu=gpu))
             results[-1]["pss_mb"] = pss_bytes()[0] / _MIB
@@ -346,10 +346,11 @@ class GoogLeNetStep:
     """One GoogLeNet training step per batch (bf16 autocast, channels_last, SGD), timed on the GPU.
 
     CUDA events around every step give, once the repeats are over, the GPU time inside steps
-    and the gaps between them. Gaps are time the GPU had no step queued (the loader was
-    late); a longer step than on synthetic data is time the step lost to the loader's own
-    GPU work running beside it (shared SMs and memory bandwidth), which gaps do not show.
-    No host sync per step (no GradScaler with bf16), so the host runs ahead when it can.
+    and the gaps between them (within a repeat: the bookkeeping between repeats is not the
+    loader's). Gaps are time the GPU had no step queued (the loader was late); a longer step
+    than on synthetic data is time the step lost to the loader's own GPU work running beside
+    it (shared SMs and memory bandwidth), which gaps do not show. No host sync per step (no
+    GradScaler with bf16), so the host runs ahead when it can.
     """
 
     def __init__(self, num_classes: int) -> None:
@@ -362,7 +363,8 @@ class GoogLeNetStep:
         self.model.train()
         self.criterion = torch.nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
-        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._repeats: list[list[tuple[torch.cuda.Event, torch.cuda.Event]]] = []  # timed steps' events
+        self._current: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []  # warm-up until a reset
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -375,21 +377,27 @@ class GoogLeNetStep:
         loss.backward()
         self.optimizer.step()
         end.record()
-        self._events.append((start, end))
+        self._current.append((start, end))
 
     def reset(self) -> None:
-        """Forget the steps so far (the warm-up)."""
-        self._events.clear()
+        """Start a new repeat; the steps before the first one (the warm-up) are not kept."""
+        self._current = []
+        self._repeats.append(self._current)
 
     def summary(self) -> dict[str, float | None]:
-        """GPU figures of the steps since ``reset``: idle share (gaps) and mean step time (ms)."""
+        """GPU figures of the timed steps: idle share (gaps) and mean GPU time per step (ms)."""
         from train.timing import busy_and_gaps_ms
 
-        if len(self._events) < 2:
+        spans = [s for s in self._repeats if s]
+        steps = sum(len(s) for s in spans)
+        if steps - len(spans) < 1:  # no gap to measure
             return {"gpu_idle_frac": None, "gpu_step_ms": None}
-        self._events[-1][1].synchronize()
-        busy, gaps = busy_and_gaps_ms(self._events)
-        return {"gpu_idle_frac": gaps / (busy + gaps), "gpu_step_ms": busy / len(self._events)}
+        spans[-1][-1][1].synchronize()
+        busy = gaps = 0.0
+        for repeat in spans:
+            repeat_busy, repeat_gaps = busy_and_gaps_ms(repeat)
+            busy, gaps = busy + repeat_busy, gaps + repeat_gaps
+        return {"gpu_idle_frac": gaps / (busy + gaps), "gpu_step_ms": busy / steps}
 
 
 class SyntheticBatches:

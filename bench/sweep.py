@@ -39,8 +39,7 @@ HW_DECODER_LOADS = (0.0, 0.65, 1.0)  # nvJPEG's share for the hardware decoder (
 OVERLAP_STEP_MS = (100.0, 250.0)  # simulated accelerator: 640 and 256 img/s at batch 64
 E2E_BATCH_SIZE = 256
 E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering from GPU decoding
-SOAK_BACKEND = {"cpu": "dali-cpu", "gpu": "dali-gpu"}
-SHARDS_BACKEND = SOAK_BACKEND
+DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and read from shards
 # Least warm-up and repeat times, and batches per repeat: the full sweep, and --quick.
 TIMING = {"full": {"warmup_s": 1.0, "repeat_s": 2.0, "repeat_batches": 2},
           "quick": {"warmup_s": 0.5, "repeat_s": 1.0, "repeat_batches": 1}}
@@ -135,10 +134,11 @@ def plan_section(s: Settings, section: str) -> list[Job]:
         steps = OVERLAP_STEP_MS[:1] if s.quick else OVERLAP_STEP_MS
         return [_job(s, section, b, step_ms=ms) for ms in steps for b in (SYNTHETIC, *s.backends)]
     if section == "e2e":
+        loaders = [b for b in s.backends if b in E2E_BACKENDS]
         # More warm-up batches: cuDNN picks its kernels on the first steps.
         return [_job(s, section, b, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
-                for b in (SYNTHETIC, *s.backends) if b == SYNTHETIC or b in E2E_BACKENDS]
-    backend = SOAK_BACKEND[s.device]
+                for b in (SYNTHETIC, *loaders)] if loaders else []
+    backend = DALI_FOR_DEVICE[s.device]
     if backend not in s.backends:
         return []
     if section == "soak":  # epoch 1 is the warm-up pass; every later epoch is a repeat

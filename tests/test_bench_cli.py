@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from bench.cli import get_args_parser, main
-from bench.data import load_jpeg_folder
+from bench.data import load_jpeg_folder, shards_for
+from dali_pipelines import DatasetError, ImageFolderData
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="the messages of a machine without a GPU")
 
@@ -162,3 +163,29 @@ def test_top_level_help_shows_the_run_options_plainly(capsys) -> None:
         main(["report", "--help"])
     report_help = capsys.readouterr().out
     assert "--json" in report_help and "``" not in report_help
+
+
+@pytest.mark.gpu
+def test_gpu_backend_with_device_cpu_is_refused(tmp_path: Path, capsys) -> None:
+    err = _refused(["--backends", "dali-gpu", "--device", "cpu", "--out", str(tmp_path / "out")], capsys)
+    assert "dali-gpu decodes on the GPU: run with --device gpu" in err
+
+
+def test_images_with_data_is_refused(train_root: Path, tmp_path: Path, capsys) -> None:
+    err = _refused(["--data", str(train_root), "--images", "100", "--out", str(tmp_path / "out")], capsys)
+    assert "--images sizes the sample set made without --data" in err
+
+
+def test_shards_conversion_without_room_is_refused_before_converting(tmp_path: Path) -> None:
+    """A sparse file twice the free space stands for a data set that cannot be converted here."""
+    (tmp_path / "cls").mkdir()
+    huge = tmp_path / "cls" / "huge.jpg"
+    with huge.open("wb") as f:
+        try:
+            f.truncate(2 * shutil.disk_usage(tmp_path).free + 2**30)
+        except OSError:
+            pytest.skip("this file system cannot hold a sparse file that large")
+    data = ImageFolderData(root=tmp_path, files=(str(huge),), labels=(0,), classes=("cls",))
+    with pytest.raises(DatasetError, match=r"needs about .* GiB; .* GiB are free there"):
+        shards_for(data, None, tmp_path / "shards")
+    assert not (tmp_path / "shards").exists()

@@ -23,16 +23,20 @@ class CountingBatches:
 
 
 class CountingStep:
-    """A consumer that counts the batches it gets after its ``reset``."""
+    """A consumer that counts the batches it gets in each repeat (``reset`` starts one)."""
 
     def __init__(self) -> None:
-        self.batches = 0
+        self.repeats: list[int] = []
+        self.warmup = 0
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.batches += 1
+        if self.repeats:
+            self.repeats[-1] += 1
+        else:
+            self.warmup += 1
 
     def reset(self) -> None:
-        self.batches = 0
+        self.repeats.append(0)
 
 
 def test_repeats_last_at_least_the_requested_time_and_images() -> None:
@@ -42,7 +46,8 @@ def test_repeats_last_at_least_the_requested_time_and_images() -> None:
     assert all(seconds >= 0.1 for seconds in m.repeat_s)  # the contract, not a speed
     assert all(images >= 40 and images % 4 == 0 for images in m.repeat_images)  # whole batches
     assert m.warmup_s >= 0.05 and m.warmup_images >= 4
-    assert step.batches * 4 == m.images  # reset after the warm-up: only timed batches counted
+    assert [4 * n for n in step.repeats] == list(m.repeat_images)  # reset before every repeat
+    assert step.warmup * 4 == m.warmup_images
     assert m.images_per_s_min <= m.images_per_s <= m.images_per_s_max
     assert m.cpu_s_per_1000 >= 0 and m.peak_pss_mb > 0 and m.peak_gpu_mb is None
     assert m.repeat_gpu_mb is None and 0.0 <= m.data_wait_frac <= 1.0

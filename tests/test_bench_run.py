@@ -22,7 +22,7 @@ from bench.cli import main
 from bench.plots import COLOURS, FIGURES
 from bench.records import new_run
 from bench.report import saver
-from bench.sweep import Settings, plan, run_sweep
+from bench.sweep import Settings, execute, plan, run_sweep
 from dali_pipelines import scan_image_folder
 
 SECTIONS = ["throughput", "scaling", "overlap", "soak", "shards"]
@@ -160,3 +160,20 @@ def test_a_failed_job_is_recorded_and_the_run_file_kept_current(train_root: Path
     assert first["status"] == "ok" and second["status"] == "error"
     assert "batch_size=4096" in second["reason"]
 
+
+
+@pytest.mark.gpu
+def test_e2e_records_gpu_idle_and_step_time_for_every_gpu_loader(val_root: Path) -> None:
+    """GoogLeNet fed by synthetic data and by each GPU loader (batch 8 here: 24 images)."""
+    settings = Settings(sections=("e2e",), backends=("dali-gpu", "dali-ref", "torchvision-gpu"),
+                        workloads=("train",), device="gpu", batch_size=8, max_workers=2, warmup_s=0.2,
+                        repeat_s=0.3)
+    data = scan_image_folder(val_root)
+    jobs = plan(settings)["e2e"]
+    assert [job.backend for job in jobs] == ["synthetic", "dali-gpu", "dali-ref", "torchvision-gpu"]
+    for job in jobs:
+        record = execute(dataclasses.replace(job, spec=dataclasses.replace(job.spec, batch_size=8)), data)
+        assert record["status"] == "ok", record.get("reason")
+        idle, step_ms = record["consumer"]["gpu_idle_frac"], record["consumer"]["gpu_step_ms"]
+        assert 0.0 <= idle < 1.0 and step_ms > 0.0  # no clamp: < 0 or 1.0 would be a bug
+        assert record["measurement"]["peak_gpu_mb"] > 0
