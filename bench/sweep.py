@@ -2,9 +2,9 @@
 
 A section is a question (how fast is each backend; how does it scale with workers; what does
 feeding GoogLeNet cost ...); a job is one measurement. Jobs run one at a time, each in a
-fresh process forked from a server that has only torch imported (no CUDA, no DALI, no
-TensorFlow yet), so thread pools, memory pools and peak memory start clean for every job
-without paying torch's import each time. TensorFlow is imported only in its own jobs, where
+fresh process forked from a server that has imported torch and torchvision only (no CUDA,
+no DALI, no TensorFlow yet), so thread pools, memory pools and peak memory start clean for
+every job without paying torch's import each time. TensorFlow is imported only in its own jobs, where
 forking DataLoader workers after it never happens.
 """
 

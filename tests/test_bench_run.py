@@ -96,7 +96,7 @@ def test_progress_is_one_line_per_job_and_the_skip_warning_appears_once(small_ru
 def test_report_json_sums_up_the_newest_run(small_run, capsys) -> None:
     out, run, _ = small_run
     capsys.readouterr()
-    assert main(["report", str(out), "--json"]) == 0
+    assert main(["report", "--json", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert {"device", "cpus", "throughput", "e2e_efficiency", "command", "date"} <= set(summary)
     assert summary["device"] == "cpu" and summary["cpus"] == os.cpu_count()
