@@ -21,7 +21,7 @@ import torch
 from bench.cli import main
 from bench.plots import COLOURS, FIGURES
 from bench.records import new_run
-from bench.report import saver
+from bench.report import e2e_figures, render_markdown, saver, summary
 from bench.sweep import Settings, execute, plan, run_sweep
 from dali_pipelines import scan_image_folder
 
@@ -177,3 +177,27 @@ def test_e2e_records_gpu_idle_and_step_time_for_every_gpu_loader(val_root: Path)
         idle, step_ms = record["consumer"]["gpu_idle_frac"], record["consumer"]["gpu_step_ms"]
         assert 0.0 <= idle < 1.0 and step_ms > 0.0  # no clamp: < 0 or 1.0 would be a bug
         assert record["measurement"]["peak_gpu_mb"] > 0
+
+
+def test_gpu_sections_render_from_their_records(small_run) -> None:
+    """The e2e and hw-decoder tables, summary and figures, from records shaped as a GPU run
+    writes them (the measurements copied from this run's, the GPU figures set by hand)."""
+    _, run, _ = small_run
+    base = next(r for r in run["results"] if r["section"] == "throughput" and r["backend"] == "dali-cpu")
+
+    def record(section: str, backend: str, rate: float, **fields) -> dict:
+        m = {**base["measurement"], "images_per_s": rate, "images_per_s_min": rate, "images_per_s_max": rate}
+        return {**base, "section": section, "backend": backend, "measurement": m, **fields}
+
+    gpu_run = {**run, "device": "gpu", "results": [
+        record("e2e", "synthetic", 5000.0, consumer={"gpu_idle_frac": 0.01, "gpu_step_ms": 50.0}),
+        record("e2e", "dali-gpu", 4500.0, consumer={"gpu_idle_frac": 0.02, "gpu_step_ms": 55.0}),
+        record("hw-decoder", "dali-gpu", 15000.0, hw_decoder_load=1.0),
+        record("hw-decoder", "dali-gpu", 12000.0, hw_decoder_load=0.0)]}
+    figures = e2e_figures(gpu_run)["dali-gpu"]
+    assert figures["efficiency"] == pytest.approx(0.9) and figures["step_vs_synthetic"] == pytest.approx(1.1)
+    assert summary(gpu_run)["e2e_efficiency"] == {"dali-gpu": pytest.approx(0.9)}
+    markdown = render_markdown(gpu_run)
+    assert "| `dali-gpu` | 4500 | 0.900 |" in markdown and "**`dali-gpu` over hw_decoder_load**" in markdown
+    made = {kind for kind, make in FIGURES.items() if make(gpu_run) is not None}
+    assert made == {"efficiency", "hw-decoder"}

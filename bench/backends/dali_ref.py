@@ -7,8 +7,9 @@ DALI's own PyTorch iterator. Nothing goes through this project's library, so the
 ``dali-* / dali-ref`` ratios say what the project's graphs add or cost against it.
 
 Where the example's settings differ from the declared workloads, the workloads win, so the
-work is identical to every other backend's: RandomResizedCrop's area and aspect ranges, an
-antialiased linear resize, and the ``resize`` workload (which the example does not have).
+work is identical to every other backend's: RandomResizedCrop's area and aspect ranges, and
+the ``resize`` workload (which the example does not have). The example's
+``INTERP_TRIANGULAR`` is written in DALI's current spelling, linear with ``antialias=True``.
 The device follows ``--device``: "mixed" decoding and GPU operators for ``gpu``, CPU
 operators for ``cpu`` (the example's CPU mode still moves the batch to the GPU at the end;
 here a CPU run stays on the CPU, so it can be compared with ``dali-cpu``).
@@ -36,16 +37,17 @@ PREALLOCATE_HEIGHT = 6430
 
 def _decode_and_resize(jpegs: DataNode, workload: str, decoder: str) -> tuple[DataNode, DataNode | bool]:
     """Decoded, resized images of ``workload`` and the flip flag for crop_mirror_normalize."""
-    hints = ({"preallocate_width_hint": PREALLOCATE_WIDTH, "preallocate_height_hint": PREALLOCATE_HEIGHT}
-             if decoder == "mixed" else {})
     if workload == "train":
+        # As in the example: the hints on the training decoder only, and only for "mixed".
+        hints = ({"preallocate_width_hint": PREALLOCATE_WIDTH, "preallocate_height_hint": PREALLOCATE_HEIGHT}
+                 if decoder == "mixed" else {})
         images = fn.decoders.image_random_crop(
             jpegs, device=decoder, output_type=types.RGB, random_area=list(SCALE),
             random_aspect_ratio=list(RATIO), num_attempts=100, **hints)
         images = fn.resize(images, resize_x=CROP, resize_y=CROP, interp_type=types.INTERP_LINEAR,
                            antialias=True)
         return images, fn.random.coin_flip(probability=0.5)
-    images = fn.decoders.image(jpegs, device=decoder, output_type=types.RGB, **hints)
+    images = fn.decoders.image(jpegs, device=decoder, output_type=types.RGB)
     if workload == "eval":
         images = fn.resize(images, resize_shorter=RESIZE_SHORTER, interp_type=types.INTERP_LINEAR,
                            antialias=True)
@@ -56,7 +58,8 @@ def _decode_and_resize(jpegs: DataNode, workload: str, decoder: str) -> tuple[Da
 
 
 @pipeline_def(exec_dynamic=True)
-def reference_pipeline(files: list[str], labels: list[int], workload: str, gpu: bool):
+def reference_pipeline(files: list[str], labels: list[int], workload: str,
+                       gpu: bool) -> tuple[DataNode, DataNode]:
     """Reader -> decode (ROI for train) -> resize -> crop_mirror_normalize, as NVIDIA writes it."""
     jpegs, label = fn.readers.file(files=files, labels=labels, random_shuffle=workload == "train",
                                    pad_last_batch=True, name="Reader")
