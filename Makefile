@@ -39,9 +39,10 @@ lint: $(VENV)/.deps-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint Dockerfile
 
+# The full sweep (every section that applies to this machine), then the run as one JSON object.
 bench: $(VENV)/.deps-test $(DATA)/train
 	$(PY) -m bench --data $(DATA) --out bench/results
-	$(PY) -m bench report --out bench/results
+	$(PY) -m bench report bench/results --json > bench/results/summary.json
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -1,9 +1,11 @@
 """Benchmarks: the same declared work through naive, tf.data, DataLoader, torchvision and DALI.
 
-``python -m bench [--quick]`` runs them; ``python -m bench report`` renders the results table.
-``bench.runner.measure_throughput`` is the reusable steady-state meter.
+``python -m bench [--quick]`` runs them; ``python -m bench report`` renders the newest run.
+Modules: ``measure`` (time-based meter, reusable on any batch iterable), ``sweep`` (sections
+-> jobs, each in a fresh process), ``records`` (the run file), ``report`` and ``plots``,
+``data`` (which images), ``backends/`` (one module per backend), ``cli``.
 """
 
-from bench.runner import Measurement, measure_throughput
+from bench.measure import Measurement, measure
 
-__all__ = ["Measurement", "measure_throughput"]
+__all__ = ["Measurement", "measure"]

@@ -1,8 +1,10 @@
-"""Command line: ``python -m bench [--quick] ...``, ``python -m bench report``, ``python -m bench soak``."""
+"""Command line of the benchmarks: every argument checked before any measurement starts."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -13,136 +15,268 @@ from typing import Any
 
 import torch
 
-from bench.backends import BACKENDS
-from bench.workloads import WORKLOADS
+from bench.backends import BACKENDS, WORKLOADS
+from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, SECTIONS, TIMING, Settings
 from dali_pipelines import DatasetError, argtypes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCRATCH_DIR = RESULTS_DIR / "_scratch"  # git-ignored: quick runs never overwrite committed results
-COMMANDS = ("run", "report", "soak")
+SCRATCH_DIR = RESULTS_DIR / "_scratch"  # git-ignored: quick runs never touch committed results
 CORES = os.cpu_count() or 1
 
+DESCRIPTION = """\
+Measure the same declared work through every data loader: naive, tf.data, DataLoader
+(PIL or torchvision decode), torchvision on the GPU, NVIDIA's DALI example graph (dali-ref)
+and this project's DALI graphs (dali-cpu, dali-gpu). Each measurement runs in a fresh
+process; results go to OUT as JSON, CSV, Markdown and PNG, saved after every measurement.
 
-def _names(name: str, accepted: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+  python -m bench --quick               about 2 minutes, on a sample set it makes itself
+  python -m bench --data DIR            the full sweep on your JPEG ImageFolder
+  python -m bench report [DIR] --json   the newest run in DIR as one JSON object
+"""
+
+SECTION_HELP = {
+    "throughput": "img/s of every backend on every workload",
+    "scaling": "train img/s over 1, 2, 4, ... workers (torch-pil, dali-cpu, dali-gpu)",
+    "hw-decoder": "dali-gpu over hw_decoder_load (GPU)",
+    "overlap": "each loader feeding a simulated accelerator step (a sleep)",
+    "e2e": "GoogLeNet training fed by each GPU loader vs synthetic data (GPU)",
+    "soak": "memory over many epochs of the DALI train graph",
+    "shards": "the DALI train graph reading WebDataset shards vs loose files",
+}
+
+
+def _names(flag: str, accepted: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
     def parse(text: str) -> tuple[str, ...]:
-        items = tuple(item.strip() for item in text.split(",") if item.strip())
+        items = tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
         bad = [item for item in items if item not in accepted]
         if bad or not items:
             raise argparse.ArgumentTypeError(
-                f"{name} must be a comma-separated list of: {', '.join(accepted)}; got {text!r}")
+                f"{flag} takes a comma-separated list of: {', '.join(accepted)}; got {text!r}")
         return items
     return parse
 
 
-def _folder(name: str) -> Callable[[str], Path]:
+def _folder(flag: str) -> Callable[[str], Path]:
     def parse(text: str) -> Path:
         path = Path(text).expanduser()
         if not path.is_dir():
-            raise argparse.ArgumentTypeError(
-                f"{name} must be an existing ImageFolder directory (<root>/<class>/<image>.jpg, or with "
-                f"train/ and val/); {text!r} is not a directory")
+            raise argparse.ArgumentTypeError(f"{flag} must be an existing folder; {text!r} is not one")
         return path
     return parse
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true",
-                   help="train workload + one overlap setting, small repeats: under 2 minutes (default: off)")
-    p.add_argument("--data", type=_folder("--data"), default=None,
-                   help="ImageFolder root; its train/ is used when it has train/ and val/ "
-                        "(default: a sample set made in a temp dir)")
-    p.add_argument("--out", type=Path, default=None,
-                   help=f"results folder (default: {RESULTS_DIR}, or {SCRATCH_DIR} with --quick)")
-    p.add_argument("--backends", type=_names("--backends", list(BACKENDS)), default=tuple(BACKENDS),
-                   help=f"comma list of {','.join(BACKENDS)} (default: all)")
-    p.add_argument("--workloads", type=_names("--workloads", WORKLOADS), default=None,
-                   help="comma list of seed,train,eval (default: all; train with --quick)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where batches are delivered; auto = cuda when available (default: auto)")
-    p.add_argument("--batch-size", type=argtypes.int_in(1, 4096), default=None,
-                   help="batch size of the main measurements (default: 64, 32 with --quick)")
-    p.add_argument("--repeats", type=argtypes.int_in(3, 100), default=3,
-                   help="timed repeats per measurement, at least 3 (default: 3)")
-    p.add_argument("--max-workers", type=argtypes.int_in(1, 1024), default=CORES,
-                   help=f"workers/threads of the main measurements; scaling goes 1..this (default: {CORES})")
-    p.add_argument("--images", type=argtypes.int_in(64, 1_000_000), default=None,
-                   help="size of the sample set made without --data (default: 2000, 320 with --quick)")
-    _add_on_bad_file(p)
-    p.add_argument("--timeout", type=argtypes.int_in(10, 86400), default=600,
-                   help="seconds before one measurement is abandoned (default: 600)")
-
-
-def _add_on_bad_file(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--on-bad-file", choices=("error", "skip"), default="error",
-                   help="a file that fails verification stops the run, or is left out of every "
-                        "backend (default: error)")
+    what = p.add_argument_group("what to measure")
+    what.add_argument("--quick", action="store_true",
+                      help="a short run: train workload, throughput plus overlap (CPU) or e2e (GPU), shorter "
+                           "repeats, a small sample set (default: off)")
+    what.add_argument("--sections", metavar="LIST", type=_names("--sections", SECTIONS), default=None,
+                      help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in SECTION_HELP.items())
+                           + f" (default: all that apply to the device; {'+'.join(QUICK_SECTIONS['cpu'])} "
+                             f"on CPU, {'+'.join(QUICK_SECTIONS['gpu'])} on GPU with --quick)")
+    what.add_argument("--backends", metavar="LIST", type=_names("--backends", list(BACKENDS)), default=None,
+                      help=f"comma list of {','.join(BACKENDS)} (default: all that can run here)")
+    what.add_argument("--workloads", metavar="LIST", type=_names("--workloads", list(WORKLOADS)),
+                      default=None,
+                      help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in WORKLOADS.items())
+                           + " (default: all; train with --quick)")
+    what.add_argument("--device", choices=("cpu", "gpu"), default=None,
+                      help="where batches are delivered (default: gpu when a CUDA GPU is visible, else cpu)")
+    what.add_argument("--batch-size", metavar="N", type=argtypes.int_in(1, 4096), default=None,
+                      help="batch size, except e2e's 256 (default: 64 on CPU, 256 on GPU; half with --quick)")
+    what.add_argument("--max-workers", metavar="N", type=argtypes.int_in(1, 1024), default=CORES,
+                      help=f"workers/threads of each backend; scaling goes 1, 2, 4, ... below it "
+                           f"(default: {CORES}, the cores here)")
+    data = p.add_argument_group("data")
+    data.add_argument("--data", metavar="DIR", type=_folder("--data"), default=None,
+                      help="JPEG ImageFolder; its train/ when it has train/ and val/ (default: a sample "
+                           "set made in a temp folder)")
+    data.add_argument("--images", metavar="N", type=argtypes.int_in(16, 1_000_000), default=None,
+                      help="images in the sample set made without --data (default: 2000; 320 with --quick "
+                           "on CPU, 640 on GPU)")
+    data.add_argument("--on-bad-file", choices=("error", "skip"), default="error",
+                      help="a file that fails verification stops the run before any measurement, or is "
+                           "left out of every backend (default: error)")
+    data.add_argument("--shards", metavar="DIR", type=_folder("--shards"), default=None,
+                      help="WebDataset shards of the same images for the shards section (default: --data "
+                           "converted into the temp folder, reused by later runs)")
+    timing = p.add_argument_group("timing")
+    timing.add_argument("--warmup-s", metavar="SECONDS", type=argtypes.non_negative_float, default=None,
+                        help="untimed warm-up per measurement, seconds (default: 1; 0.5 with --quick)")
+    timing.add_argument("--repeat-s", metavar="SECONDS", type=argtypes.non_negative_float, default=None,
+                        help="least time of each timed repeat, seconds (default: 2; 1 with --quick)")
+    timing.add_argument("--repeats", metavar="N", type=argtypes.int_in(3, 100), default=3,
+                        help="timed repeats per measurement, reported as median and min-max (default: 3)")
+    timing.add_argument("--soak-epochs", metavar="N", type=argtypes.int_in(2, 100_000), default=30,
+                        help="timed epochs of the soak section, after one warm-up epoch (default: 30)")
+    timing.add_argument("--timeout", metavar="SECONDS", type=argtypes.int_in(10, 86400), default=600,
+                        help="seconds before a measurement is abandoned, recorded as failed (default: 600)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", metavar="DIR", type=Path, default=None,
+                     help=f"results folder, created if missing (default: {RESULTS_DIR}; {SCRATCH_DIR} with "
+                          "--quick)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    """The ``python -m bench`` parser; ``run`` is the default sub-command."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    commands = parser.add_subparsers(dest="command")
-    _add_run_args(commands.add_parser("run", help="measure every backend (the default command)"))
-    report = commands.add_parser("report", help="print (and write) the Markdown tables of the newest run")
-    report.add_argument("--out", type=_folder("--out"), default=RESULTS_DIR,
-                        help=f"folder holding results JSON files (default: {RESULTS_DIR})")
-    soak = commands.add_parser("soak", help="many epochs of the DALI train graph, memory per epoch")
-    soak.add_argument("--data", type=_folder("--data"), default=None,
-                      help="ImageFolder root (default: a 320-image sample set in a temp dir)")
-    soak.add_argument("--out", type=Path, default=RESULTS_DIR,
-                      help=f"results folder (default: {RESULTS_DIR})")
-    soak.add_argument("--epochs", type=argtypes.int_in(3, 100000), default=30, help="(default: 30)")
-    soak.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                      help="auto = cpu, plus gpu when CUDA is available (default: auto)")
-    soak.add_argument("--batch-size", type=argtypes.int_in(1, 4096), default=64, help="(default: 64)")
-    soak.add_argument("--threads", type=argtypes.int_in(1, 1024), default=CORES,
-                      help=f"DALI CPU threads (default: {CORES})")
-    _add_on_bad_file(soak)
+    """``python -m bench [run options]`` and ``python -m bench report [DIR] [--json]``."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_args(parser)
+    commands = parser.add_subparsers(dest="command", title="other commands")
+    report = commands.add_parser(
+        "report", help="print the tables of the newest run in a folder and redraw its figures",
+        description="Print the Markdown tables of the newest run in DIR and redraw its figures, or with "
+                    "--json print one JSON object summing it up.")
+    report.add_argument("dir", nargs="?", type=_folder("DIR"), default=RESULTS_DIR, metavar="DIR",
+                        help=f"folder holding benchmark runs (default: {RESULTS_DIR})")
+    report.add_argument("--json", action="store_true",
+                        help="print a JSON summary (device, cpus, throughput per backend and workload, "
+                             "e2e efficiency, ratios to dali-ref, command, date) instead; write nothing "
+                             "(default: off)")
     return parser
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse, with ``run`` inserted when no sub-command is given (``python -m bench --quick``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    given = list(argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
-        argv = ["run", *argv]
-    args = get_args_parser().parse_args(argv)
-    args.argv = given  # recorded with the results as the exact command
-    return args
+# ---------------------------------------------------------------- checks before any work
 
 
-def _resolve_data(args: argparse.Namespace, tmp: Path, images: int) -> Path:
-    from bench.data import image_folder_root, load_jpeg_folder, make_temp_sample
+def check_out_dir(path: Path) -> None:
+    """Raise ValueError, naming ``path`` and the fix, unless it is or can become a writable folder.
 
-    root = image_folder_root(args.data) if args.data else make_temp_sample(images, tmp)
-    load_jpeg_folder(root, on_bad_file=args.on_bad_file)  # fail here, naming the files, not in a worker
-    return root
+    Nothing is created here (a run refused later leaves no trace); the folder is made just
+    before the first measurement.
+    """
+    fix = "pass --out with a folder you can write to"
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not a folder; {fix}")
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {path} cannot be created: {existing} is a file; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == path else f"cannot be created: {existing} is not writable"
+        raise ValueError(f"--out {path} {what}; {fix}")
+    if existing == path:  # access() trusts permissions; a probe also catches read-only mounts for root
+        try:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as err:
+            raise ValueError(f"--out {path} is not writable ({err.strerror}); {fix}") from None
 
 
-def _command(args: argparse.Namespace, tmp: Path) -> Any:
-    if args.command == "report":
-        from bench.commands import report_command
-        return report_command(args.out)
-    if args.command == "soak":
-        from bench.commands import soak_command
-        return soak_command(args, _resolve_data(args, tmp, 320))
-    from bench.commands import run_command
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda needs a CUDA GPU and none is visible; use --device cpu or auto")
-    images = args.images or (320 if args.quick else 2000)
-    return run_command(args, _resolve_data(args, tmp, images), device)
+def _device(args: argparse.Namespace) -> str:
+    if args.device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("--device gpu needs a CUDA GPU and none is visible; use --device cpu")
+    return args.device or ("gpu" if torch.cuda.is_available() else "cpu")
+
+
+def _sections(args: argparse.Namespace, device: str) -> tuple[str, ...]:
+    if args.sections is None:
+        return (QUICK_SECTIONS if args.quick else DEFAULT_SECTIONS)[device]
+    needs_gpu = [s for s in args.sections if s in GPU_SECTIONS]
+    if needs_gpu and device != "gpu":
+        raise ValueError(f"--sections {','.join(needs_gpu)} needs --device gpu and a CUDA GPU; "
+                         f"leave {'it' if len(needs_gpu) == 1 else 'them'} out on this machine")
+    if args.shards is not None and "shards" not in args.sections:
+        raise ValueError("--shards is read only by the shards section; add shards to --sections "
+                         "or drop --shards")
+    return args.sections
+
+
+def _backends(args: argparse.Namespace, device: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(backends to run, {backend left out by default: why})."""
+    reasons = {name: b.unavailable_reason(device) for name, b in BACKENDS.items()}
+    if args.backends is not None:
+        bad = [f"{name} {reasons[name]}" for name in args.backends if reasons[name]]
+        if bad:
+            raise ValueError(f"--backends: {'; '.join(bad)}")
+        return tuple(name for name in BACKENDS if name in args.backends), {}  # registry order
+    return (tuple(n for n, why in reasons.items() if not why),
+            {n: why for n, why in reasons.items() if why})
+
+
+def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
+    """The run's settings from the arguments and this machine, and the backends left out;
+    ValueError (naming the argument and the fix) for anything that cannot run here."""
+    device = _device(args)
+    sections = _sections(args, device)
+    backends, left_out = _backends(args, device)
+    quick = args.quick
+    timing = dict(TIMING["quick" if quick else "full"])
+    given = {"warmup_s": args.warmup_s, "repeat_s": args.repeat_s}
+    timing.update({name: value for name, value in given.items() if value is not None})
+    settings = Settings(
+        sections=sections, backends=backends,
+        workloads=args.workloads or (("train",) if quick else tuple(WORKLOADS)), device=device,
+        batch_size=args.batch_size or {"cpu": 64, "gpu": 256}[device] // (2 if quick else 1),
+        max_workers=args.max_workers, repeats=args.repeats, soak_epochs=args.soak_epochs,
+        timeout_s=args.timeout, quick=quick, **timing)
+    return settings, left_out
+
+
+# ---------------------------------------------------------------- commands
+
+
+def run_command(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Check everything, prepare the data, then measure section by section, saving as it goes."""
+    from bench.data import image_folder_root, load_jpeg_folder, make_temp_sample, shards_for
+    from bench.records import new_run
+    from bench.report import publish, saver
+    from bench.sweep import data_sources, describe_plan, plan, run_sweep
+
+    settings, left_out = resolve(args)
+    if args.images is not None and args.data is not None:
+        raise ValueError("--images sizes the sample set made without --data; drop one of them")
+    out_dir = args.out or (SCRATCH_DIR if args.quick else RESULTS_DIR)
+    check_out_dir(out_dir)
+    device_images = {"cpu": 320, "gpu": 640}[settings.device]
+    root = (image_folder_root(args.data) if args.data
+            else make_temp_sample(args.images or (device_images if args.quick else 2000), tmp))
+    files = load_jpeg_folder(root, on_bad_file=args.on_bad_file)  # once per run, before any job
+    sections = plan(settings)
+    if not sections:
+        raise ValueError(f"nothing to measure: --sections {','.join(settings.sections)} has no job for "
+                         f"--backends {','.join(settings.backends)} on {settings.device}")
+    # Shards of a sample made for this run go with it; shards of --data are kept for later runs.
+    shards = shards_for(files, args.shards, None if args.data else tmp) if "shards" in sections else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = new_run(args.argv, {**dataclasses.asdict(settings), "sections": list(sections)},
+                  {"name": str(root), "images": len(files), "classes": len(files.classes)}, left_out)
+    print(f"bench: {describe_plan(sections)}; results in {out_dir}/{run['stem']}.*", file=sys.stderr)
+    run_sweep(sections, data_sources(files, shards), settings.timeout_s, saver(run, out_dir))
+    md = publish(run, out_dir, plots=True)
+    print(md.read_text(encoding="utf-8"))
+    print(f"results: {out_dir}/{run['stem']}.{{json,csv,md}} and *.png", file=sys.stderr)
+    return run
+
+
+def report_command(args: argparse.Namespace) -> None:
+    """Print the newest run in ``args.dir``: Markdown (files redrawn) or the JSON summary."""
+    from bench.records import newest_run
+    from bench.report import publish, summary
+
+    path, run = newest_run(args.dir)
+    if args.json:
+        print(json.dumps(summary(run, path), indent=1))
+        return
+    try:
+        md = publish(run, args.dir, plots=True)
+    except OSError as err:
+        raise ValueError(f"{args.dir} is not writable ({err.strerror}); copy the run elsewhere to "
+                         "redraw it, or use --json") from None
+    print(md.read_text(encoding="utf-8"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m bench`` and ``dali-bench``; 0 on success, 2 on bad input."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="dali-bench-") as tmp:
-        try:
-            _command(args, Path(tmp))
-        except (DatasetError, ValueError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+    args = get_args_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with the results
+    try:
+        if args.command == "report":
+            report_command(args)
+            return 0
+        with tempfile.TemporaryDirectory(prefix="dali-bench-") as tmp:
+            run_command(args, Path(tmp))
+    except (DatasetError, ValueError, OSError) as err:  # OSError: its message names the file
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0

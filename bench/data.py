@@ -1,21 +1,33 @@
-"""Which images a benchmark reads: any ImageFolder root, or a sample set made on the spot."""
+"""Which images a benchmark reads: any JPEG ImageFolder or a sample set made on the spot,
+verified once per run; and the same images as WebDataset shards for the ``shards`` section."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 from dali_pipelines import (
     DatasetError,
     ImageFolderData,
+    WebDatasetShards,
+    convert_image_folder,
     default_cache_dir,
     make_sample_dataset,
+    open_source,
     prepare_data,
     scan_image_folder,
 )
 
 _logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
+IMAGES_PER_SHARD = 1000  # when converting for the shards section
 
 
 def image_folder_root(path: Path) -> Path:
@@ -36,7 +48,8 @@ def make_temp_sample(images: int, parent: Path) -> Path:
 def load_jpeg_folder(root: Path, *, on_bad_file: str = "error") -> ImageFolderData:
     """Scan and verify ``root`` (cached); every file must be a JPEG, since the backends compare
     JPEG decoders. A bad file would kill the DALI backends mid-measurement, so it stops the run
-    before any job (``error``) or is left out of every backend alike (``skip``)."""
+    before any job (``error``) or is left out of every backend alike (``skip``). Called once
+    per run: the jobs get the verified list, so a warning about skipped files appears once."""
     data = scan_image_folder(root)
     others = [f for f in data.files if not f.lower().endswith(JPEG_SUFFIXES)]
     if others:
@@ -44,3 +57,72 @@ def load_jpeg_folder(root: Path, *, on_bad_file: str = "error") -> ImageFolderDa
             f"--data {root}: {len(others)} of {len(data)} files are not JPEG (e.g. {others[0]}); "
             "the benchmark compares JPEG decoders, so pass a JPEG-only ImageFolder")
     return prepare_data(data, on_bad_file=on_bad_file, cache_dir=default_cache_dir())
+
+
+def shards_for(files: ImageFolderData, shards_dir: Path | None,
+               workdir: Path | None = None) -> WebDatasetShards:
+    """``shards_dir`` opened, or ``files`` converted into ``workdir`` (default: a folder under
+    the temp dir, reused by later runs); either way checked to hold exactly the same images.
+
+    The folder name holds a hash of the resolved data root, so two data sets that are both
+    called ``sample/train`` never share (or resume) a conversion.
+    """
+    if shards_dir is not None:
+        shards = open_source(shards_dir, "wds")
+    else:
+        root = files.root.resolve()
+        key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+        parent = workdir or Path(tempfile.gettempdir()) / "dali-bench-shards"
+        out = parent / f"{root.name}-{key}-{IMAGES_PER_SHARD}"
+        _check_room(files, parent)
+        # The converter verifies again and would warn again about the files this run already
+        # reported as skipped; the check below makes sure it left out the same ones.
+        verify_log = logging.getLogger("dali_pipelines.verify")
+        level = verify_log.level
+        verify_log.setLevel(logging.ERROR)
+        try:
+            shards = convert_image_folder(root, out, images_per_shard=IMAGES_PER_SHARD,
+                                          progress=sys.stderr.isatty())
+        finally:
+            verify_log.setLevel(level)
+    check_same_images(files, shards)
+    return shards
+
+
+def _check_room(files: ImageFolderData, parent: Path) -> None:
+    """Raise DatasetError before converting when the shards (about the JPEGs' size) won't fit."""
+    needed = sum(os.path.getsize(f) for f in files.files) * 1.05  # tar headers and indexes
+    existing = next(p for p in [parent, *parent.parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise DatasetError(
+            f"the shards section converts --data into {parent} and needs about {needed / 2**30:.1f} GiB; "
+            f"{free / 2**30:.1f} GiB are free there: set TMPDIR to a larger disk, pass --shards, or leave "
+            "shards out of --sections")
+
+
+def check_same_images(files: ImageFolderData, shards: WebDatasetShards) -> None:
+    """Raise DatasetError unless ``shards`` hold exactly the (verified) loose files.
+
+    The converter records each shard's source files (relative to the source root) in the
+    shard's ``<stem>.json``; shards without those records are compared by count only, with
+    a warning.
+    """
+    paths = [Path(tar).with_suffix(".json") for tar in shards.shards]
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in paths if p.is_file()]
+    if len(records) != len(paths) or not all(isinstance(r, dict) and "sources" in r for r in records):
+        _logger.warning("%s: shards without a record of their source files; comparing image counts only",
+                        shards.root)
+        if len(shards) != len(files):
+            raise DatasetError(f"--shards holds {len(shards)} images but --data {len(files)} readable ones; "
+                               "pass shards converted from the same data")
+        return
+    in_shards = Counter(src for r in records for src in r["sources"])
+    loose = Counter(os.path.relpath(f, files.root) for f in files.files)
+    if in_shards != loose:
+        missing, extra = loose - in_shards, in_shards - loose
+        example = next(iter(missing or extra))
+        raise DatasetError(
+            f"--shards {shards.root} and --data {files.root} differ: {sum(missing.values())} loose files not "
+            f"in the shards, {sum(extra.values())} shard images not among the loose files (e.g. {example}); "
+            "pass shards converted from the same data, or drop --shards to convert it")

@@ -1,4 +1,5 @@
-"""PNG plots of a run: throughput per backend per workload, scaling curves, efficiency."""
+"""PNG figures of a run, read at a glance: one colour per backend in every figure, a legend on
+every panel, and panels only for what the run measured."""
 
 from __future__ import annotations
 
@@ -10,118 +11,153 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # after use("Agg"), deliberately
+from matplotlib.figure import Figure
 
-from bench.report import backends_of
-from bench.results import ok_rows
-from bench.workloads import WORKLOADS
+from bench.backends import REFERENCE
+from bench.report import backends_of, ok_rows, rate, soak_figures, throughput, workloads_of
+from bench.sweep import SYNTHETIC
 
 _logger = logging.getLogger(__name__)
 
+COLOURS = {  # fixed per backend, so a colour means the same loader in every figure
+    "naive": "#7f7f7f", "tfdata": "#ff7f0e", "torch-pil": "#1f77b4", "torch-tv": "#17becf",
+    "dali-cpu": "#2ca02c", "dali-gpu": "#006400", "dali-ref": "#9467bd", "torchvision-gpu": "#d62728",
+    SYNTHETIC: "#000000",
+}
 
-def _errors(rows: list[dict[str, Any]]) -> list[list[float]]:
-    """Asymmetric error bars (median - min, max - median)."""
-    meds = [r["measurement"]["images_per_s"] for r in rows]
-    return [[m - r["measurement"]["images_per_s_min"] for m, r in zip(meds, rows, strict=True)],
-            [r["measurement"]["images_per_s_max"] - m for m, r in zip(meds, rows, strict=True)]]
+
+def colour(backend: str) -> str:
+    """The backend's colour (black for names this module does not know)."""
+    return COLOURS.get(backend, "#000000")
 
 
-def plot_throughput(run: dict[str, Any], path: Path) -> Path | None:
-    """Grouped bars: one group per workload, one bar per backend, min-max whiskers."""
-    backends = [b for b in backends_of(run) if ok_rows(run, "throughput", backend=b)]
-    if not backends:
+def _bars(ax: Any, names: list[str], values: list[float], errors: list[list[float]] | None = None) -> list:
+    """One labelled bar per backend in its colour."""
+    bars = ax.bar(range(len(names)), values, yerr=errors, capsize=3, color=[colour(n) for n in names])
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    highs = [v + e for v, e in zip(values, errors[1], strict=True)] if errors else values
+    ax.set_ylim(0, 1.4 * max(highs, default=1.0))  # headroom for the legend and the bar labels
+    ax.legend(list(bars), names, fontsize=7, ncol=3, loc="upper center")
+    return bars
+
+
+def throughput_figure(run: dict[str, Any]) -> Figure | None:
+    """One panel per workload measured: img/s per backend (min-max whiskers), each bar labelled
+    with its ratio to dali-ref from the same run."""
+    workloads = workloads_of(run)
+    if not workloads:
         return None
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / len(backends)
-    for i, backend in enumerate(backends):
-        rows = [ok_rows(run, "throughput", backend=backend, workload=w) for w in WORKLOADS]
-        xs = [j + i * width for j, r in enumerate(rows) if r]
-        found = [r[0] for r in rows if r]
-        ax.bar(xs, [r["measurement"]["images_per_s"] for r in found], width, yerr=_errors(found),
-               capsize=2, label=backend)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(WORKLOADS))], WORKLOADS)
-    ax.set_ylabel("images / s (median, min-max)")
-    ax.set_title(f"Throughput per backend ({run['machine']['cpu']}, {run['machine']['cores']} cores)")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    rates = throughput(run)
+    fig, axes = plt.subplots(1, len(workloads), figsize=(max(7.0, 4.6 * len(workloads)), 4.4), squeeze=False)
+    for ax, workload in zip(axes[0], workloads, strict=True):
+        rows = [r for b in backends_of(run) for r in ok_rows(run, "throughput", backend=b, workload=workload)]
+        names = [r["backend"] for r in rows]
+        values = [rate(r) for r in rows]
+        errors = [[v - r["measurement"]["images_per_s_min"] for v, r in zip(values, rows, strict=True)],
+                  [r["measurement"]["images_per_s_max"] - v for v, r in zip(values, rows, strict=True)]]
+        bars = _bars(ax, names, values, errors)
+        ref = rates.get(REFERENCE, {}).get(workload)
+        if ref:
+            ax.bar_label(bars, [f"{v / ref:.2f}x" for v in values], fontsize=7, padding=2)
+        ax.set_title(workload)
+        ax.set_ylabel("images / s (median, min-max)")
+    note = f"; labels: ratio to {REFERENCE}" if REFERENCE in rates else ""
+    fig.suptitle(f"Throughput ({run['machine']['cores']} cores, batches to {run['device']}){note}")
+    return fig
 
 
-def plot_scaling(run: dict[str, Any], path: Path) -> Path | None:
-    """Two panels: train img/s over workers/threads and over batch size, one line per backend."""
-    base = ok_rows(run, "throughput", workload="train")
-    panels = [("scaling-workers", "workers", "workers / threads"),
-              ("scaling-batch", "batch_size", "batch size")]
-    if not any(ok_rows(run, section) for section, _, _ in panels):
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (section, key, label) in zip(axes, panels, strict=True):
-        rows = ok_rows(run, section) + base
-        for backend in backends_of(run):
-            points = sorted((r[key], r["measurement"]["images_per_s"])
-                            for r in rows if r["backend"] == backend)
-            if len(points) > 1:
-                ax.plot(*zip(*points, strict=True), marker="o", label=backend)
-        ax.set_xlabel(label)
-        ax.set_ylabel("images / s (train)")
-        if key == "batch_size":
-            ax.set_xscale("log", base=2)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Scaling (train workload)")
-    return _save(fig, path)
-
-
-def plot_efficiency(run: dict[str, Any], path: Path) -> Path | None:
-    """Bars of loader efficiency (img/s / synthetic) per backend, per step setting (overlap or e2e)."""
-    section = "e2e" if ok_rows(run, "e2e") else "overlap"
-    rows = ok_rows(run, section)
-    steps = sorted({r["step_ms"] for r in rows})
+def scaling_figure(run: dict[str, Any]) -> Figure | None:
+    """Train img/s over workers/threads, one line per backend."""
+    rows = ok_rows(run, "scaling")
     if not rows:
         return None
-    backends = [b for b in backends_of(run) if any(r["backend"] == b for r in rows)]
-    fig, ax = plt.subplots(figsize=(9, 4.2))
-    width = 0.8 / max(1, len(steps))
-    for i, step in enumerate(steps):
-        group = {r["backend"]: r["measurement"]["images_per_s"] for r in rows if r["step_ms"] == step}
-        light = group.get("synthetic")
-        if not light:
-            continue
-        effs = [group.get(b, 0.0) / light for b in backends]
-        label = f"step {step:g} ms" if section == "overlap" else "GoogLeNet AMP"
-        ax.bar([j + i * width for j in range(len(backends))], effs, width, label=label)
-    ax.axhline(1.0, color="gray", linewidth=0.8)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(backends))], backends, fontsize=8)
-    ax.set_ylabel("efficiency (img/s / synthetic img/s)")
-    ax.set_title("What prefetching buys: loader efficiency against a step that needs no data"
-                 if section == "overlap" else "End-to-end GoogLeNet loader efficiency")
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    rows += [r for r in ok_rows(run, "throughput", workload="train") if r["backend"] in backends]
+    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    for backend in backends:
+        points = sorted((r["workers"], rate(r)) for r in rows if r["backend"] == backend)
+        ax.plot(*zip(*points, strict=True), marker="o", color=colour(backend), label=backend)
+    counts = sorted({r["workers"] for r in rows})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(counts, [str(n) for n in counts])
+    ax.minorticks_off()
+    ax.set_xlabel("workers / threads")
+    ax.set_ylabel("images / s (train)")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    ax.set_title("Scaling over workers (train)")
+    return fig
 
 
-def plot_hw_decoder(run: dict[str, Any], path: Path) -> Path | None:
-    """dali-gpu train img/s over hw_decoder_load (GPU runs)."""
+def efficiency_figure(run: dict[str, Any]) -> Figure | None:
+    """Loader efficiency (img/s / synthetic img/s): one panel per overlap step and one for e2e."""
+    panels = [(f"simulated {ms:g} ms step", ok_rows(run, "overlap", step_ms=ms))
+              for ms in sorted({r["step_ms"] for r in ok_rows(run, "overlap")})]
+    panels += [("GoogLeNet training step", ok_rows(run, "e2e"))] if ok_rows(run, "e2e") else []
+    panels = [(title, rows) for title, rows in panels if any(r["backend"] == SYNTHETIC for r in rows)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 5.2 * len(panels)), 4.4), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels, strict=True):
+        light = rate(next(r for r in rows if r["backend"] == SYNTHETIC))
+        loaders = [r for r in rows if r["backend"] != SYNTHETIC]
+        _bars(ax, [r["backend"] for r in loaders], [rate(r) / light for r in loaders])
+        ax.axhline(1.0, color="gray", linewidth=0.8)
+        ax.set_ylabel("efficiency (img/s / synthetic img/s)")
+        ax.set_title(title)
+    fig.suptitle("Loader efficiency against a step that never waits for data")
+    return fig
+
+
+def hw_decoder_figure(run: dict[str, Any]) -> Figure | None:
+    """dali-gpu train img/s over hw_decoder_load."""
     rows = sorted(ok_rows(run, "hw-decoder"), key=lambda r: r["hw_decoder_load"])
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["hw_decoder_load"] for r in rows], [r["measurement"]["images_per_s"] for r in rows],
-            marker="o")
-    ax.set_xlabel("hw_decoder_load")
-    ax.set_ylabel("images / s (dali-gpu, train)")
+    ax.plot([r["hw_decoder_load"] for r in rows], [rate(r) for r in rows], marker="o",
+            color=colour("dali-gpu"), label="dali-gpu")
+    ax.set_xlabel("hw_decoder_load (share of images for the hardware JPEG decoder)")
+    ax.set_ylabel("images / s (train)")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    ax.legend(fontsize=8)
+    return fig
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    _logger.info("wrote %s", path)
-    return path
+def soak_figure(run: dict[str, Any]) -> Figure | None:
+    """Memory after every epoch, one line per soaked backend."""
+    rows = ok_rows(run, "soak")
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for r in rows:
+        mem = r["measurement"]["repeat_pss_mb"]
+        ax.plot(range(2, len(mem) + 2), mem, marker=".", color=colour(r["backend"]), label=r["backend"])
+    metric = soak_figures(run)[rows[0]["backend"]]["memory_metric"].upper()
+    ax.set_xlabel("epoch (epoch 1 is the warm-up)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel(f"{metric} after the epoch, MiB (process + workers)")
+    ax.set_ylim(0, 1.2 * max(max(r["measurement"]["repeat_pss_mb"]) for r in rows))
+    ax.legend(fontsize=8)
+    ax.set_title("Soak: memory per epoch (train graph)")
+    return fig
 
 
-def plot_run(run: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
-    """Every plot that the run has data for, as ``<stem>-<kind>.png`` in ``out_dir``."""
-    makers = {"throughput": plot_throughput, "scaling": plot_scaling, "efficiency": plot_efficiency,
-              "hw-decoder": plot_hw_decoder}
-    written = [maker(run, out_dir / f"{stem}-{kind}.png") for kind, maker in makers.items()]
-    return [p for p in written if p is not None]
+FIGURES = {"throughput": throughput_figure, "scaling": scaling_figure, "efficiency": efficiency_figure,
+           "hw-decoder": hw_decoder_figure, "soak": soak_figure}
+
+
+def plot_run(run: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Every figure the run has data for, as ``<stem>-<kind>.png`` in ``out_dir``."""
+    written = []
+    for kind, make in FIGURES.items():
+        fig = make(run)
+        if fig is None:
+            continue
+        path = out_dir / f"{run['stem']}-{kind}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+        _logger.info("wrote %s", path)
+    return written

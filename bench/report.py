@@ -1,232 +1,326 @@
-"""The Markdown tables README quotes, rendered from one run's JSON (and the newest soak run)."""
+"""What a run says: Markdown tables for people, one JSON summary for tools, and the files.
+
+Every ratio is between figures of the same run on the same machine. The report states what
+was measured; what the project aims at is said in the README, not decided here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from bench.results import ok_rows
-from bench.soak import GROWTH_TARGET_PCT
-from bench.workloads import WORKLOADS
+from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
+from bench.records import save_run
+from bench.sweep import SYNTHETIC
+from dali_pipelines import atomic_write
 
-TARGETS_CPU = (  # (numerator, denominator, minimum ratio, strict: must exceed); issue 4, 2 cores, train
-    ("dali-cpu", "torch-pil", 2.5, False), ("dali-cpu", "naive", 4.0, False),
-    ("dali-cpu", "tfdata", 1.0, True))
-TARGET_GPU_IMG_S = 15000.0  # dali-gpu, train workload, ImageNet-sized JPEGs (H100)
-TARGET_GPU_VS_TORCH = 5.0  # dali-gpu / torch-pil, best worker counts, train
-TARGET_E2E_EFFICIENCY = 0.97  # dali-gpu GoogLeNet img/s / synthetic-data img/s
-NOT_MEASURED = "not measured (no GPU)"
+# ---------------------------------------------------------------- reading records
 
 
-def rate_cell(m: dict[str, Any]) -> str:
-    """A measurement's img/s as ``median (min-max)``."""
+def ok_rows(run: dict[str, Any], section: str, **match: Any) -> list[dict[str, Any]]:
+    """Successful records of ``section`` whose fields equal ``match``."""
+    return [r for r in run["results"] if r["section"] == section and r["status"] == "ok"
+            and all(r.get(k) == v for k, v in match.items())]
+
+
+def rate(row: dict[str, Any]) -> float:
+    """Median images/s of a record."""
+    return row["measurement"]["images_per_s"]
+
+
+def backends_of(run: dict[str, Any]) -> list[str]:
+    """Backends measured in the run, in run order, synthetic data excluded."""
+    return list(dict.fromkeys(r["backend"] for r in run["results"] if r["backend"] != SYNTHETIC))
+
+
+def workloads_of(run: dict[str, Any]) -> list[str]:
+    """Workloads the throughput section measured, in declaration order."""
+    done = {r["workload"] for r in ok_rows(run, "throughput")}
+    return [w for w in WORKLOADS if w in done]
+
+
+def throughput(run: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{backend: {workload: median img/s}} of the throughput section."""
+    out: dict[str, dict[str, float]] = {}
+    for r in ok_rows(run, "throughput"):
+        out.setdefault(r["backend"], {})[r["workload"]] = rate(r)
+    return out
+
+
+def ratios_to_reference(run: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{dali backend: {workload: its img/s / dali-ref's img/s}}, same run, same workload."""
+    rates = throughput(run)
+    ref = rates.get(REFERENCE, {})
+    return {b: {w: rates[b][w] / ref[w] for w in rates[b] if w in ref}
+            for b in DALI_BACKENDS if b in rates and ref}
+
+
+def e2e_figures(run: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per loader in the e2e section: efficiency, data wait, GPU idle and step time vs synthetic."""
+    rows = {r["backend"]: r for r in ok_rows(run, "e2e")}
+    light = rows.get(SYNTHETIC)
+    out = {}
+    for backend, r in rows.items():
+        step = r["consumer"].get("gpu_step_ms")
+        light_step = light["consumer"].get("gpu_step_ms") if light else None
+        out[backend] = {
+            "images_per_s": rate(r),
+            "efficiency": rate(r) / rate(light) if light else None,
+            "data_wait_frac": r["measurement"]["data_wait_frac"],
+            "gpu_idle_frac": r["consumer"].get("gpu_idle_frac"),
+            "gpu_step_ms": step,
+            "step_vs_synthetic": step / light_step if step and light_step else None,
+        }
+    return out
+
+
+def soak_figures(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per soaked backend: memory after the first timed epoch (epoch 2) and the last, growth."""
+    out = {}
+    for r in ok_rows(run, "soak"):
+        m = r["measurement"]
+        first, last = m["repeat_pss_mb"][0], m["repeat_pss_mb"][-1]
+        gpu = m.get("repeat_gpu_mb")
+        out[r["backend"]] = {
+            "epochs": len(m["repeat_pss_mb"]) + 1, "first_mb": first, "last_mb": last,
+            "growth_pct": 100.0 * (last - first) / first, "images_per_s": rate(r),
+            "gpu_growth_mb": gpu[-1] - gpu[0] if gpu else None, "memory_metric": m["memory_metric"],
+        }
+    return out
+
+
+def shards_figures(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per workload of the shards section: files and shards img/s, their ratio, CPU costs."""
+    rows = {(r["workload"], r["source"]): r for r in ok_rows(run, "shards")}
+    out = {}
+    for (workload, source), r in rows.items():
+        other = rows.get((workload, "shards"))
+        if source != "files" or other is None:
+            continue
+        out[workload] = {"backend": r["backend"], "files": rate(r), "shards": rate(other),
+                         "ratio": rate(other) / rate(r),
+                         "cpu_files": r["measurement"]["cpu_s_per_1000"],
+                         "cpu_shards": other["measurement"]["cpu_s_per_1000"]}
+    return out
+
+
+def summary(run: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """The JSON summary of a run (``python -m bench report --json``)."""
+    e2e = e2e_figures(run)
+    return {
+        "device": run["device"], "cpus": run["machine"]["cores"], "gpu": run["machine"]["gpu"],
+        "cpu_model": run["machine"]["cpu"], "command": run["command"], "date": run["date"],
+        "started": run["started"], "quick": run["quick"], "file": str(path) if path else None,
+        "throughput": throughput(run),
+        "ratio_to_dali_ref": ratios_to_reference(run),
+        "e2e_efficiency": {b: f["efficiency"] for b, f in e2e.items() if b != SYNTHETIC},
+        "e2e_gpu_idle_frac": {b: f["gpu_idle_frac"] for b, f in e2e.items()},
+        "e2e_step_vs_synthetic": {b: f["step_vs_synthetic"] for b, f in e2e.items() if b != SYNTHETIC},
+        "soak_growth_pct": {b: f["growth_pct"] for b, f in soak_figures(run).items()},
+        "shards_vs_files": {w: f["ratio"] for w, f in shards_figures(run).items()},
+        "errors": sum(r["status"] != "ok" for r in run["results"]),
+    }
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "-"
+    m = row["measurement"]
     return f"{m['images_per_s']:.0f} ({m['images_per_s_min']:.0f}-{m['images_per_s_max']:.0f})"
 
 
-def _rate(row: dict[str, Any]) -> str:
-    return rate_cell(row["measurement"])
-
-
 def _memory(m: dict[str, Any]) -> str:
-    """Peak PSS in MiB, marked "(RSS)" where RSS was recorded (no PSS, or a file from before PSS)."""
-    if "peak_pss_mb" not in m:
-        return f"{m['peak_rss_mb']:.0f} (RSS)"
     value = f"{m['peak_pss_mb']:.0f}"
     return value if m.get("memory_metric", "pss") == "pss" else f"{value} (RSS)"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
 
 
 def header_lines(run: dict[str, Any]) -> list[str]:
-    """Machine, versions, data, date and command of the run."""
-    m, v, d = run["machine"], run["versions"], run["data"]
-    versions = ", ".join(f"{k} {val}" for k, val in v.items() if val)
-    return [
+    """Machine, versions, data, settings, date and command of the run."""
+    m, d, s = run["machine"], run["data"], run["settings"]
+    versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
+    lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, GPU: {m['gpu'] or 'none'}  ",
         f"Versions: {versions}  ",
         f"Data: {d['images']} JPEGs in {d['classes']} classes ({d['name']}); batches delivered to "
-        f"{run['device']}; {run['date']}  ",
+        f"{run['device']}; started {run['started']}  ",
+        f"Timing: warm-up >= {s['warmup_s']:g} s, {s['repeats']} repeats of >= {s['repeat_s']:g} s and "
+        f">= {s['repeat_batches']} batches; figures are the median (min-max) of the repeats  ",
         f"Command: `{run['command']}`",
+        "",
     ]
+    if run["left_out"]:
+        lines += ["Not run here: " + "; ".join(f"`{b}` ({why})" for b, why in run["left_out"].items()), ""]
+    return lines
 
 
-def backends_of(run: dict[str, Any]) -> list[str]:
-    """Backends in the run, in plan order, synthetic excluded."""
-    seen: list[str] = []
-    for r in run["results"]:
-        if r["backend"] not in seen and r["backend"] != "synthetic":
-            seen.append(r["backend"])
-    return seen
-
-
-def throughput_table(run: dict[str, Any]) -> list[str]:
-    """img/s per backend per workload (all cores), with CPU cost and peak PSS of train."""
-    rows, skipped = [], []
-    workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in run["results"]
-                                             if r["section"] == "throughput")]
+def throughput_lines(run: dict[str, Any]) -> list[str]:
+    """img/s per backend per workload, with CPU cost and peak memory of the main workload."""
+    workloads = workloads_of(run)
+    if not workloads:
+        return []
+    main = "train" if "train" in workloads else workloads[0]
+    rows = []
     for backend in backends_of(run):
         cells = {r["workload"]: r for r in ok_rows(run, "throughput", backend=backend)}
         if not cells:
-            reason = next((r["reason"] for r in run["results"] if r["backend"] == backend), "")
-            skipped.append(f"- `{backend}` skipped: {reason}")
             continue
-        main = cells.get("train") or next(iter(cells.values()))
-        m = main["measurement"]
-        gpu = "" if m["peak_gpu_mb"] is None else f"{m['peak_gpu_mb']:.0f}"
-        rows.append([f"`{backend}`", *(_rate(cells[w]) if w in cells else "-" for w in workloads),
-                     f"{m['cpu_s_per_1000']:.2f}", _memory(m), gpu or "-"])
-    first = [r for r in ok_rows(run, "throughput") if r["backend"] != "naive"] or ok_rows(run, "throughput")
-    settings = (f"batch {first[0]['batch_size']}, {first[0]['workers']} workers/threads "
-                "(naive: sequential)") if first else ""
-    title = f"Throughput, images/s: median of the repeats (min-max); {settings}"
-    header = ["backend", *workloads, "CPU s / 1000 img", "peak PSS MiB (process + workers)",
+        m = (cells.get(main) or next(iter(cells.values())))["measurement"]
+        gpu = "-" if m["peak_gpu_mb"] is None else f"{m['peak_gpu_mb']:.0f}"
+        rows.append([f"`{backend}`", *(_cell(cells.get(w)) for w in workloads),
+                     f"{m['cpu_s_per_1000']:.2f}", _memory(m), gpu])
+    first = ok_rows(run, "throughput")[0]
+    title = (f"**Throughput, images/s** (batch {first['batch_size']}, {run['settings']['max_workers']} "
+             f"workers or threads; `naive` is sequential)")
+    header = ["backend", *workloads, f"CPU s / 1000 img ({main})", "peak PSS MiB (process + workers)",
               "peak GPU MiB"]
-    return [f"**{title}**", "", *_table(header, rows), "", *skipped]
+    return [title, "", *_table(header, rows), *reference_lines(run, workloads)]
 
 
-def best_train(run: dict[str, Any], backend: str) -> dict[str, Any] | None:
-    """The fastest train measurement of ``backend`` at the run's batch size, any worker count."""
-    rows = [r for r in ok_rows(run, "throughput", backend=backend, workload="train")]
-    if rows:
-        size = rows[0]["batch_size"]
-        rows += ok_rows(run, "scaling-workers", backend=backend, batch_size=size)
-    return max(rows, key=lambda r: r["measurement"]["images_per_s"], default=None)
+def reference_lines(run: dict[str, Any], workloads: list[str]) -> list[str]:
+    """Our DALI backends' img/s over dali-ref's, per workload (same run)."""
+    ratios = ratios_to_reference(run)
+    if not ratios:
+        return []
+    rows = [[f"`{b}`", *(f"{r[w]:.2f}x" if w in r else "-" for w in workloads)] for b, r in ratios.items()]
+    ref_device = "mixed decode, GPU" if run["device"] == "gpu" else "CPU"
+    return [f"**This project's DALI graphs against NVIDIA's example graph** (`{REFERENCE}`, {ref_device}; "
+            "img/s ratio, same run)", "", *_table(["backend", *workloads], rows)]
 
 
-def _verdict(value: float, minimum: float, strict: bool) -> tuple[str, str]:
-    """(target text, "met"/"missed") for ``value`` against ``minimum`` (``strict``: must exceed it)."""
-    met = value > minimum if strict else value >= minimum
-    return f"{'>' if strict else '>='} {minimum:g}", "met" if met else "missed"
+def error_lines(run: dict[str, Any]) -> list[str]:
+    """Jobs that failed, with the reason."""
+    failed = [r for r in run["results"] if r["status"] != "ok"]
+    if not failed:
+        return []
+    return ["**Failed jobs**", "", *(f"- {r['section']}: `{r['backend']}` {r['workload']}: {r['reason']}"
+                                     for r in failed), ""]
 
 
-def _e2e_efficiency(run: dict[str, Any], backend: str) -> float | None:
-    """``backend``'s GoogLeNet img/s over synthetic data's, from the e2e section; None if absent."""
-    rows = {r["backend"]: r["measurement"]["images_per_s"] for r in ok_rows(run, "e2e")}
-    return rows[backend] / rows["synthetic"] if backend in rows and "synthetic" in rows else None
-
-
-def gpu_target_rows(run: dict[str, Any]) -> list[list[str]]:
-    """The issue's GPU targets, evaluated where dali-gpu results exist, else "not measured"."""
-    gpu, torch_pil = best_train(run, "dali-gpu"), best_train(run, "torch-pil")
-    rows = []
-    if gpu is None:
-        rows.append(["`dali-gpu` img/s", NOT_MEASURED, "-", f">= {TARGET_GPU_IMG_S:g}", ""])
-    else:
-        rate = gpu["measurement"]["images_per_s"]
-        rows.append(["`dali-gpu` img/s", f"{rate:.0f} (w={gpu['workers']})", "-",
-                     *_verdict(rate, TARGET_GPU_IMG_S, strict=False)])
-    if gpu is None or torch_pil is None:
-        rows.append(["`dali-gpu` / `torch-pil`", NOT_MEASURED, "-", f">= {TARGET_GPU_VS_TORCH:g}x", ""])
-    else:
-        a, b = gpu["measurement"], torch_pil["measurement"]
-        ratio = a["images_per_s"] / b["images_per_s"]
-        target, verdict = _verdict(ratio, TARGET_GPU_VS_TORCH, strict=False)
-        rows.append(["`dali-gpu` / `torch-pil`",
-                     f"{ratio:.2f}x (w={gpu['workers']} vs w={torch_pil['workers']})",
-                     f"{b['cpu_s_per_1000'] / a['cpu_s_per_1000']:.2f}x", f"{target}x", verdict])
-    efficiency = _e2e_efficiency(run, "dali-gpu")
-    if efficiency is None:
-        rows.append(["GoogLeNet e2e efficiency, `dali-gpu`", NOT_MEASURED, "-",
-                     f">= {TARGET_E2E_EFFICIENCY:g}", ""])
-    else:
-        rows.append(["GoogLeNet e2e efficiency, `dali-gpu`", f"{efficiency:.3f}", "-",
-                     *_verdict(efficiency, TARGET_E2E_EFFICIENCY, strict=False)])
-    return rows
-
-
-def targets_table(run: dict[str, Any]) -> list[str]:
-    """The issue's targets (each backend at its best worker count), marked met or missed."""
-    rows = []
-    for top, base, minimum, strict in TARGETS_CPU:
-        a, b = best_train(run, top), best_train(run, base)
-        if a is None or b is None:
-            continue
-        ratio = a["measurement"]["images_per_s"] / b["measurement"]["images_per_s"]
-        cost = b["measurement"]["cpu_s_per_1000"] / a["measurement"]["cpu_s_per_1000"]
-        target, verdict = _verdict(ratio, minimum, strict)
-        rows.append([f"`{top}` / `{base}`", f"{ratio:.2f}x (w={a['workers']} vs w={b['workers']})",
-                     f"{cost:.2f}x", f"{target}x", verdict])
-    rows += gpu_target_rows(run)
-    header = ["train workload", "value (best worker counts)", "CPU-cost ratio", "target", ""]
-    return ["**Targets (train workload, one run)**", "", *_table(header, rows)]
-
-
-def scaling_tables(run: dict[str, Any]) -> list[str]:
-    """Train img/s over workers and over batch sizes."""
-    out = []
-    for section, key, label in (("scaling-workers", "workers", "workers/threads"),
-                                ("scaling-batch", "batch_size", "batch size")):
-        rows = ok_rows(run, section)
-        if not rows:
-            continue
-        base = ok_rows(run, "throughput", workload="train")
-        values = sorted({r[key] for r in rows + base})
-        table = []
-        for backend in backends_of(run):
-            cells = {r[key]: r for r in rows + base if r["backend"] == backend}
-            if cells:
-                table.append([f"`{backend}`", *(_rate(cells[v]) if v in cells else "-" for v in values)])
-        out += [f"**Scaling over {label} (train, images/s)**", "",
-                *_table(["backend", *map(str, values)], table), ""]
-    return out
-
-
-def efficiency_table(run: dict[str, Any], section: str) -> list[str]:
-    """Overlap (simulated step) or end-to-end GoogLeNet: efficiency, data wait, GPU idle."""
-    rows = ok_rows(run, section)
+def scaling_lines(run: dict[str, Any]) -> list[str]:
+    """Train img/s over workers/threads (the throughput section's train row is the top count)."""
+    rows = ok_rows(run, "scaling")
     if not rows:
         return []
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    rows += [r for r in ok_rows(run, "throughput", workload="train") if r["backend"] in backends]
+    counts = sorted({r["workers"] for r in rows})
+    table = [[f"`{b}`", *(_cell(next((r for r in rows if r["backend"] == b and r["workers"] == n), None))
+                          for n in counts)] for b in backends]
+    return ["**Scaling over workers/threads** (train, images/s)", "",
+            *_table(["backend", *map(str, counts)], table)]
+
+
+def hw_decoder_lines(run: dict[str, Any]) -> list[str]:
+    """dali-gpu train img/s over hw_decoder_load."""
+    rows = sorted(ok_rows(run, "hw-decoder"), key=lambda r: r["hw_decoder_load"])
+    table = [[f"{r['hw_decoder_load']:g}", _cell(r), f"{r['measurement']['cpu_s_per_1000']:.2f}"]
+             for r in rows]
+    return ["**`dali-gpu` over hw_decoder_load** (train)", "",
+            *_table(["hw_decoder_load", "img/s", "CPU s / 1000 img"], table)] if rows else []
+
+
+def overlap_lines(run: dict[str, Any]) -> list[str]:
+    """Each loader feeding a simulated accelerator step: efficiency and data wait."""
+    rows = ok_rows(run, "overlap")
     table = []
     for step in sorted({r["step_ms"] for r in rows}):
         group = [r for r in rows if r["step_ms"] == step]
-        light = next((r for r in group if r["backend"] == "synthetic"), None)
+        light = next((r for r in group if r["backend"] == SYNTHETIC), None)
         for r in group:
-            m = r["measurement"]
-            eff = m["images_per_s"] / light["measurement"]["images_per_s"] if light else float("nan")
-            idle = f"{100 * r['gpu_idle_frac']:.1f}" if r.get("gpu_idle_frac") is not None else "-"
-            table.append([f"{step:g} ms" if section == "overlap" else "GoogLeNet AMP", f"`{r['backend']}`",
-                          _rate(r), f"{eff:.2f}", f"{100 * m['data_wait_frac']:.1f}", idle])
-    if section == "overlap":
-        title = ("Overlap with a simulated accelerator step (sleep, no CPU) per batch "
-                 f"(train, batch {rows[0]['batch_size']}): efficiency = img/s / synthetic img/s")
-    else:
-        title = (f"End to end: GoogLeNet training (batch {rows[0]['batch_size']}, AMP) vs synthetic "
-                 "on-device data; efficiency = img/s / synthetic img/s")
-    header = ["step", "loader", "img/s", "efficiency", "data wait %", "GPU idle % (gaps between steps)"]
-    return [f"**{title}**", "", *_table(header, table), ""]
-
-
-def hw_decoder_table(run: dict[str, Any]) -> list[str]:
-    """dali-gpu train img/s over hw_decoder_load."""
-    rows = ok_rows(run, "hw-decoder")
-    if not rows:
+            eff = f"{rate(r) / rate(light):.2f}" if light else "-"
+            table.append([f"{step:g} ms", f"`{r['backend']}`", _cell(r), eff,
+                          _pct(r["measurement"]["data_wait_frac"])])
+    if not table:
         return []
-    table = [[f"{r['hw_decoder_load']:g}", _rate(r), f"{r['measurement']['cpu_s_per_1000']:.2f}"]
-             for r in sorted(rows, key=lambda r: r["hw_decoder_load"])]
-    return ["**dali-gpu over hw_decoder_load (train)**", "",
-            *_table(["hw_decoder_load", "img/s", "CPU s / 1000 img"], table), ""]
+    title = ("**Overlap with a simulated accelerator step** (a sleep per batch, no CPU used; train, batch "
+             f"{rows[0]['batch_size']}): efficiency = img/s / img/s on synthetic data")
+    return [title, "", *_table(["step", "loader", "img/s", "efficiency", "data wait %"], table)]
 
 
-def soak_lines(soak: dict[str, Any] | None) -> list[str]:
-    """One line per device: RSS (and GPU memory) growth after epoch 2, against the growth target."""
-    if not soak:
+def e2e_lines(run: dict[str, Any]) -> list[str]:
+    """GoogLeNet training fed by each GPU loader and by synthetic data."""
+    figures = e2e_figures(run)
+    if not figures:
         return []
-    out = [f"**Soak ({soak['epochs_run']} epochs of the DALI train graph, {soak['date']})**", ""]
-    for device, summary in soak["summary"].items():
-        gpu = (f", GPU memory {summary['gpu_growth_pct']:+.1f}%"
-               if summary.get("gpu_growth_pct") is not None else "")
-        verdict = "met" if summary["rss_growth_pct"] < GROWTH_TARGET_PCT else "missed"
-        out.append(f"- {device}: RSS {summary['rss_epoch2_mb']:.0f} MiB after epoch 2 -> "
-                   f"{summary['rss_last_mb']:.0f} MiB after epoch {summary['epochs']}: "
-                   f"{summary['rss_growth_pct']:+.1f}%{gpu} (target < {GROWTH_TARGET_PCT:g}%: {verdict})")
-    return [*out, ""]
+    table = [[f"`{b}`", f"{f['images_per_s']:.0f}",
+              "-" if f["efficiency"] is None else f"{f['efficiency']:.3f}", _pct(f["data_wait_frac"]),
+              _pct(f["gpu_idle_frac"]), "-" if f["gpu_step_ms"] is None else f"{f['gpu_step_ms']:.1f}",
+              "-" if f["step_vs_synthetic"] is None else f"{f['step_vs_synthetic']:.3f}"]
+             for b, f in figures.items()]
+    batch = ok_rows(run, "e2e")[0]["batch_size"]
+    return [f"**End to end: GoogLeNet training steps** (batch {batch}, bf16 autocast, channels_last, SGD)",
+            "",
+            "Efficiency = img/s / img/s on synthetic on-GPU data. GPU idle = gaps between steps on the GPU "
+            "timeline (the loader was late). Step time vs synthetic = GPU time inside a step over the "
+            "same on synthetic data: above 1 when the loader's own GPU work slows the step down "
+            "(shared SMs and memory bandwidth), which gaps do not show.",
+            "",
+            *_table(["loader", "img/s", "efficiency", "data wait %", "GPU idle % (gaps)", "GPU ms / step",
+                     "step time vs synthetic"], table)]
 
 
-def render_markdown(run: dict[str, Any], soak: dict[str, Any] | None = None) -> str:
+def soak_lines(run: dict[str, Any]) -> list[str]:
+    """Memory per backend after epoch 2 and after the last epoch."""
+    figures = soak_figures(run)
+    out = []
+    for backend, f in figures.items():
+        gpu = "" if f["gpu_growth_mb"] is None else f", GPU memory {f['gpu_growth_mb']:+.0f} MiB"
+        kind = "PSS" if f["memory_metric"] == "pss" else "RSS"
+        out.append(f"- `{backend}`: {kind} {f['first_mb']:.0f} MiB after epoch 2 -> {f['last_mb']:.0f} MiB "
+                   f"after epoch {f['epochs']} ({f['growth_pct']:+.1f}%){gpu}; {f['images_per_s']:.0f} img/s")
+    return ["**Soak: memory over many epochs of the train graph**", "", *out, ""] if out else []
+
+
+def shards_lines(run: dict[str, Any]) -> list[str]:
+    """The same images from WebDataset shards and from loose files."""
+    figures = shards_figures(run)
+    table = [[w, f"`{f['backend']}`", f"{f['files']:.0f}", f"{f['shards']:.0f}", f"{f['ratio']:.2f}x",
+              f"{f['cpu_files']:.2f} / {f['cpu_shards']:.2f}"] for w, f in figures.items()]
+    if not table:
+        return []
+    return ["**Shards vs loose files** (same images; page cache as the run found it)", "",
+            *_table(["workload", "backend", "files img/s", "shards img/s", "shards / files",
+                     "CPU s / 1000 img, files / shards"], table)]
+
+
+def render_markdown(run: dict[str, Any]) -> str:
     """All tables of a run as Markdown."""
-    parts = [*header_lines(run), "", *throughput_table(run), "", *targets_table(run), "",
-             *scaling_tables(run), *hw_decoder_table(run), *efficiency_table(run, "overlap"),
-             *efficiency_table(run, "e2e"), *soak_lines(soak)]
+    parts = [*header_lines(run), *throughput_lines(run), *error_lines(run), *scaling_lines(run),
+             *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *soak_lines(run),
+             *shards_lines(run)]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def saver(run: dict[str, Any], out_dir: Path) -> Callable[[dict[str, Any]], None]:
+    """The sweep's callback: add a record to ``run`` and rewrite the run's files at once, so a
+    late failure (or Ctrl-C) loses nothing measured so far."""
+    def save(record: dict[str, Any]) -> None:
+        run["results"].append(record)
+        publish(run, out_dir, plots=False)
+    return save
+
+
+def publish(run: dict[str, Any], out_dir: Path, *, plots: bool) -> Path:
+    """Write the run's JSON, CSV, Markdown (PNGs too with ``plots``) into ``out_dir``; the Markdown path."""
+    save_run(run, out_dir)
+    md = out_dir / f"{run['stem']}.md"
+    with atomic_write(md, encoding="utf-8") as f:
+        f.write(render_markdown(run))
+    if plots:
+        from bench.plots import plot_run  # matplotlib: only when figures are drawn
+
+        plot_run(run, out_dir)
+    return md

@@ -1,17 +1,18 @@
-"""Every installed backend does the same declared work: same shapes, dtypes, layout, and values.
+"""Every backend does the same declared work: same shapes, dtypes, layout, and values.
 
 Tolerances: per-image mean |backend - naive(PIL)| (max over images, and mean over the set),
-in normalized units for eval (1 grey level ~ 0.017) and [0, 1] units for seed. Measured on two
-sample sets (96 and 400 images), then given headroom:
+in normalized units for eval (1 grey level ~ 0.017) and [0, 1] units for resize. Measured on
+two sample sets (96 and 400 images), then given headroom:
 
 - eval, torch-pil: identical code path (measured 0).
-- eval, torch-tv: v2 tensor antialias vs PIL, measured <= 0.0007 / 0.0001.
+- eval, torch-tv and torchvision-gpu's reader run on the CPU: v2 tensor antialias vs PIL,
+  measured <= 0.0001 / 0.0001.
 - eval, tfdata: measured <= 0.029 / 0.017.
-- eval, dali-cpu: measured <= 0.185 / 0.045. DALI's ``resize_shorter`` keeps the exact scale
-  (sub-pixel) where torchvision resizes to whole pixels, and its center crop rounds a half-pixel
-  margin the other way (a one-pixel offset, which the comparison forgives); on high-frequency
-  textures at mild downscale this sub-pixel misregistration costs a few grey levels.
-- seed, all: measured <= 0.0061 / 0.0037 (dali-cpu 0.0007: the same resize as PIL's).
+- eval, dali-cpu and dali-ref: measured <= 0.146 / 0.045. DALI's ``resize_shorter`` keeps the
+  exact scale (sub-pixel) where torchvision resizes to whole pixels, and its center crop
+  rounds a half-pixel margin the other way (a one-pixel offset, which the comparison
+  forgives); on high-frequency textures this sub-pixel misregistration costs a few grey levels.
+- resize, all: measured <= 0.0061 / 0.0037 (DALI 0.0007: the same resize as PIL's).
 """
 
 from __future__ import annotations
@@ -23,37 +24,43 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.backends import BACKENDS
-from bench.workloads import CROP, RunSpec
+from bench.backends import BACKENDS, CROP, RunSpec
+from bench.backends.torchvision_gpu import GpuDecodedBatches
 from dali_pipelines import ImageFolderData, scan_image_folder
 
-CPU_BACKENDS = ["torch-pil", "torch-tv", "dali-cpu"]  # tfdata runs in a subprocess (see below)
+CPU_BACKENDS = ["torch-pil", "torch-tv", "dali-cpu", "dali-ref"]  # tfdata runs in a subprocess (see below)
+EVAL_DALI = (0.25, 0.06)
 # (per-image max, set mean) of the aligned mean absolute error, per workload and backend.
 TOLERANCES = {
     "eval": {"torch-pil": (1e-6, 1e-6), "torch-tv": (0.005, 0.002), "tfdata": (0.05, 0.025),
-             "dali-cpu": (0.25, 0.06), "dali-gpu": (0.25, 0.06), "torchvision-gpu": (0.02, 0.01)},
-    "seed": dict.fromkeys(("torch-pil", "torch-tv", "tfdata", "dali-cpu", "dali-gpu", "torchvision-gpu"),
-                          (0.01, 0.005)),
+             "dali-cpu": EVAL_DALI, "dali-gpu": EVAL_DALI, "dali-ref": EVAL_DALI,
+             "torchvision-gpu": (0.02, 0.01)},
+    "resize": dict.fromkeys(BACKENDS, (0.01, 0.005)),
 }
-SHIFT = {"eval": 1, "seed": 0}  # eval: forgive the one-pixel center-crop rounding offset
+# NVIDIA's example decodes without libjpeg's "fancy" chroma upsampling, which nvJPEG then does
+# the plain way: about a grey level more at colour edges on the GPU (an allowance, not yet
+# measured on a GPU; on the CPU both graphs measured the same).
+GPU_TOLERANCES = {("dali-ref", "resize"): (0.02, 0.01)}
+SHIFT = {"eval": 1, "resize": 0}  # eval: forgive the one-pixel center-crop rounding offset
 HAS_TF = BACKENDS["tfdata"].unavailable_reason("cpu") is None
 
 
 def collect(name: str, data: ImageFolderData, workload: str, device: str = "cpu") -> tuple[torch.Tensor, ...]:
-    """All batches of one pass, concatenated (eval and seed keep file order)."""
+    """All batches of one pass, concatenated (eval and resize keep file order)."""
     spec = RunSpec(workload=workload, batch_size=8, workers=1, device=device)
     images, labels = zip(*BACKENDS[name].factory()(data, spec), strict=True)
     return torch.cat(images), torch.cat(labels)
 
 
-def collect_tf(root: Path, workload: str, out: Path) -> tuple[torch.Tensor, ...]:
-    """tf.data's outputs from a separate process: forking DataLoader workers after TensorFlow
-    has started its thread pools in this process could deadlock."""
+def collect_tf(root: Path, out: Path) -> dict[str, tuple[torch.Tensor, ...]]:
+    """tf.data's outputs of eval and resize, from a separate process: forking DataLoader workers
+    after TensorFlow has started its thread pools in this process could deadlock."""
     script = (
         "import sys, torch\n"
         "from tests.test_bench_backends import collect\n"
         "from dali_pipelines import scan_image_folder\n"
-        f"torch.save(collect('tfdata', scan_image_folder({str(root)!r}), {workload!r}), {str(out)!r})\n"
+        f"data = scan_image_folder({str(root)!r})\n"
+        f"torch.save({{w: collect('tfdata', data, w) for w in ('eval', 'resize')}}, {str(out)!r})\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[1])
     return torch.load(out)
@@ -74,14 +81,23 @@ def aligned_error(x: torch.Tensor, ref: torch.Tensor, shift: int) -> torch.Tenso
 @pytest.fixture(scope="module")
 def reference(val_root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     data = scan_image_folder(val_root)
-    return {w: collect("naive", data, w) for w in ("eval", "seed")}
+    return {w: collect("naive", data, w) for w in ("eval", "resize")}
 
 
-def _others(tmp_path: Path, root: Path, workload: str) -> dict[str, tuple[torch.Tensor, ...]]:
+@pytest.fixture(scope="module")
+def tfdata_outputs(val_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """{workload: tf.data's outputs}, or {} where TensorFlow is not installed."""
+    return collect_tf(val_root, tmp_path_factory.mktemp("tf") / "tf.pt") if HAS_TF else {}
+
+
+def _others(root: Path, workload: str) -> dict[str, tuple[torch.Tensor, ...]]:
     data = scan_image_folder(root)
     outs = {name: collect(name, data, workload) for name in CPU_BACKENDS}
-    if HAS_TF:
-        outs["tfdata"] = collect_tf(root, workload, tmp_path / f"tf-{workload}.pt")
+    # torchvision-gpu's own code (reader threads, read-ahead, batched decode_jpeg, v2 on the
+    # decoded tensors) with the decode on the CPU: the ordering and batching are checked here.
+    spec = RunSpec(workload=workload, batch_size=8, workers=2, device="cpu")
+    images, labels = zip(*GpuDecodedBatches(data, spec), strict=True)
+    outs["torchvision-gpu"] = torch.cat(images), torch.cat(labels)
     return outs
 
 
@@ -89,23 +105,30 @@ def check_agreement(name: str, workload: str, images: torch.Tensor, ref: torch.T
     """Aligned per-image error within the backend's stated tolerance (max and mean)."""
     err = aligned_error(images.cpu(), ref, SHIFT[workload])
     worst, mean = TOLERANCES[workload][name]
+    if images.is_cuda:
+        worst, mean = GPU_TOLERANCES.get((name, workload), (worst, mean))
     assert err.max().item() <= worst, f"{name}/{workload}: worst image {err.max().item():.4f} > {worst}"
     assert err.mean().item() <= mean, f"{name}/{workload}: mean {err.mean().item():.4f} > {mean}"
 
 
-@pytest.mark.parametrize("workload", ["eval", "seed"])
-def test_backends_agree_with_naive(tmp_path: Path, val_root: Path, reference: dict, workload: str) -> None:
+@pytest.mark.parametrize("workload", ["eval", "resize"])
+def test_backends_agree_with_naive(val_root: Path, reference: dict, tfdata_outputs: dict,
+                                   workload: str) -> None:
     ref_images, ref_labels = reference[workload]
     assert ref_images.shape == (24, 3, CROP, CROP) and ref_images.dtype == torch.float32
-    for name, (images, labels) in _others(tmp_path, val_root, workload).items():
+    others = _others(val_root, workload)
+    if HAS_TF:
+        others["tfdata"] = tfdata_outputs[workload]
+    assert {"dali-ref", "torchvision-gpu"} <= set(others)
+    for name, (images, labels) in others.items():
         assert images.shape == ref_images.shape, name
         assert images.dtype == torch.float32 and images.is_contiguous(), name
         assert torch.equal(labels, ref_labels), name
         check_agreement(name, workload, images, ref_images)
 
 
-def test_seed_values_in_unit_range(reference: dict) -> None:
-    images, _ = reference["seed"]
+def test_resize_values_in_unit_range(reference: dict) -> None:
+    images, _ = reference["resize"]
     assert images.min() >= 0.0 and images.max() <= 1.0
 
 
@@ -113,18 +136,22 @@ def test_train_shapes_and_dtypes(train_root: Path) -> None:
     data = scan_image_folder(train_root)
     for name in ["naive", *CPU_BACKENDS]:
         images, labels = collect(name, data, "train")
-        assert images.shape == (len(data) // 8 * 8, 3, CROP, CROP), name
+        assert images.shape[1:] == (3, CROP, CROP), name
+        # DALI train graphs drop the last partial batch (ours) or keep it (NVIDIA's example).
+        assert len(data) // 8 * 8 <= images.shape[0] <= len(data), name
         assert images.dtype == torch.float32 and labels.dtype == torch.int64, name
         # Normalized: roughly zero-centred, well outside [0, 1].
         assert -3.0 < images.mean().item() < 3.0 and images.min() < 0.0, name
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["dali-gpu", "torchvision-gpu"])
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["dali-gpu", "dali-ref", "torchvision-gpu"])
 def test_gpu_backends_agree_with_naive(val_root: Path, reference: dict, name: str) -> None:
+    """On the GPU ("mixed" decode for the DALI graphs), within the same tolerances; under a minute."""
     data = scan_image_folder(val_root)
-    for workload in ("eval", "seed"):
-        images, labels = collect(name, data, workload, device="cuda")
+    for workload in ("eval", "resize"):
+        images, labels = collect(name, data, workload, device="gpu")
         assert images.is_cuda and images.dtype == torch.float32
         ref_images, ref_labels = reference[workload]
         assert torch.equal(labels.cpu(), ref_labels)

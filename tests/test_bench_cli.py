@@ -1,53 +1,113 @@
-"""Every bad command-line argument is refused with its name and the accepted values."""
+"""Every bad argument is refused before any work, with its name and the fix; help is complete."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
-from bench.cli import main
-from bench.data import load_jpeg_folder
+from bench.cli import get_args_parser, main
+from bench.data import load_jpeg_folder, shards_for
+from dali_pipelines import DatasetError, ImageFolderData
+
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="the messages of a machine without a GPU")
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """stderr of a refused command (exit status 2, whichever layer refused it)."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2
+    return capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
     (["--backends", "naive,fast"], ["--backends", "naive, tfdata, torch-pil", "'naive,fast'"]),
-    (["--workloads", "inference"], ["--workloads", "seed, train, eval"]),
+    (["--workloads", "inference"], ["--workloads", "resize, train, eval"]),
+    (["--sections", "throughput,speed"], ["--sections", "throughput, scaling", "'throughput,speed'"]),
     (["--batch-size", "0"], ["--batch-size", "[1, 4096]"]),
     (["--repeats", "2"], ["--repeats", "[3, 100]"]),
+    (["--repeat-s", "-1"], ["--repeat-s", ">= 0"]),
     (["--max-workers", "x"], ["--max-workers", "integer"]),
-    (["--device", "tpu"], ["--device", "'auto', 'cpu', 'cuda'"]),
-    (["--data", "/no/such/dir"], ["--data", "ImageFolder"]),
-    (["report", "--out", "/no/such/dir"], ["--out", "not a directory"]),
-    (["soak", "--epochs", "1"], ["--epochs", "[3, 100000]"]),
-    (["soak", "--device", "tpu"], ["--device", "'auto', 'cpu', 'gpu'"]),
+    (["--device", "cuda"], ["--device", "'cpu', 'gpu'"]),
+    (["--data", "/no/such/dir"], ["--data", "not one"]),
+    (["report", "/no/such/dir"], ["DIR", "not one"]),
 ])
 def test_bad_argument_names_itself(argv: list[str], expected: list[str], capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = _refused(argv, capsys)
     for text in expected:
         assert text in err
 
 
+def test_out_that_is_a_file_is_refused_before_the_data_is_read(tmp_path: Path, capsys) -> None:
+    """The data here would fail verification; the --out problem is reported first, in one line."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    (tmp_path / "data" / "cls").mkdir(parents=True)
+    (tmp_path / "data" / "cls" / "a.png").write_bytes(b"\x89PNG")
+    err = _refused(["--data", str(tmp_path / "data"), "--out", str(afile)], capsys)
+    fix = "pass --out with a folder you can write to"
+    assert err.strip() == f"error: --out {afile} is a file, not a folder; {fix}"
+
+
+def test_out_under_a_file_cannot_be_created(tmp_path: Path, capsys) -> None:
+    (tmp_path / "afile").write_text("x")
+    err = _refused(["--backends", "naive", "--out", str(tmp_path / "afile" / "results")], capsys)
+    assert "cannot be created" in err and str(tmp_path / "afile") in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_read_only_out_is_refused(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        err = _refused(["--backends", "naive", "--out", str(out)], capsys)
+    finally:
+        out.chmod(0o700)
+    assert f"--out {out} is not writable" in err
+
+
+@NO_GPU
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--backends", "naive,dali-gpu"], "--backends: dali-gpu needs a CUDA GPU and none is visible"),
+    (["--backends", "torchvision-gpu", "--device", "cpu"], "torchvision-gpu needs a CUDA GPU"),
+    (["--device", "gpu"], "--device gpu needs a CUDA GPU and none is visible; use --device cpu"),
+    (["--sections", "throughput,e2e"], "--sections e2e needs --device gpu"),
+    (["--sections", "hw-decoder,e2e"], "--sections hw-decoder,e2e needs --device gpu"),
+])
+def test_gpu_arguments_without_a_gpu_are_refused_before_any_work(argv: list[str], expected: str,
+                                                                 tmp_path: Path, capsys) -> None:
+    err = _refused([*argv, "--out", str(tmp_path / "out")], capsys)
+    assert expected in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing made, nothing measured
+
+
+def test_shards_flag_needs_the_shards_section(tmp_path: Path, capsys) -> None:
+    err = _refused(["--sections", "throughput", "--shards", str(tmp_path)], capsys)
+    assert "--shards is read only by the shards section" in err
+
+
 def test_report_without_results_says_what_to_run(tmp_path: Path, capsys) -> None:
-    assert main(["report", "--out", str(tmp_path)]) == 2
-    assert "python -m bench --out" in capsys.readouterr().err
+    err = _refused(["report", str(tmp_path)], capsys)
+    assert f"python -m bench --out {tmp_path}" in err
+
+
+def test_report_ignores_run_files_of_an_older_format(tmp_path: Path, capsys) -> None:
+    (tmp_path / "cpu-2core-2026-11-25.json").write_text('{"kind": "run", "results": []}')
+    assert "older formats are not read" in _refused(["report", str(tmp_path), "--json"], capsys)
 
 
 def test_non_jpeg_data_is_refused(tmp_path: Path, capsys) -> None:
     (tmp_path / "cls").mkdir()
     (tmp_path / "cls" / "a.png").write_bytes(b"\x89PNG")
-    assert main(["--data", str(tmp_path), "--backends", "naive"]) == 2
-    assert "not JPEG" in capsys.readouterr().err
-
-
-def test_help_lists_defaults(capsys) -> None:
-    with pytest.raises(SystemExit):
-        main(["run", "--help"])
-    assert "(default: 3)" in capsys.readouterr().out
+    assert "not JPEG" in _refused(["--data", str(tmp_path), "--backends", "naive"], capsys)
 
 
 def _with_truncated_jpeg(train_root: Path, tmp_path: Path) -> Path:
@@ -61,8 +121,7 @@ def _with_truncated_jpeg(train_root: Path, tmp_path: Path) -> Path:
 def test_bad_jpeg_stops_the_run_before_any_job(train_root: Path, tmp_path: Path, capsys) -> None:
     """A file that would kill the DALI backends is named before anything is measured."""
     root = _with_truncated_jpeg(train_root, tmp_path)
-    assert main(["--quick", "--data", str(root), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
+    err = _refused(["--quick", "--data", str(root), "--out", str(tmp_path / "out")], capsys)
     assert "cat/cut.jpg" in err and "--on-bad-file skip" in err
     assert not (tmp_path / "out").exists()
 
@@ -75,56 +134,58 @@ def test_bad_jpeg_skipped_on_request(train_root: Path, tmp_path: Path) -> None:
     assert not any(f.endswith("cut.jpg") for f in data.files)
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["--repeats", "2"], ["--repeats", "[3, 1000]"]),
-    (["--batch-size", "0"], ["--batch-size", "positive integer"]),
-    (["--threads", "x"], ["--threads", "positive integer"]),
-    (["--images-per-shard", "-5"], ["--images-per-shard", "positive integer"]),
-])
-def test_shards_vs_files_bad_argument_names_itself(argv: list[str], expected: list[str], capsys) -> None:
-    from bench.shards_vs_files import main as svf_main
-
-    with pytest.raises(SystemExit) as exit_info:
-        svf_main(["--data", "unused", *argv])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    for text in expected:
-        assert text in err
+def _all_actions(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Action]]:
+    found = []
+    for action in parser._actions:  # argparse keeps no public list of a parser's arguments
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += [(f"{name} {n}", a) for n, a in _all_actions(sub)]
+        else:
+            found.append(("/".join(action.option_strings) or action.dest, action))
+    return found
 
 
-def test_shards_vs_files_refuses_shards_of_other_images(sample_root: Path, tmp_path: Path, monkeypatch,
-                                                         capsys) -> None:
-    from bench.shards_vs_files import main as svf_main
-    from dali_pipelines import convert_image_folder
-
-    monkeypatch.setenv("DALI_PIPELINES_CACHE", str(tmp_path / "cache"))
-    shards = tmp_path / "val-shards"
-    convert_image_folder(sample_root / "val", shards, images_per_shard=10, progress=False)
-    # Same image count, other files: val has 24 images; keep 24 of train's 72.
-    data = tmp_path / "data"
-    for cls in sorted((sample_root / "train").iterdir()):
-        (data / cls.name).mkdir(parents=True)
-        for jpeg in sorted(cls.iterdir())[:3]:
-            shutil.copy(jpeg, data / cls.name / jpeg.name)
-    assert svf_main(["--data", str(data), "--shards", str(shards), "--batch-size", "8",
-                     "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "differ" in err and "--shards" in err and len(err.splitlines()) == 1
+def test_every_flag_of_every_command_has_help() -> None:
+    missing = [name for name, action in _all_actions(get_args_parser())
+               if not action.help or action.help == argparse.SUPPRESS]
+    assert not missing
 
 
-def test_shards_vs_files_converts_into_a_folder_named_by_data_root(val_root: Path, tmp_path: Path,
-                                                                   monkeypatch) -> None:
-    import tempfile
+def test_top_level_help_shows_the_run_options_plainly(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for flag in ("--quick", "--data", "--sections", "--backends", "--out", "report"):
+        assert flag in out
+    assert "dali-ref" in out and "(default: 3)" in out
+    assert "``" not in out
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    report_help = capsys.readouterr().out
+    assert "--json" in report_help and "``" not in report_help
 
-    from bench.shards_vs_files import main as svf_main
 
-    monkeypatch.setenv("DALI_PIPELINES_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    out = tmp_path / "out"
-    assert svf_main(["--data", str(val_root), "--workloads", "read", "--batch-size", "8", "--threads", "1",
-                     "--images-per-shard", "10", "--out", str(out)]) == 0
-    (folder,) = (tmp_path / "dali-bench-shards").iterdir()
-    assert folder.name.startswith("val-") and folder.name.endswith("-10")
-    record = __import__("json").loads((out / "shards_vs_files.json").read_text())
-    assert record["data"]["images"] == 24 and {r["format"] for r in record["results"]} == {"files", "shards"}
-    assert "bench.shards_vs_files" in record["environment"]["command"]
+@pytest.mark.gpu
+def test_gpu_backend_with_device_cpu_is_refused(tmp_path: Path, capsys) -> None:
+    err = _refused(["--backends", "dali-gpu", "--device", "cpu", "--out", str(tmp_path / "out")], capsys)
+    assert "dali-gpu decodes on the GPU: run with --device gpu" in err
+
+
+def test_images_with_data_is_refused(train_root: Path, tmp_path: Path, capsys) -> None:
+    err = _refused(["--data", str(train_root), "--images", "100", "--out", str(tmp_path / "out")], capsys)
+    assert "--images sizes the sample set made without --data" in err
+
+
+def test_shards_conversion_without_room_is_refused_before_converting(tmp_path: Path) -> None:
+    """A sparse file twice the free space stands for a data set that cannot be converted here."""
+    (tmp_path / "cls").mkdir()
+    huge = tmp_path / "cls" / "huge.jpg"
+    with huge.open("wb") as f:
+        try:
+            f.truncate(2 * shutil.disk_usage(tmp_path).free + 2**30)
+        except OSError:
+            pytest.skip("this file system cannot hold a sparse file that large")
+    data = ImageFolderData(root=tmp_path, files=(str(huge),), labels=(0,), classes=("cls",))
+    with pytest.raises(DatasetError, match=r"needs about .* GiB; .* GiB are free there"):
+        shards_for(data, None, tmp_path / "shards")
+    assert not (tmp_path / "shards").exists()

@@ -1,23 +1,84 @@
-"""Backend registry: name -> factory with one signature ``(data, spec) -> Iterable[Batch]``.
+"""The declared work (workloads) and the backends that do it, each with one factory signature.
 
-Modules are imported only when a backend is built, so TensorFlow and CUDA stay unloaded
-unless asked for.
+Every backend module implements every workload in ``WORKLOADS``; a factory
+``(data, spec) -> Iterable[(images, labels)]`` hands over float32 NCHW batches of
+[N, 3, 224, 224] and int64 labels [N] on ``spec.device``. To add a workload: declare it in
+``WORKLOADS`` and give each backend module its version (the agreement tests compare them).
+Backend modules are imported only when a backend is built, so TensorFlow and CUDA stay
+unloaded unless asked for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from bench.runner import Batch
-from bench.workloads import RunSpec
-from dali_pipelines import ImageFolderData
+from bench.measure import Batch
+from dali_pipelines import IMAGENET_MEAN, IMAGENET_STD, DataSource
 
-MakeBatches = Callable[[ImageFolderData, RunSpec], Iterable[Batch]]
+# name -> the work, identical in every backend.
+WORKLOADS: dict[str, str] = {
+    "resize": "decode, resize to 224x224 (aspect not kept), float in [0, 1], CHW",
+    "train": "decode, RandomResizedCrop(224, scale 0.08-1, ratio 3/4-4/3), random horizontal flip, "
+             "ImageNet mean/std normalize, CHW",
+    "eval": "decode, resize shorter side to 256, center crop 224, ImageNet mean/std normalize, CHW",
+}
+CROP = 224  # output side of every workload
+RESIZE_SHORTER = 256  # eval: shorter side before the center crop
+SCALE = (0.08, 1.0)  # train: RandomResizedCrop area fraction
+RATIO = (3 / 4, 4 / 3)  # train: RandomResizedCrop aspect ratio
+MEAN = IMAGENET_MEAN  # train/eval normalize, [0, 1] scale
+STD = IMAGENET_STD
+DEVICES = ("cpu", "gpu")  # where batches are delivered
+
+MakeBatches = Callable[[DataSource, "RunSpec"], Iterable[Batch]]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one backend is asked to produce, and with how much parallelism.
+
+    ``workers`` is the backend's own parallelism knob (DataLoader processes, DALI threads,
+    tf.data thread pool, reader threads); ``device`` is where the batches must end up.
+    """
+
+    workload: str = "train"
+    batch_size: int = 64
+    workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    device: str = "cpu"
+    seed: int = 0
+    hw_decoder_load: float | None = None  # dali-gpu only; None keeps the library's default
+
+    def __post_init__(self) -> None:
+        if self.workload not in WORKLOADS:
+            raise ValueError(f"workload must be one of {', '.join(WORKLOADS)}; got {self.workload!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        if self.batch_size < 1 or self.workers < 1:
+            raise ValueError(f"batch_size and workers must be >= 1; got {self.batch_size}, {self.workers}")
+        if self.hw_decoder_load is not None and not 0.0 <= self.hw_decoder_load <= 1.0:
+            raise ValueError(f"hw_decoder_load must be in [0, 1]; got {self.hw_decoder_load}")
+
+    @property
+    def train(self) -> bool:
+        """Random augmentation and shuffled order (the train workload)."""
+        return self.workload == "train"
+
+    @property
+    def torch_device(self) -> torch.device:
+        """``spec.device`` as torch names it ("gpu" is CUDA device 0)."""
+        return torch.device("cuda" if self.device == "gpu" else "cpu")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -27,7 +88,7 @@ class Backend:
     name: str
     module: str  # bench.backends.<module>
     function: str  # its factory, signature MakeBatches
-    needs_cuda: bool
+    gpu_only: bool  # decodes on the GPU: needs CUDA and --device gpu
     needs_tf: bool
     parallelism: str  # what ``RunSpec.workers`` means for it
     description: str
@@ -37,13 +98,13 @@ class Backend:
         return getattr(importlib.import_module(f"bench.backends.{self.module}"), self.function)
 
     def unavailable_reason(self, device: str) -> str | None:
-        """Why this backend cannot run here with batches delivered to ``device``, or None."""
+        """Why this backend cannot deliver batches to ``device`` here, with the fix; None if it can."""
         if self.needs_tf and importlib.util.find_spec("tensorflow") is None:
-            return "TensorFlow is not installed (pip install 'dali-pipelines[tf]')"
-        if self.needs_cuda and not torch.cuda.is_available():
-            return "needs a CUDA GPU (torch.cuda.is_available() is False)"
-        if self.needs_cuda and device != "cuda":
-            return "delivers to the GPU; run with --device cuda"
+            return "needs TensorFlow: pip install 'dali-pipelines[tf]'"
+        if self.gpu_only and not torch.cuda.is_available():
+            return "needs a CUDA GPU and none is visible"
+        if self.gpu_only and device != "gpu":
+            return "decodes on the GPU: run with --device gpu"
         return None
 
 
@@ -57,12 +118,16 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch-tv", "torch_loader", "make_batches_tv", False, False, "DataLoader worker processes",
             "DataLoader + torchvision.io.decode_jpeg + transforms.v2"),
     Backend("dali-cpu", "dali", "make_batches_cpu", False, False, "DALI CPU threads",
-            "DALI graph on CPU threads"),
+            "this project's DALI graphs on CPU threads"),
     Backend("dali-gpu", "dali", "make_batches_gpu", True, False, "DALI CPU threads (Huffman, I/O)",
-            "DALI graph, nvJPEG mixed decode + GPU ops"),
-    Backend("torchvision-gpu", "torchvision_gpu", "make_batches", True, False,
-            "DataLoader worker processes (file reads)", "decode_jpeg(device='cuda') + v2 on GPU"),
+            "this project's DALI graphs, nvJPEG mixed decode + GPU operators"),
+    Backend("dali-ref", "dali_ref", "make_batches", False, False, "DALI CPU threads",
+            "NVIDIA's ResNet-50 example graph: mixed decode on --device gpu, CPU otherwise"),
+    Backend("torchvision-gpu", "torchvision_gpu", "make_batches", True, False, "file-reading threads",
+            "batched decode_jpeg(device='cuda') + transforms.v2 on the GPU"),
 )}
+DALI_BACKENDS = ("dali-cpu", "dali-gpu")  # this project's graphs, compared with dali-ref
+REFERENCE = "dali-ref"
 
 
 def get_backend(name: str) -> Backend:

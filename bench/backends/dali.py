@@ -1,7 +1,8 @@
-"""``dali-cpu`` and ``dali-gpu``: the project's own graphs through ``make_loader``.
+"""``dali-cpu`` and ``dali-gpu``: this project's graphs through the library's ``make_loader``.
 
 The same graph runs on CPU threads (``dali-cpu``) or decodes with nvJPEG ("mixed": Huffman
-on CPU threads or the hardware decoder, the rest on the GPU) for ``dali-gpu``.
+on CPU threads or the hardware decoder, the rest on the GPU) for ``dali-gpu``. ``train`` and
+``eval`` are the library's own graphs; ``resize`` is a benchmark-only graph, defined here.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import torch
 from nvidia.dali import fn, pipeline_def
 from nvidia.dali.pipeline import DataNode
 
+from bench.backends import RunSpec
 from bench.backends.common import ToDevice
-from bench.runner import Batch
-from bench.workloads import RunSpec
+from bench.measure import Batch
 from dali_pipelines import (
     DALI_DTYPES,
     DALI_LAYOUTS,
     DataSource,
-    ImageFolderData,
     PipelineConfig,
     decoder_args,
     labels_out,
@@ -30,7 +30,7 @@ from dali_pipelines import (
 
 
 @pipeline_def(enable_checkpointing=True)
-def seed_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
+def resize_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
     """Read -> decode -> resize to crop_size x crop_size (aspect not kept) -> float [0, 1].
 
     The simplest loaders' work, for like-for-like benchmarks: no crop, no normalize.
@@ -50,28 +50,24 @@ def seed_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataN
 
 def config_for(spec: RunSpec, device: str) -> PipelineConfig:
     """The PipelineConfig that does ``spec``'s work with ``spec.workers`` DALI threads."""
-    return PipelineConfig(
-        batch_size=spec.batch_size,
-        num_threads=spec.workers,
-        device=device,
-        seed=spec.seed,
-        hw_decoder_load=spec.hw_decoder_load,
-    )
+    load = {} if spec.hw_decoder_load is None else {"hw_decoder_load": spec.hw_decoder_load}
+    return PipelineConfig(batch_size=spec.batch_size, num_threads=spec.workers, device=device,
+                          seed=spec.seed, **load)
 
 
-def _make(data: ImageFolderData, spec: RunSpec, device: str) -> Iterable[Batch]:
-    graph = seed_graph if spec.workload == "seed" else None  # train/eval: the library's own graphs
+def _make(data: DataSource, spec: RunSpec, device: str) -> Iterable[Batch]:
+    graph = resize_graph if spec.workload == "resize" else None  # train/eval: the library's own graphs
     loader = make_loader(data, config_for(spec, device), train=spec.train, graph=graph)
-    return ToDevice(loader, spec.device)
+    return ToDevice(loader, spec)
 
 
-def make_batches_cpu(data: ImageFolderData, spec: RunSpec) -> Iterable[Batch]:
+def make_batches_cpu(data: DataSource, spec: RunSpec) -> Iterable[Batch]:
     """``dali-cpu``: the graph on ``spec.workers`` CPU threads; host batches (copied if to GPU)."""
     return _make(data, spec, "cpu")
 
 
-def make_batches_gpu(data: ImageFolderData, spec: RunSpec) -> Iterable[Batch]:
+def make_batches_gpu(data: DataSource, spec: RunSpec) -> Iterable[Batch]:
     """``dali-gpu``: nvJPEG decode and GPU operators; batches already on the GPU."""
-    if spec.device != "cuda" or not torch.cuda.is_available():
-        raise RuntimeError("backend dali-gpu needs a CUDA GPU and --device cuda")
+    if spec.device != "gpu" or not torch.cuda.is_available():
+        raise RuntimeError("backend dali-gpu needs a CUDA GPU and --device gpu")
     return _make(data, spec, "gpu")

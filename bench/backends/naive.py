@@ -12,10 +12,9 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from bench.backends.common import ToDevice
-from bench.backends.transforms import load_pil, pil_transform
-from bench.runner import Batch
-from bench.workloads import RunSpec
+from bench.backends import RunSpec
+from bench.backends.common import ToDevice, load_pil, pil_transform
+from bench.measure import Batch
 from dali_pipelines import ImageFolderData
 
 
@@ -50,4 +49,4 @@ def make_batches(data: ImageFolderData, spec: RunSpec) -> Iterable[Batch]:
     2-core reference VM), and the baseline should run at its best.
     """
     torch.set_num_threads(1)
-    return ToDevice(NaiveBatches(data, spec), spec.device)
+    return ToDevice(NaiveBatches(data, spec), spec)

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from bench.backends import CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, RunSpec
 from bench.backends.common import ToDevice
-from bench.runner import Batch
-from bench.workloads import CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, RunSpec
+from bench.measure import Batch
 from dali_pipelines import ImageFolderData, native_stderr
 
 
@@ -69,13 +69,13 @@ def _eval_map(tf: Any, data: Any) -> Any:
     return _finish(tf, image, normalize=True)
 
 
-def _seed_map(tf: Any, data: Any) -> Any:
+def _resize_map(tf: Any, data: Any) -> Any:
     image = tf.io.decode_jpeg(data, channels=3)
     image = tf.image.resize(image, [CROP, CROP], method="bilinear", antialias=True)
     return _finish(tf, image, normalize=False)
 
 
-_MAPS = {"train": _train_map, "eval": _eval_map, "seed": _seed_map}
+_MAPS = {"resize": _resize_map, "train": _train_map, "eval": _eval_map}
 
 
 class TfBatches:
@@ -112,4 +112,4 @@ def make_batches(data: ImageFolderData, spec: RunSpec) -> Iterable[Batch]:
 
     Availability (TensorFlow installed) is checked by the registry's ``Backend.unavailable_reason``.
     """
-    return ToDevice(TfBatches(data, spec), spec.device)
+    return ToDevice(TfBatches(data, spec), spec)

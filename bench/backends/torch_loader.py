@@ -15,10 +15,9 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode
 
-from bench.backends.common import ToDevice
-from bench.backends.transforms import load_pil, pil_transform, tensor_transform
-from bench.runner import Batch
-from bench.workloads import RunSpec
+from bench.backends import RunSpec
+from bench.backends.common import ToDevice, load_pil, pil_transform, tensor_transform
+from bench.measure import Batch
 from dali_pipelines import ImageFolderData
 
 
@@ -52,20 +51,24 @@ def _loader(dataset: Dataset, spec: RunSpec) -> DataLoader:
         num_workers=spec.workers,
         # Pinned host memory makes the host->device copy asynchronous; without CUDA there
         # is nothing to pin for (and torch warns), so it follows the delivery device.
-        pin_memory=spec.device == "cuda",
+        pin_memory=spec.device == "gpu",
         persistent_workers=True,  # epochs reuse the workers: no process start-up per pass
         prefetch_factor=2,
         generator=generator,
+        # Forked, as in a user's script on Linux before Python 3.14: workers share the parent's
+        # imports and pages. Inside a benchmark job (itself started by multiprocessing) the
+        # default would be the job's own start method, re-importing torch in every worker.
+        multiprocessing_context="fork",
     )
 
 
 def make_batches_pil(data: ImageFolderData, spec: RunSpec) -> Iterable[Batch]:
     """``torch-pil``: DataLoader with ``spec.workers`` processes decoding with PIL."""
     dataset = LabeledImages(data, load_pil, pil_transform(spec.workload))
-    return ToDevice(_loader(dataset, spec), spec.device)
+    return ToDevice(_loader(dataset, spec), spec)
 
 
 def make_batches_tv(data: ImageFolderData, spec: RunSpec) -> Iterable[Batch]:
     """``torch-tv``: DataLoader with ``spec.workers`` processes, decode_jpeg + transforms.v2."""
     dataset = LabeledImages(data, decode_jpeg_file, tensor_transform(spec.workload))
-    return ToDevice(_loader(dataset, spec), spec.device)
+    return ToDevice(_loader(dataset, spec), spec)

@@ -1,0 +1,277 @@
+"""The sweep: sections -> jobs, each job measured in a fresh process, the record saved at once.
+
+A section is a question (how fast is each backend; how does it scale with workers; what does
+feeding GoogLeNet cost ...); a job is one measurement. Jobs run one at a time, each in a
+fresh process forked from a server that has imported torch and torchvision only (no CUDA,
+no DALI, no TensorFlow yet), so thread pools, memory pools and peak memory start clean for
+every job without paying torch's import each time. TensorFlow is imported only in its own jobs, where
+forking DataLoader workers after it never happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing as mp
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bench.backends import RunSpec
+from dali_pipelines import DataSource, ImageFolderData
+
+_logger = logging.getLogger(__name__)
+
+SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards")
+GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
+DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards"),
+                    "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards")}
+QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
+SYNTHETIC = "synthetic"  # the "speed of light" input of the overlap and e2e sections
+
+SCALING_BACKENDS = ("torch-pil", "dali-cpu", "dali-gpu")  # the usual PyTorch loader and ours
+HW_DECODER_LOADS = (0.0, 0.65, 1.0)  # nvJPEG's share for the hardware decoder (0.65: DALI's default)
+OVERLAP_STEP_MS = (100.0, 250.0)  # simulated accelerator: 640 and 256 img/s at batch 64
+E2E_BATCH_SIZE = 256
+E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering from GPU decoding
+DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and read from shards
+# Least warm-up and repeat times, and batches per repeat: the full sweep, and --quick.
+TIMING = {"full": {"warmup_s": 1.0, "repeat_s": 2.0, "repeat_batches": 2},
+          "quick": {"warmup_s": 0.5, "repeat_s": 1.0, "repeat_batches": 1}}
+START_S = 1.5  # rough per-job cost outside the timed loop (fork, imports, graph build): estimates only
+# Imported once in the server that forks every job; nothing here may touch CUDA or start threads.
+_PRELOAD = ["torch", "torchvision", "numpy", "PIL.Image", "psutil", "bench.measure"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A run's choices, resolved and validated by the command line."""
+
+    sections: tuple[str, ...]
+    backends: tuple[str, ...]
+    workloads: tuple[str, ...]
+    device: str  # "cpu" | "gpu": where batches are delivered
+    batch_size: int
+    max_workers: int
+    repeats: int = 3
+    warmup_s: float = TIMING["full"]["warmup_s"]
+    repeat_s: float = TIMING["full"]["repeat_s"]
+    repeat_batches: int = TIMING["full"]["repeat_batches"]  # each repeat has at least this many batches
+    soak_epochs: int = 30
+    timeout_s: float = 600.0
+    quick: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement: which backend, which work, how long, fed to what, from which source."""
+
+    section: str
+    backend: str
+    spec: RunSpec
+    warmup_s: float
+    repeat_s: float
+    repeat_images: int
+    repeats: int
+    warmup_batches: int = 1
+    passes: bool = False  # each repeat one full epoch (soak)
+    step_ms: float = 0.0  # overlap: simulated accelerator step per batch
+    source: str = "files"  # "files" | "shards" (shards section)
+
+    def label(self) -> str:
+        """Short human label for progress lines and logs."""
+        extra = {"overlap": f" step={self.step_ms:g}ms", "shards": f" from {self.source}",
+                 "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}"}.get(self.section, "")
+        return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
+                f"w={self.spec.workers}{extra}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat JSON-ready dict (the spec's fields inline)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "spec"}
+        return {**out, **self.spec.to_dict()}
+
+    def minimum_s(self) -> float:
+        """Least time this job can take, for plan estimates (full-pass jobs: unknown, 0)."""
+        return 0.0 if self.passes else self.warmup_s + self.repeats * self.repeat_s
+
+
+# ---------------------------------------------------------------- planning
+
+def _job(s: Settings, section: str, backend: str, *, workload: str = "train", **fields: Any) -> Job:
+    spec_fields = {k: fields.pop(k) for k in ("batch_size", "workers", "hw_decoder_load") if k in fields}
+    workers = 1 if backend in ("naive", SYNTHETIC) else s.max_workers  # naive is sequential
+    spec = RunSpec(**{"workload": workload, "batch_size": s.batch_size, "workers": workers,
+                      "device": s.device, **spec_fields})
+    return Job(section, backend, spec, warmup_s=s.warmup_s, repeat_s=s.repeat_s,
+               repeat_images=s.repeat_batches * spec.batch_size, repeats=s.repeats, **fields)
+
+
+def worker_counts(max_workers: int) -> list[int]:
+    """1, 2, 4, 8, ... below ``max_workers`` (the throughput section measures ``max_workers``)."""
+    counts, n = [], 1
+    while n < max_workers:
+        counts.append(n)
+        n *= 2
+    return counts
+
+
+def plan_section(s: Settings, section: str) -> list[Job]:
+    """The jobs of one section for these settings."""
+    if section == "throughput":
+        return [_job(s, section, b, workload=w) for w in s.workloads for b in s.backends]
+    if section == "scaling":
+        return [_job(s, section, b, workers=n) for b in s.backends if b in SCALING_BACKENDS
+                for n in worker_counts(s.max_workers)]
+    if section == "hw-decoder":
+        return [_job(s, section, "dali-gpu", hw_decoder_load=load) for load in HW_DECODER_LOADS
+                if "dali-gpu" in s.backends]
+    if section == "overlap":
+        steps = OVERLAP_STEP_MS[:1] if s.quick else OVERLAP_STEP_MS
+        return [_job(s, section, b, step_ms=ms) for ms in steps for b in (SYNTHETIC, *s.backends)]
+    if section == "e2e":
+        loaders = [b for b in s.backends if b in E2E_BACKENDS]
+        # More warm-up batches: cuDNN picks its kernels on the first steps.
+        return [_job(s, section, b, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
+                for b in (SYNTHETIC, *loaders)] if loaders else []
+    backend = DALI_FOR_DEVICE[s.device]
+    if backend not in s.backends:
+        return []
+    if section == "soak":  # epoch 1 is the warm-up pass; every later epoch is a repeat
+        return [dataclasses.replace(_job(s, section, backend), passes=True, repeats=s.soak_epochs)]
+    if section == "shards":
+        return [_job(s, section, backend, source=src) for src in ("files", "shards")]
+    raise ValueError(f"unknown section {section!r}; accepted: {', '.join(SECTIONS)}")
+
+
+def plan(s: Settings) -> dict[str, list[Job]]:
+    """Every selected section's jobs, in section order; sections without jobs left out."""
+    sections = {name: plan_section(s, name) for name in SECTIONS if name in s.sections}
+    return {name: jobs for name, jobs in sections.items() if jobs}
+
+
+# ---------------------------------------------------------------- running one job (in the child)
+
+def _record(job: Job, status: str, reason: str = "", measurement: dict | None = None,
+            consumer: dict | None = None) -> dict[str, Any]:
+    """The one record type of a measurement: the job's fields, outcome, figures, machine load."""
+    return {**job.to_dict(), "status": status, "reason": reason, "measurement": measurement,
+            "consumer": consumer or {}, "load_avg_1m": os.getloadavg()[0]}
+
+
+def execute(job: Job, data: DataSource) -> dict[str, Any]:
+    """Measure ``job`` in this process over ``data`` (already verified); its record."""
+    from bench.backends import get_backend
+    from bench.measure import GoogLeNetStep, SleepStep, SyntheticBatches, measure
+
+    step: Any = None
+    if job.section == "overlap":
+        step = SleepStep(job.step_ms)
+    elif job.section == "e2e":
+        step = GoogLeNetStep(len(data.classes))
+    if job.backend == SYNTHETIC:
+        def make() -> SyntheticBatches:
+            return SyntheticBatches(job.spec.batch_size, len(data.classes), job.spec.torch_device)
+    else:
+        factory = get_backend(job.backend).factory()
+
+        def make():  # type: ignore[no-redef]
+            return factory(data, job.spec)
+    m = measure(make, warmup_s=job.warmup_s, warmup_batches=job.warmup_batches, repeat_s=job.repeat_s,
+                repeat_images=job.repeat_images, repeats=job.repeats, passes=job.passes, step=step,
+                gpu=job.spec.device == "gpu")
+    consumer = step.summary() if hasattr(step, "summary") else {}
+    return _record(job, "ok", measurement=m.to_dict(), consumer=consumer)
+
+
+def _child(job: Job, data: DataSource, conn: Connection) -> None:
+    # Runs in the forked job process: one record back through the pipe, whatever happens.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        conn.send(execute(job, data))
+    except Exception as err:  # any failure becomes a record, never a lost run
+        record = _record(job, "error", f"{type(err).__name__}: {err}")
+        conn.send({**record, "traceback": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- running the sweep (in the parent)
+
+def _context() -> Any:
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def run_job(job: Job, data: DataSource, timeout_s: float) -> dict[str, Any]:
+    """``job`` measured in a fresh process; an error record if it fails, dies or times out."""
+    ctx = _context()
+    parent, child = ctx.Pipe(duplex=False)
+    # Not a daemon: daemonic processes may not start DataLoader workers of their own.
+    proc = ctx.Process(target=_child, args=(job, data, child), name=f"bench-{job.section}-{job.backend}")
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout_s):
+            return _record(job, "error", f"timed out after {timeout_s:.0f} s (--timeout)")
+        return parent.recv()
+    except EOFError:
+        proc.join(timeout=10)
+        return _record(job, "error", f"the job's process died (exit code {proc.exitcode})")
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+class Progress:
+    """One line per finished job on stderr: readable live in a terminal and later in a log file."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total = total
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+
+    def __call__(self, job: Job, record: dict[str, Any]) -> None:
+        self.done += 1
+        minutes, seconds = divmod(int(time.perf_counter() - self.start), 60)
+        if record["status"] == "ok":
+            m = record["measurement"]
+            low, high = m["images_per_s_min"], m["images_per_s_max"]
+            outcome = f"{m['images_per_s']:.0f} img/s ({low:.0f}-{high:.0f})"
+        else:
+            outcome = f"{record['status']}: {record['reason']}"
+        width = len(str(self.total))
+        print(f"[{self.done:>{width}}/{self.total} {minutes}:{seconds:02d}] {job.label()}: {outcome}",
+              file=self.stream, flush=True)
+
+
+def run_sweep(sections: dict[str, list[Job]], sources: dict[str, DataSource], timeout_s: float,
+              save: Callable[[dict[str, Any]], None]) -> None:
+    """Run every job in order; ``save`` gets each record as soon as it exists."""
+    progress = Progress(sum(len(jobs) for jobs in sections.values()))
+    for jobs in sections.values():
+        for job in jobs:
+            record = run_job(job, sources[job.source], timeout_s)
+            save(record)
+            progress(job, record)
+
+
+def describe_plan(sections: dict[str, list[Job]]) -> str:
+    """One line: jobs per section and the least time they take."""
+    jobs = [job for section in sections.values() for job in section]
+    least = sum(job.minimum_s() + START_S for job in jobs)
+    parts = ", ".join(f"{name} {len(section)}" for name, section in sections.items())
+    return f"{len(jobs)} jobs ({parts}); at least {least / 60:.1f} min"
+
+
+def data_sources(files: ImageFolderData, shards: DataSource | None) -> dict[str, DataSource]:
+    """What a job's ``source`` names."""
+    return {"files": files} if shards is None else {"files": files, "shards": shards}
