@@ -153,6 +153,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint and check its layout; any unusable file raises CheckpointError."""
     if not path.exists():
         raise CheckpointError(f"--resume {path}: no such file; pass RUN_DIR/checkpoints/last.pt or RUN_DIR")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise CheckpointError(f"--resume {path}: cannot be read ({err.strerror})") from None
     if path.stat().st_size == 0:
         raise CheckpointError(f"--resume {path}: the file is empty (an interrupted copy?); "
                               "use another checkpoint from its run's checkpoints/ folder")
@@ -257,15 +262,17 @@ def check_resumable(payload: dict[str, Any], cfg: TrainConfig, path: Path, world
     saved = payload["config"]
     problems = [f"{flag_of(name)} {_shown(getattr(cfg, name))} (saved: {_shown(saved[name])})"
                 for name in names_with_rule(MATCH) if name in saved and saved[name] != getattr(cfg, name)]
-    saved_ranks = len(payload["ranks"])
-    if saved_ranks != world_size:
-        problems.append(f"{world_size} process(es) (saved: {saved_ranks}; launch the same torchrun "
-                        "--nnodes x --nproc_per_node)")
+    fixes = []
     if problems:
         free = ", ".join(flag_of(n) for n in names_with_rule(FREE))
+        fixes.append(f"leave those flags out (the checkpoint supplies them; only {free} may change)")
+    saved_ranks = len(payload["ranks"])
+    if saved_ranks != world_size:
+        problems.append(f"{world_size} process(es) (saved: {saved_ranks})")
+        fixes.append(f"launch {saved_ranks} process(es) (torchrun --nnodes x --nproc_per_node)")
+    if problems:
         raise ResumeError(f"--resume {path} cannot continue its run exactly with: {'; '.join(problems)}. "
-                          f"Leave those flags out (the checkpoint supplies them; only {free} may change), "
-                          "or start a new run with --overwrite.")
+                          f"To continue it, {' and '.join(fixes)}; or start a new run with --overwrite.")
 
 
 def check_resumed_data(payload: dict[str, Any], cfg: TrainConfig, path: Path, *,
