@@ -22,7 +22,6 @@ default); a new top-level key that older code would misread needs ``FORMAT_VERSI
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import pickle
 import re
@@ -41,8 +40,6 @@ from train.trainer import Progress
 
 if TYPE_CHECKING:
     from train.runner import Run
-
-_logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3
 # Top-level keys and their types; a file without them was not written by this format.

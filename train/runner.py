@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import shlex
@@ -43,8 +42,6 @@ from train.metrics import MetricsLog
 from train.model import build_googlenet
 from train.rundir import RunDir
 from train.trainer import EpochResult, Progress, StopRequest, Trainer
-
-_logger = logging.getLogger(__name__)
 
 
 @dataclass
