@@ -29,7 +29,7 @@ $(DATA)/train: | $(VENV)/.deps-demo
 
 demo: $(VENV)/.deps-demo $(DATA)/train
 	$(PY) -m train --data $(DATA) --epochs 1 --max-steps 30 --batch-size 32 --image-size 112 \
-		--out runs/demo
+		--out runs/demo --overwrite
 	$(PY) -m bench --quick --data $(DATA) --out runs/demo-bench
 
 test: $(VENV)/.deps-test

@@ -1,37 +1,66 @@
-"""Checkpoints that resume exactly: written atomically, read with ``weights_only=True``.
+"""The checkpoint format and its one owner: what is saved, how it is read back, what a resume checks.
 
-Layout (a dict; every value loads under ``torch.load(..., weights_only=True)``):
-``model`` (GoogLeNet state_dict, no ``module.``/``_orig_mod.`` prefixes, so it loads into
-``torchvision.models.googlenet(num_classes=K, aux_logits=True)``), ``optimizer``,
-``scheduler``, ``scaler``, ``epoch``, ``step`` (global optimizer steps done),
-``epoch_step`` (steps done in ``epoch``), ``loader_state`` and ``rng`` (lists in rank order:
-each rank's DALI pipeline checkpoint and torch CPU/CUDA generator states), ``config``,
-``classes``, ``best_top1``, ``format_version``.
+Layout (format 3): a dict whose values all load under ``torch.load(..., weights_only=True)``.
+
+- ``format_version``: 3.
+- ``model``: GoogLeNet's state_dict without DDP's ``module.`` or torch.compile's ``_orig_mod.``
+  prefixes, so it loads into ``torchvision.models.googlenet(num_classes=K, aux_logits=True)``.
+- ``optimizer``, ``scheduler``, ``scaler``: their state_dicts.
+- ``epoch``, ``step`` (optimizer steps done in total), ``epoch_step`` (steps done in ``epoch``),
+  ``best_top1``.
+- ``ranks``: one dict per rank, in rank order: ``loader`` (the DALI loader's position and RNG),
+  ``rng`` (torch's CPU/CUDA generator states), ``epoch_sums`` (the partial epoch's loss,
+  accuracy and timing sums; None at an epoch boundary).
+- ``config``: every ``TrainConfig`` setting; a resume takes the run's settings from it.
+- ``classes`` (names in label order), ``train_files`` (training images the loader read),
+  ``run_id`` (also in the run's config.json: tells one run directory's records from another's).
+
+Extending it: a new setting needs nothing here (a checkpoint without it resumes with its
+default); a new top-level key that older code would misread needs ``FORMAT_VERSION + 1``.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from dali_pipelines import atomic_write
+from train.config import FREE, INVOCATION, MATCH, ConfigError, TrainConfig, flag_of, names_with_rule
+from train.distributed import gather_to_main
+from train.model import build_googlenet
+from train.trainer import Progress
 
-_logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from train.runner import Run
 
-FORMAT_VERSION = 2
-REQUIRED_KEYS = ("format_version", "model", "optimizer", "scheduler", "epoch", "step", "epoch_step",
-                 "loader_state", "rng", "config", "classes")
+FORMAT_VERSION = 3
+# Top-level keys and their types; a file without them was not written by this format.
+LAYOUT: dict[str, type | tuple[type, ...]] = {
+    "format_version": int, "model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict,
+    "epoch": int, "step": int, "epoch_step": int, "best_top1": float, "ranks": list, "config": dict,
+    "classes": list, "train_files": int, "run_id": str,
+}
+RANK_LAYOUT: dict[str, type | tuple[type, ...]] = {"loader": (str, bytes), "rng": dict,
+                                                   "epoch_sums": (dict, type(None))}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file cannot be used; the message names it and says why."""
+    """A checkpoint file cannot be used; the message names it and says why in one sentence."""
+
+
+class ResumeError(ValueError):
+    """A checkpoint is fine, but this command cannot continue its run exactly; the message lists why."""
+
+
+# --- writing ------------------------------------------------------------------------------------
 
 
 def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -76,30 +105,203 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0][:200] if lines else type(err).__name__
+def save_checkpoint(run: Run, name: str) -> Path:
+    """Write checkpoints/<name>.pt on rank 0; every rank must call (each holds its own part)."""
+    path = run.checkpoint_dir / f"{name}.pt"
+    progress, trainer = run.progress, run.trainer
+    mid_epoch = progress.epoch_step > 0 and trainer.meter is not None
+    # Each rank has its own shard position, augmentation and dropout RNG, and partial sums.
+    mine = {"loader": run.train_loader.state(), "rng": rng_state(),
+            "epoch_sums": trainer.meter.state() if mid_epoch else None}
+    ranks = gather_to_main(mine, run.ctx)
+    if not run.ctx.is_main:
+        return path
+    payload = {
+        "format_version": FORMAT_VERSION, "model": clean_state_dict(trainer.model),
+        "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict(), "epoch": progress.epoch, "step": progress.step,
+        "epoch_step": progress.epoch_step, "best_top1": float(progress.best_top1), "ranks": ranks,
+        "config": run.cfg.to_dict(), "classes": list(run.classes), "train_files": run.train_files,
+        "run_id": run.run_id,
+    }
+    save_atomic(payload, path)
+    return path
+
+
+def estimated_bytes(num_classes: int) -> int:
+    """About how large one checkpoint of a ``num_classes`` GoogLeNet is: weights, BatchNorm
+    buffers, SGD's momentum buffer (one per weight), plus 5 % and 1 MiB for the rest."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = build_googlenet(num_classes)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return int((2 * weights + buffers) * 1.05) + 2**20
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def checkpoint_path(path: Path) -> Path:
+    """``--resume`` accepts a checkpoint file or a run directory (meaning its last.pt)."""
+    return path / "checkpoints" / "last.pt" if path.is_dir() else path
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read and check a checkpoint; truncated or foreign files raise CheckpointError, not a trace."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass RUN_DIR/checkpoints/last.pt")
+    """Read a checkpoint and check its layout; any unusable file raises CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"--resume {path}: no such file; pass RUN_DIR/checkpoints/last.pt or RUN_DIR")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise CheckpointError(f"--resume {path}: cannot be read ({err.strerror})") from None
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"--resume {path}: the file is empty (an interrupted copy?); "
+                              "use another checkpoint from its run's checkpoints/ folder")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"--resume {path}: not a checkpoint written by python -m train "
+                              "(not a complete torch archive: truncated, or another kind of file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(
-            f"checkpoint {path} is unreadable (truncated, corrupt, or not a torch checkpoint): "
-            f"{_first_line(err)}; use another file from its checkpoints/ folder"
-        ) from None
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, not a training "
-                              "checkpoint written by python -m train")
-    missing = [key for key in REQUIRED_KEYS if key not in payload]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} was not written by python -m train "
-                              f"(missing {', '.join(missing)})")
-    if payload["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format {payload['format_version']}; "
-                              f"this version reads format {FORMAT_VERSION}")
+    except Exception as err:  # torch.load fails on damaged archives in many ways (KeyError, ...)
+        raise CheckpointError(_unreadable(path, err)) from None
+    _check_layout(payload, path)
     return payload
+
+
+def _unreadable(path: Path, err: Exception) -> str:
+    """One sentence for a torch.load failure (torch's own messages run to several paragraphs)."""
+    text = " ".join(str(err).split())
+    foreign = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if isinstance(err, pickle.UnpicklingError) and foreign:
+        return (f"--resume {path}: holds Python objects ({foreign.group(1)}) that weights_only loading "
+                "refuses, so python -m train did not write it")
+    detail = re.search(r"WeightsUnpickler error: (.+?)(?: Check the documentation|$)", text)
+    reason = detail.group(1) if detail else (text or type(err).__name__)
+    reason = re.split(r"(?<=[.;])\s", reason, maxsplit=1)[0].rstrip(".;: ")
+    return f"--resume {path}: damaged, torch cannot read it ({reason})"
+
+
+def _check_layout(payload: Any, path: Path) -> None:
+    foreign = f"--resume {path}: not a checkpoint written by python -m train"
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"{foreign} (it holds {_describe(payload)})")
+    version = payload["format_version"]
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        fix = "update this package" if newer else "resume it with the version that wrote it"
+        raise CheckpointError(f"--resume {path}: checkpoint format {version} is "
+                              f"{'newer' if newer else 'older'} than this version's {FORMAT_VERSION}; {fix}")
+    wrong = [key for key, kind in LAYOUT.items() if not isinstance(payload.get(key), kind)]
+    ranks = payload["ranks"] if isinstance(payload.get("ranks"), list) else []
+    if not ranks or not all(_has_layout(r, RANK_LAYOUT) for r in ranks):
+        wrong.append("ranks")
+    if wrong:
+        raise CheckpointError(f"{foreign} (missing or malformed: {', '.join(dict.fromkeys(wrong))})")
+
+
+def _has_layout(value: Any, layout: dict[str, type | tuple[type, ...]]) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(k), kind) for k, kind in layout.items())
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(map(str, list(value)[:3]))
+        return f"a dict of {len(value)} entries: {keys}{', ...' if len(value) > 3 else ''}"
+    return f"a {type(value).__name__}"
+
+
+def run_dir_of(path: Path, saved_out: str) -> Path:
+    """The run directory a checkpoint belongs to: the folder above its checkpoints/ folder."""
+    return path.parent.parent if path.parent.name == "checkpoints" else Path(saved_out)
+
+
+def resumed_config(payload: dict[str, Any], path: Path, given: dict[str, Any]) -> TrainConfig:
+    """The saved run's settings, with the flags given beside --resume laid over them.
+
+    Flags that must match the saved run are checked later by ``check_resumable`` (together with
+    the world size), so every difference is reported in one message.
+    """
+    saved = dict(payload["config"])
+    known = {spec.name for spec in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise CheckpointError(f"--resume {path}: written by a newer version of train (unknown settings: "
+                              f"{', '.join(unknown)}); update this package")
+    for name in names_with_rule(INVOCATION):
+        saved.pop(name, None)
+    saved["out"] = str(run_dir_of(path, saved.get("out", "")))
+    try:
+        return TrainConfig(**{**saved, **given})
+    except ConfigError as err:
+        raise CheckpointError(f"--resume {path}: its saved settings are invalid here ({err})") from None
+
+
+def finished_message(payload: dict[str, Any], cfg: TrainConfig) -> str | None:
+    """Why there is nothing left to train, or None when the run can go on."""
+    where = f"run {cfg.out} is finished at step {payload['step']}"
+    if payload["epoch"] >= cfg.epochs:
+        return f"{where}: all {cfg.epochs} epochs done; nothing to resume"
+    if cfg.max_steps is not None and payload["step"] >= cfg.max_steps:
+        return f"{where} (--max-steps {cfg.max_steps}); pass a larger --max-steps to train on"
+    return None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def check_resumable(payload: dict[str, Any], cfg: TrainConfig, path: Path, world_size: int) -> None:
+    """Every setting that decides the sample order, schedule or numerics, and the number of
+    processes, must equal the saved run's; all differences are listed in one ResumeError."""
+    saved = payload["config"]
+    problems = [f"{flag_of(name)} {_shown(getattr(cfg, name))} (saved: {_shown(saved[name])})"
+                for name in names_with_rule(MATCH) if name in saved and saved[name] != getattr(cfg, name)]
+    fixes = []
+    if problems:
+        free = ", ".join(flag_of(n) for n in names_with_rule(FREE))
+        fixes.append(f"leave those flags out (the checkpoint supplies them; only {free} may change)")
+    saved_ranks = len(payload["ranks"])
+    if saved_ranks != world_size:
+        problems.append(f"{world_size} process(es) (saved: {saved_ranks})")
+        fixes.append(f"launch {saved_ranks} process(es) (torchrun --nnodes x --nproc_per_node)")
+    if problems:
+        raise ResumeError(f"--resume {path} cannot continue its run exactly with: {'; '.join(problems)}. "
+                          f"To continue it, {' and '.join(fixes)}; or start a new run with --overwrite.")
+
+
+def check_resumed_data(payload: dict[str, Any], cfg: TrainConfig, path: Path, *,
+                       classes: tuple[str, ...] | None = None, train_files: int | None = None) -> None:
+    """The data must be the saved run's: same classes, and the same number of usable files."""
+    saved_data = payload["config"].get("data")
+    if classes is not None and list(classes) != list(payload["classes"]):
+        raise ResumeError(f"--resume {path}: --data {cfg.data} has {len(classes)} classes "
+                          f"({_few(classes)}), the saved run trained on {len(payload['classes'])} "
+                          f"({_few(payload['classes'])}); pass its data (it used --data {saved_data})")
+    if train_files is not None and train_files != payload["train_files"]:
+        raise ResumeError(f"--resume {path}: --data {cfg.data} has {train_files} usable training images, "
+                          f"the saved run had {payload['train_files']}; a resume needs the same files "
+                          f"(it used --data {saved_data})")
+
+
+def _few(names: Any) -> str:
+    names = list(names)
+    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+
+def restore(run: Run, payload: dict[str, Any]) -> None:
+    """Load weights, optimizer, schedule, scaler, this rank's RNG and the partial epoch's sums."""
+    trainer = run.trainer
+    model = getattr(trainer.model, "module", trainer.model)
+    getattr(model, "_orig_mod", model).load_state_dict(payload["model"])
+    trainer.optimizer.load_state_dict(payload["optimizer"])
+    trainer.scheduler.load_state_dict(payload["scheduler"])
+    if payload["scaler"]:
+        trainer.scaler.load_state_dict(payload["scaler"])
+    mine = payload["ranks"][run.ctx.rank]
+    restore_rng(mine["rng"])
+    trainer.carried = mine["epoch_sums"]
+    run.progress = Progress(epoch=payload["epoch"], step=payload["step"], epoch_step=payload["epoch_step"],
+                            best_top1=payload["best_top1"])

@@ -1,17 +1,36 @@
-"""The resolved training configuration: what was asked plus what was derived, saved with the run."""
+"""Every training setting, declared once: flag, default, help, accepted values and resume rule.
+
+The command line (``get_args_parser``) is built from these declarations and ``TrainConfig``
+validates every value against them, whether it came from the command line, a checkpoint
+or Python code. A new setting is one new field here; the parser, the validation, the
+``config.json`` record, the checkpoint and the resume checks pick it up.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dali_pipelines import argtypes
+
 REFERENCE_BATCH = 256  # the learning rate given on the command line is per 256 images
+
+# What a resumed run may do with a setting given beside --resume.
+MATCH = "match"  # decides the sample order, schedule or numerics: must equal the saved value
+FREE = "free"  # may change when a run continues (where it writes, how often, how fast)
+INVOCATION = "invocation"  # describes this command, not the run: never taken from a checkpoint
+
+
+class ConfigError(ValueError):
+    """A setting has a value it does not accept; the message names the flag."""
 
 
 def default_device() -> str:
@@ -19,43 +38,101 @@ def default_device() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+def absolute_path(text: str) -> str:
+    """A path made absolute, so a resumed run finds the data from any working directory."""
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def setting(default: Any, help: str, *, group: str, resume: str, type: Callable[[str], Any] | None = None,
+            choices: tuple[str, ...] | None = None, shown_default: str | None = None,
+            metavar: str | None = None) -> Any:
+    """A dataclass field carrying its command-line declaration in ``metadata``."""
+    meta = {"help": help, "group": group, "resume": resume, "type": type, "choices": choices,
+            "shown_default": shown_default, "metavar": metavar}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of a run; stored as JSON next to it and inside each checkpoint."""
 
-    data: str
-    format: str
-    on_bad_file: str
-    image_size: int
-    batch_size: int
-    workers: int | None
-    device: str
-    epochs: int
-    max_steps: int | None
-    out: str
-    resume: str | None
-    save_every: int
-    seed: int
-    log_every: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    no_decay_norm_bias: bool
-    warmup_epochs: float
-    schedule: str
-    step_epochs: int
-    label_smoothing: float
-    amp: str
-    compile: bool
+    # --- data: what is read, and how it becomes batches
+    data: str | None = setting(
+        None, "data root with train/ and val/ ImageFolder trees (or WebDataset shards)",
+        group="data", resume=FREE, type=absolute_path, metavar="DIR",
+        shown_default="required; with --resume, the checkpoint's")
+    format: str = setting("auto", "data layout; auto detects shards vs folders", group="data",
+                          resume=MATCH, choices=("auto", "folder", "wds"))
+    on_bad_file: str = setting("error", "a file that fails verification stops the run or is left out",
+                               group="data", resume=MATCH, choices=("error", "skip"))
+    image_size: int = setting(224, "crop side fed to the model; eval resizes to size*256/224 first",
+                              group="data", resume=MATCH, type=argtypes.int_in(32, 4096))
+    batch_size: int = setting(64, "images per step per GPU/process", group="data", resume=MATCH,
+                              type=argtypes.int_in(1, 65536))
+    workers: int | None = setting(None, "DALI CPU threads per process", group="data", resume=FREE,
+                                  type=argtypes.int_in(1, 1024),
+                                  shown_default="all cores up to 8, divided by the ranks on a node")
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
-        """Copy the parsed arguments (paths as strings, so the config is JSON-ready)."""
-        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
-        for name in ("data", "out", "resume"):
-            if values[name] is not None:
-                values[name] = str(values[name])
-        return cls(**values)
+    # --- run: how long, where the records go, how often they are written
+    device: str = setting(default_device, "gpu: nvJPEG + GPU model; cpu: the same graph on CPU threads",
+                          group="run", resume=MATCH, choices=("gpu", "cpu"),
+                          shown_default=f"gpu when CUDA is available; here {default_device()}")
+    epochs: int = setting(90, "epochs; the learning-rate schedule spans them", group="run", resume=MATCH,
+                          type=argtypes.positive_int)
+    max_steps: int | None = setting(None, "stop after this many optimizer steps in total; the schedule "
+                                    "still spans --epochs", group="run", resume=FREE,
+                                    type=argtypes.positive_int, shown_default="no cap")
+    out: str = setting("runs/googlenet", "run directory for records and checkpoints, owned by one run "
+                       "at a time", group="run", resume=FREE, metavar="DIR",
+                       shown_default="runs/googlenet; with --resume, the checkpoint's run directory")
+    resume: str | None = setting(None, "continue the run saved in this checkpoint (or RUN_DIR, meaning "
+                                 "RUN_DIR/checkpoints/last.pt); its settings and data path come with "
+                                 "it", group="run", resume=INVOCATION, metavar="CKPT",
+                                 shown_default="none, a new run")
+    overwrite: bool = setting(False, "start a new run in an --out that holds an earlier one, deleting "
+                              "its records and checkpoints", group="run", resume=INVOCATION,
+                              shown_default="off; an --out holding a run is refused")
+    save_every: int = setting(500, "also checkpoint every N steps, besides each epoch end", group="run",
+                              resume=FREE, type=argtypes.positive_int)
+    seed: int = setting(0, "random seed (initial weights, sample order, augmentation, dropout)",
+                        group="run", resume=MATCH, type=argtypes.seed)
+    log_every: int = setting(10, "steps between CSV/TensorBoard step records and progress lines",
+                             group="run", resume=FREE, type=argtypes.positive_int)
+
+    # --- optimization: the recipe (every one of these shapes the run, so a resume keeps them)
+    lr: float = setting(0.1, "learning rate per 256 images; scaled by global batch / 256",
+                        group="optimization", resume=MATCH, type=argtypes.non_negative_float)
+    momentum: float = setting(0.9, "SGD momentum", group="optimization", resume=MATCH,
+                              type=argtypes.fraction)
+    weight_decay: float = setting(1e-4, "weight decay", group="optimization", resume=MATCH,
+                                  type=argtypes.non_negative_float)
+    no_decay_norm_bias: bool = setting(False, "no weight decay on BatchNorm weights and biases",
+                                       group="optimization", resume=MATCH, shown_default="decay all")
+    warmup_epochs: float = setting(2.0, "linear warm-up length in epochs", group="optimization",
+                                   resume=MATCH, type=argtypes.non_negative_float)
+    schedule: str = setting("cosine", "after warm-up: cosine to 0, or x0.1 every --step-epochs",
+                            group="optimization", resume=MATCH, choices=("cosine", "step"))
+    step_epochs: int = setting(30, "epochs between x0.1 decays for --schedule step", group="optimization",
+                               resume=MATCH, type=argtypes.positive_int)
+    label_smoothing: float = setting(0.0, "cross-entropy label smoothing", group="optimization",
+                                     resume=MATCH, type=argtypes.fraction)
+    amp: str = setting("bf16", "mixed precision on the GPU; fp16 uses a gradient scaler; ignored on CPU",
+                       group="optimization", resume=MATCH, choices=("bf16", "fp16", "off"))
+    compile: bool = setting(False, "torch.compile the model", group="optimization", resume=FREE,
+                            shown_default="off")
+
+    def __post_init__(self) -> None:
+        """The one place values are checked, with the same rules as the command line."""
+        for spec in dataclasses.fields(self):
+            problem = _value_problem(spec, getattr(self, spec.name))
+            if problem:
+                raise ConfigError(f"{flag_of(spec.name)}: {problem}")
+        if self.data is None and self.resume is None:
+            raise ConfigError("--data is required (or --resume CKPT to continue a saved run)")
+        if self.overwrite and self.resume is not None:
+            raise ConfigError("--overwrite starts a new run and --resume continues one; pass one of them")
 
     def scaled_lr(self, world_size: int) -> float:
         """Linear scaling rule (Goyal et al. 2017): lr x global batch / 256."""
@@ -80,3 +157,90 @@ class TrainConfig:
     def save(self, path: Path, **derived: Any) -> None:
         """Write the config plus derived values (world size, scaled lr, ...) as JSON."""
         path.write_text(json.dumps({**self.to_dict(), **derived}, indent=2) + "\n", encoding="utf-8")
+
+
+def flag_of(name: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def names_with_rule(rule: str) -> tuple[str, ...]:
+    """The settings a resume treats by ``rule`` (MATCH, FREE or INVOCATION)."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resume"] == rule)
+
+
+def _value_problem(spec: dataclasses.Field, value: Any) -> str | None:
+    meta = spec.metadata
+    if value is None:
+        return None if spec.default is None else "a value is required"
+    if isinstance(spec.default, bool):
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if meta["choices"] is not None:
+        if value in meta["choices"]:
+            return None
+        return f"invalid choice: {value!r} (choose from {', '.join(map(repr, meta['choices']))})"
+    if meta["type"] is None or meta["type"] is absolute_path:
+        return None if isinstance(value, str) else f"expected a path, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number, got {value!r}"
+    try:
+        # The argparse type declares what is accepted: apply it to the value's text form too.
+        meta["type"](str(value))
+    except argparse.ArgumentTypeError as err:
+        return str(err)
+    return None
+
+
+def _metavar(spec: dataclasses.Field) -> str | None:
+    """``N`` for counts, ``X`` for real numbers; choices show themselves."""
+    if spec.metadata["choices"] is not None:
+        return None
+    return "N" if str(spec.type).startswith("int") else "X"
+
+
+def _help_text(spec: dataclasses.Field) -> str:
+    meta = spec.metadata
+    shown = meta["shown_default"]
+    if shown is None:
+        shown = spec.default if not isinstance(spec.default, float) else f"{spec.default:g}"
+    return f"{meta['help']} (default: {shown})"
+
+
+_EPILOG = """\
+examples:
+  python -m train --data data/sample --epochs 1 --max-steps 30 --image-size 112 --out runs/demo
+  python -m train --resume runs/demo/checkpoints/last.pt          # continue where it stopped
+  python -m train --resume runs/demo --max-steps 60               # ... and train on to step 60
+  torchrun --standalone --nproc_per_node 8 -m train --data /data/imagenet --out runs/in1k
+
+with --resume, these may differ from the saved run: {free}.
+The others decide the sample order, schedule or numerics and must match it.
+"""
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The training parser, built from ``TrainConfig``'s fields; reusable (e.g. by a sweep script).
+
+    Defaults are not filled in by argparse (``SUPPRESS``): the namespace holds only the flags
+    given, so a resumed run can tell them from the checkpoint's values.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m train", argument_default=argparse.SUPPRESS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train GoogLeNet (with auxiliary heads) from DALI pipelines, on the GPU or the CPU. "
+        "Under torchrun every rank reads its own shard.",
+        epilog=_EPILOG.format(free=", ".join(flag_of(n) for n in names_with_rule(FREE))),
+    )
+    groups: dict[str, Any] = {}
+    for spec in dataclasses.fields(TrainConfig):
+        meta = spec.metadata
+        if meta["group"] not in groups:
+            groups[meta["group"]] = parser.add_argument_group(meta["group"])
+        kwargs: dict[str, Any] = {"help": _help_text(spec), "dest": spec.name}
+        if isinstance(spec.default, bool):
+            kwargs["action"] = "store_true"
+        else:
+            kwargs.update(type=meta["type"], choices=meta["choices"],
+                          metavar=meta["metavar"] or _metavar(spec))
+        groups[meta["group"]].add_argument(flag_of(spec.name), **kwargs)
+    return parser

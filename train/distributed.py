@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,10 @@ _logger = logging.getLogger(__name__)
 
 class DistributedError(RuntimeError):
     """The torchrun environment is inconsistent; the message says which variable."""
+
+
+class OtherRankFailedError(RuntimeError):
+    """Rank 0 failed at work the other ranks wait for; it reports the error, they exit quietly."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,25 @@ def gather_to_main(value: Any, ctx: DistContext) -> list[Any] | None:
     return gathered
 
 
-def barrier(ctx: DistContext) -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if ctx.enabled:
-        dist.barrier()
+@contextmanager
+def main_process_first(ctx: DistContext, device: torch.device) -> Iterator[None]:
+    """Run the block on rank 0 first, then on the other ranks (e.g. a verification whose cache
+    the others then read). If it fails on rank 0, the other ranks raise ``OtherRankFailedError``
+    instead of running it, so one error is reported once rather than as a hang or a trace."""
+    if not ctx.enabled:
+        yield
+        return
+    if ctx.is_main:
+        try:
+            yield
+        except BaseException:
+            all_reduce_sum([1.0], device, ctx)
+            raise
+        all_reduce_sum([0.0], device, ctx)
+        return
+    if all_reduce_sum([0.0], device, ctx)[0] > 0:  # waits here until rank 0 is done
+        raise OtherRankFailedError("rank 0 failed and reported why")
+    yield
 
 
 def shutdown(ctx: DistContext) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from dali_pipelines import atomic_write
 
 STEP_FIELDS = ("step", "epoch", "loss", "lr", "data_ms", "compute_ms", "images_per_s")
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
@@ -14,21 +17,35 @@ EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_to
 
 
 class MetricsLog:
-    """Appends rows to CSV files (kept across --resume) and mirrors them to TensorBoard."""
+    """Appends rows to CSV files and mirrors them to TensorBoard (x axis: the optimizer step).
 
-    def __init__(self, run_dir: Path, *, enabled: bool) -> None:
+    A resumed run first cuts the records back to its checkpoint: step rows after the
+    checkpoint's step (written before a crash) and the row of an epoch the checkpoint is in
+    the middle of (a --max-steps stop's partial row) go, and are written again as training
+    repeats them, so every step and epoch has exactly one row.
+    """
+
+    def __init__(self, run_dir: Path, *, enabled: bool, resumed_at: tuple[int, int] | None = None) -> None:
+        """``resumed_at``: the checkpoint's (epoch, step) when continuing a run."""
         self.enabled = enabled
         self._writer = None
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
-        self._steps = _CsvFile(run_dir / "steps.csv", STEP_FIELDS)
-        self._epochs = _CsvFile(run_dir / "epochs.csv", EPOCH_FIELDS)
+        steps, epochs = run_dir / "steps.csv", run_dir / "epochs.csv"
+        if resumed_at is not None:
+            epoch, step = resumed_at
+            _keep_rows(steps, STEP_FIELDS, lambda row: int(row["step"]) <= step)
+            _keep_rows(epochs, EPOCH_FIELDS, lambda row: int(row["epoch"]) < epoch)
+        self._steps = _CsvFile(steps, STEP_FIELDS)
+        self._epochs = _CsvFile(epochs, EPOCH_FIELDS)
         # TensorBoard imports TensorFlow when it is installed (the `tf` extra); keep its C++ logs quiet.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from torch.utils.tensorboard import SummaryWriter  # ~1 s import; only rank 0 pays it
 
-        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        # purge_step hides events a crashed run wrote past the checkpoint.
+        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"),
+                                     purge_step=None if resumed_at is None else resumed_at[1] + 1)
 
     def step(self, row: dict[str, Any]) -> None:
         if self.enabled:
@@ -41,16 +58,36 @@ class MetricsLog:
             self._epochs.write(row)
             for key, value in row.items():
                 if key not in ("epoch", "step") and value is not None and not _isnan(value):
-                    self._writer.add_scalar(f"epoch/{key}", value, row["epoch"])
+                    self._writer.add_scalar(f"epoch/{key}", value, row["step"])
             self._writer.flush()
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        if self.enabled:
+            self._steps.close()
+            self._epochs.close()
 
 
 def _isnan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+def _keep_rows(path: Path, fields: tuple[str, ...], keep: Callable[[dict[str, str]], bool]) -> None:
+    """Rewrite ``path`` (atomically) with only the rows ``keep`` accepts."""
+    if not path.exists():
+        return
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if _well_formed(row, fields) and keep(row)]
+    with atomic_write(path, newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _well_formed(row: dict[str, str], fields: tuple[str, ...]) -> bool:
+    # A row cut short by a crash mid-write lacks its last fields (None) or has a partial number.
+    return all(row.get(name) is not None for name in fields) and row[fields[0]].isdigit()
 
 
 class _CsvFile:
@@ -66,3 +103,6 @@ class _CsvFile:
     def write(self, row: dict[str, Any]) -> None:
         self._writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in self._writer.fieldnames})
         self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()

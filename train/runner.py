@@ -1,9 +1,13 @@
-"""Set up a training run (data, loaders, model, optimizer, resume) and drive its epochs."""
+"""Set up a training run (run directory, data, model, optimizer, resume) and drive its epochs."""
 
 from __future__ import annotations
 
-import logging
+import math
 import os
+import shlex
+import shutil
+import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LambdaLR
 
 from dali_pipelines import (
     DaliLoader,
@@ -24,22 +29,19 @@ from dali_pipelines import (
     prepare_data,
 )
 from train.checkpoint import (
-    FORMAT_VERSION,
-    clean_state_dict,
-    load_checkpoint,
-    restore_rng,
-    rng_state,
-    save_atomic,
+    check_resumable,
+    check_resumed_data,
+    estimated_bytes,
+    finished_message,
+    restore,
+    save_checkpoint,
 )
 from train.config import TrainConfig
-from train.distributed import DistContext, barrier, gather_to_main, init_distributed, shutdown
+from train.distributed import DistContext, init_distributed, main_process_first, shutdown
 from train.metrics import MetricsLog
 from train.model import build_googlenet
-from train.optim import build_optimizer, build_scheduler
-from train.signals import StopRequest
-from train.trainer import EpochResult, Progress, Trainer
-
-_logger = logging.getLogger(__name__)
+from train.rundir import RunDir
+from train.trainer import EpochResult, Progress, StopRequest, Trainer
 
 
 @dataclass
@@ -52,12 +54,17 @@ class Run:
     train_loader: DaliLoader
     val_loader: DaliLoader
     classes: tuple[str, ...]
+    train_files: int
+    run_id: str
     progress: Progress
-    run_dir: Path
+    out: Path
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return self.out / "checkpoints"
+
+
+# --- data ---------------------------------------------------------------------------------------
 
 
 def pipeline_config(cfg: TrainConfig, ctx: DistContext) -> PipelineConfig:
@@ -77,27 +84,15 @@ def _ranks_on_node(ctx: DistContext) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ctx.enabled else 1
 
 
-def open_split(cfg: TrainConfig, split: str, ctx: DistContext) -> DataSource:
-    """The train/ or val/ part of --data, verified (cached) before any graph is built.
-
-    Shards were verified when they were written; loose files are checked here because one
-    undecodable JPEG would kill the DALI pipeline hours into an epoch. Rank 0 verifies first
-    so the other ranks find every result in the cache.
-    """
-    data = open_source(cfg.data, fmt=cfg.format, split=split)
+def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
+    """Loose files checked before any graph is built: one undecodable JPEG would kill the DALI
+    pipeline hours into an epoch. Shards were verified when they were written."""
     if not isinstance(data, ImageFolderData):
         return data
-    for turn in range(2):
-        if (turn == 0) == ctx.is_main:
-            data = prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
-        barrier(ctx)
-    return data
+    return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
 
 
-def _model_layout(device: str):
-    if device == "gpu":
-        return lambda images: images.permute(0, 3, 1, 2)  # NHWC storage -> channels_last NCHW view
-    return lambda images: images
+# --- model and optimizer ------------------------------------------------------------------------
 
 
 def build_model(num_classes: int, cfg: TrainConfig, ctx: DistContext, device: torch.device) -> nn.Module:
@@ -113,96 +108,124 @@ def build_model(num_classes: int, cfg: TrainConfig, ctx: DistContext, device: to
     return model
 
 
-def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest) -> Run:
-    """Data, loaders, model and optimizer, restored from --resume when given."""
+def build_optimizer(model: nn.Module, cfg: TrainConfig, world_size: int) -> torch.optim.SGD:
+    """SGD (no Nesterov, as the GoogLeNet/ResNet references); --no-decay-norm-bias puts
+    1-D tensors (BatchNorm scales/shifts, biases) in a group without weight decay."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.no_decay_norm_bias:
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    else:
+        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    return torch.optim.SGD(groups, lr=cfg.scaled_lr(world_size), momentum=cfg.momentum)
+
+
+def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str,
+              steps_per_epoch: int, step_epochs: int) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "step":
+        return 0.1 ** (step // (step_epochs * steps_per_epoch))
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LambdaLR:
+    """Stepped once per optimizer step; spans --epochs even when --max-steps cuts a run short,
+    so a run stopped early and resumed follows the same curve as an uninterrupted one."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(total, round(cfg.warmup_epochs * steps_per_epoch))
+    return LambdaLR(optimizer, lambda step: lr_factor(
+        step, total_steps=total, warmup_steps=warmup, schedule=cfg.schedule,
+        steps_per_epoch=steps_per_epoch, step_epochs=cfg.step_epochs))
+
+
+def _model_layout(device: str):
+    if device == "gpu":
+        return lambda images: images.permute(0, 3, 1, 2)  # NHWC storage -> channels_last NCHW view
+    return lambda images: images
+
+
+# --- set-up -------------------------------------------------------------------------------------
+
+
+def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[str, Any] | None,
+          run_dir: RunDir | None) -> Run:
+    """Data (verified), loaders, model and optimizer, restored from the checkpoint when resuming.
+
+    ``run_dir`` is rank 0's claimed --out (None on the other ranks).
+    """
     device = torch.device("cuda", ctx.local_rank) if cfg.device == "gpu" else torch.device("cpu")
-    payload = load_checkpoint(Path(cfg.resume)) if cfg.resume else None
-    train_data = open_split(cfg, "train", ctx)
-    val_data = open_split(cfg, "val", ctx)
+    resume_path = Path(cfg.resume) if cfg.resume else None
+    train_data = open_source(cfg.data, fmt=cfg.format, split="train")
+    val_data = open_source(cfg.data, fmt=cfg.format, split="val")
     if payload is not None:
-        _check_resumable(payload, cfg, ctx, train_data.classes)
+        check_resumed_data(payload, cfg, resume_path, classes=tuple(train_data.classes))
+    with main_process_first(ctx, device):  # the other ranks then find every result in the cache
+        if run_dir is not None:
+            run_dir.check_free_space(estimated_bytes(len(train_data.classes)))
+        train_data, val_data = verified(cfg, train_data), verified(cfg, val_data)
+    if payload is not None:
+        check_resumed_data(payload, cfg, resume_path, train_files=len(train_data))
+    if run_dir is not None and cfg.overwrite:
+        run_dir.clear_previous_run()  # only now: a run that failed its checks deletes nothing
+
     pipe_cfg = pipeline_config(cfg, ctx)
     train_loader = make_loader(train_data, pipe_cfg, train=True,
-                               checkpoint=payload["loader_state"][ctx.rank] if payload else None)
+                               checkpoint=payload["ranks"][ctx.rank]["loader"] if payload else None)
     val_loader = make_loader(val_data, pipe_cfg, train=False)
     model = build_model(len(train_data.classes), cfg, ctx, device)
-    optimizer = build_optimizer(model, lr=cfg.scaled_lr(ctx.world_size), momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, decay_norm_bias=not cfg.no_decay_norm_bias)
-    scheduler = build_scheduler(optimizer, epochs=cfg.epochs, steps_per_epoch=len(train_loader),
-                                warmup_epochs=cfg.warmup_epochs, schedule=cfg.schedule,
-                                step_epochs=cfg.step_epochs)
+    optimizer = build_optimizer(model, cfg, ctx.world_size)
+    resumed_at = (payload["epoch"], payload["step"]) if payload else None
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and cfg.device == "gpu")
-    run_dir = Path(cfg.out)
     trainer = Trainer(cfg=cfg, ctx=ctx, device=device, model=model, optimizer=optimizer,
-                      scheduler=scheduler, scaler=scaler,
+                      scheduler=build_scheduler(optimizer, cfg, len(train_loader)), scaler=scaler,
                       criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-                      metrics=MetricsLog(run_dir, enabled=ctx.is_main), stop=stop,
-                      to_model_layout=_model_layout(cfg.device))
-    progress = Progress()
+                      metrics=MetricsLog(Path(cfg.out), enabled=ctx.is_main, resumed_at=resumed_at),
+                      stop=stop, to_model_layout=_model_layout(cfg.device))
+    run = Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
+              classes=tuple(train_data.classes), train_files=len(train_data),
+              run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
+              out=Path(cfg.out))
     if payload is not None:
-        progress = _restore(payload, trainer, ctx.rank)
-    # Dropout differs per rank; set after restore so a resumed run continues the same stream.
-    if payload is None:
+        restore(run, payload)
+    else:
+        # Dropout differs per rank; a resumed run continues the saved generator instead.
         torch.manual_seed(cfg.seed + 1000 * (ctx.rank + 1))
-    return Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
-               classes=tuple(train_data.classes), progress=progress, run_dir=run_dir)
+    return run
 
 
-def _check_resumable(payload: dict[str, Any], cfg: TrainConfig, ctx: DistContext,
-                     classes: tuple[str, ...]) -> None:
-    """An exact resume needs the same data, ranks and sample-order settings as the saved run."""
-    if tuple(payload["classes"]) != tuple(classes):
-        raise ValueError(f"--resume {cfg.resume} was trained on classes {payload['classes'][:5]}..., "
-                         f"but --data {cfg.data} has {classes[:5]}...; use the same data set")
-    saved_ranks = len(payload["loader_state"])
-    if saved_ranks != ctx.world_size:
-        raise ValueError(f"--resume {cfg.resume} was written by {saved_ranks} process(es), this run has "
-                         f"{ctx.world_size}; resume with the same torchrun --nnodes x --nproc_per_node")
-    for flag in ("batch_size", "seed", "image_size", "epochs"):
-        saved, now = payload["config"][flag], getattr(cfg, flag)
-        if saved != now:
-            raise ValueError(f"--resume {cfg.resume} was written with --{flag.replace('_', '-')} {saved}, "
-                             f"this run has {now}; pass the same value to continue the run exactly")
+# --- the run ------------------------------------------------------------------------------------
 
 
-def _restore(payload: dict[str, Any], trainer: Trainer, rank: int) -> Progress:
-    model = getattr(trainer.model, "module", trainer.model)
-    getattr(model, "_orig_mod", model).load_state_dict(payload["model"])
-    trainer.optimizer.load_state_dict(payload["optimizer"])
-    trainer.scheduler.load_state_dict(payload["scheduler"])
-    if payload.get("scaler"):
-        trainer.scaler.load_state_dict(payload["scaler"])
-    restore_rng(payload["rng"][rank])
-    return Progress(epoch=payload["epoch"], step=payload["step"], epoch_step=payload["epoch_step"],
-                    best_top1=payload.get("best_top1", -1.0))
-
-
-def save_checkpoint(run: Run, name: str) -> Path:
-    """Write checkpoints/<name>.pt on rank 0 (every rank must call: loader state is per rank)."""
-    path = run.checkpoint_dir / f"{name}.pt"
-    # Each rank has its own shard position, augmentation RNG and dropout RNG: keep them all.
-    per_rank = gather_to_main((run.train_loader.state(), rng_state()), run.ctx)
-    if not run.ctx.is_main:
-        return path
-    trainer, progress = run.trainer, run.progress
-    payload = {
-        "format_version": FORMAT_VERSION, "model": clean_state_dict(trainer.model),
-        "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
-        "scaler": trainer.scaler.state_dict(), "epoch": progress.epoch, "step": progress.step,
-        "epoch_step": progress.epoch_step, "best_top1": progress.best_top1,
-        "loader_state": [loader for loader, _ in per_rank], "rng": [rng for _, rng in per_rank],
-        "config": run.cfg.to_dict(), "classes": list(run.classes),
-    }
-    save_atomic(payload, path)
-    return path
-
-
-def run(cfg: TrainConfig) -> int:
-    """Train as configured; returns the process exit code (0 also after a graceful stop)."""
+def run(cfg: TrainConfig, payload: dict[str, Any] | None = None) -> int:
+    """Train as configured (continuing ``payload``'s run when given); returns the exit code,
+    0 also after a graceful stop and for a run that is already finished."""
     ctx = init_distributed(cfg.device)
+    try:
+        if payload is not None:
+            check_resumable(payload, cfg, Path(cfg.resume), ctx.world_size)
+            done = finished_message(payload, cfg)
+            if done:
+                if ctx.is_main:
+                    print(done, flush=True)
+                return 0
+        return _claim_and_train(cfg, payload, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: DistContext) -> int:
+    device = torch.device("cuda", ctx.local_rank) if cfg.device == "gpu" else torch.device("cpu")
+    run_dir = None
+    with main_process_first(ctx, device):  # one owner checks and locks --out, before any work
+        if ctx.is_main:
+            run_dir = RunDir.claim(Path(cfg.out), resume_run_id=payload["run_id"] if payload else None,
+                                   overwrite=cfg.overwrite)
     stop = StopRequest().install()
     try:
-        state = setup(cfg, ctx, stop)
+        state = setup(cfg, ctx, stop, payload, run_dir)
         try:
             _announce(state)
             return _epochs(state)
@@ -210,25 +233,40 @@ def run(cfg: TrainConfig) -> int:
             state.trainer.metrics.close()
     finally:
         stop.uninstall()
-        shutdown(ctx)
+        if run_dir is not None:
+            run_dir.release()
 
 
 def _announce(state: Run) -> None:
     cfg, ctx = state.cfg, state.ctx
     if not ctx.is_main:
         return
-    state.run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(state.run_dir / "config.json", world_size=ctx.world_size,
+    cfg.save(state.out / "config.json", run_id=state.run_id, world_size=ctx.world_size,
              global_batch=cfg.batch_size * ctx.world_size, scaled_lr=cfg.scaled_lr(ctx.world_size),
              steps_per_epoch=len(state.train_loader), classes=list(state.classes),
-             pipeline=state.train_loader.cfg.to_dict())
+             train_files=state.train_files, pipeline=state.train_loader.cfg.to_dict())
     where = f"GPU {torch.cuda.get_device_name(ctx.local_rank)}" if cfg.device == "gpu" else "CPU"
     print(f"device: {cfg.device} ({where}); ranks: {ctx.world_size}; classes: {len(state.classes)}; "
           f"steps/epoch: {len(state.train_loader)}; global batch: {cfg.batch_size * ctx.world_size}; "
-          f"lr: {cfg.scaled_lr(ctx.world_size):.4g}", flush=True)
+          f"lr: {cfg.scaled_lr(ctx.world_size):.4g}; run: {state.out}", flush=True)
     if cfg.resume:
         p = state.progress
         print(f"resumed from {cfg.resume}: epoch {p.epoch}, step {p.step}", flush=True)
+
+
+def resume_command(checkpoint: Path, ctx: DistContext) -> str:
+    """The command that continues this run, ready to paste: the checkpoint brings the settings."""
+    target = f"--resume {shlex.quote(str(checkpoint))}"
+    if ctx.enabled:
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
+        nodes = max(1, ctx.world_size // max(1, per_node))
+        launcher = ("torchrun --standalone" if nodes == 1
+                    else f"torchrun --nnodes {nodes} <this run's --node_rank and rendezvous options>")
+        return f"{launcher} --nproc_per_node {per_node} -m train {target}"
+    if Path(sys.argv[0]).name == "dali-train":
+        return f"dali-train {target}"
+    on_path = next((name for name in ("python", "python3") if shutil.which(name) == sys.executable), None)
+    return f"{on_path or shlex.quote(sys.executable)} -m train {target}"
 
 
 def _epochs(state: Run) -> int:
@@ -244,11 +282,18 @@ def _epochs(state: Run) -> int:
             path = save_checkpoint(state, "last")
             if state.ctx.is_main:
                 print(f"stopped by {result.stopped_by} at step {progress.step}; resume with: "
-                      f"python -m train --resume {path} (plus the same --data and settings)", flush=True)
+                      f"{resume_command(path, state.ctx)}", flush=True)
             return 0
         _end_epoch(state, result)
         if result.stopped_by:
             break
+    if state.ctx.is_main:
+        if progress.epoch >= cfg.epochs:
+            print(f"run {state.out} finished: {cfg.epochs} epochs, {progress.step} steps; "
+                  f"checkpoints in {state.checkpoint_dir}", flush=True)
+        else:
+            print(f"stopped at --max-steps {cfg.max_steps} (epoch {progress.epoch}); train on with: "
+                  f"{resume_command(state.checkpoint_dir / 'last.pt', state.ctx)} --max-steps N", flush=True)
     return 0
 
 

@@ -64,6 +64,22 @@ class StepTimer:
         self._gpu_gap_ms = 0.0
         self._last_end: torch.cuda.Event | None = None
 
+    def state(self) -> dict[str, float]:
+        """Totals through the last step, to carry a partial epoch across a resume (one device sync)."""
+        self.drain()
+        return {"images": float(self.images), "seconds": self._mark - self._epoch_start,
+                "data_wait": self.data_wait, "compute": self.compute,
+                "gpu_busy_ms": self._gpu_busy_ms, "gpu_gap_ms": self._gpu_gap_ms}
+
+    def restore(self, state: dict[str, float]) -> None:
+        """Continue from totals ``state()`` returned; the clock goes on from now."""
+        self.images = int(state["images"])
+        self._epoch_start = self._mark - state["seconds"]
+        self.data_wait = state["data_wait"]
+        self.compute = state["compute"]
+        self._gpu_busy_ms = state["gpu_busy_ms"]
+        self._gpu_gap_ms = state["gpu_gap_ms"]
+
     def data_ready(self) -> float:
         """Host seconds spent waiting for the batch that just arrived."""
         now = time.perf_counter()

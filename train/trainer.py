@@ -1,10 +1,16 @@
-"""The epoch loop and evaluation: steps, timing, metrics; no set-up and no file handling."""
+"""The epoch loop and evaluation: steps, running sums, progress, stop requests; no set-up, no files."""
 
 from __future__ import annotations
 
 import logging
+import math
+import signal
+import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import FrameType
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -14,10 +20,40 @@ from train.config import TrainConfig
 from train.distributed import DistContext, all_reduce_sum, any_rank
 from train.metrics import MetricsLog
 from train.model import googlenet_loss
-from train.signals import StopRequest
 from train.timing import EpochTiming, StepTimer
 
 _logger = logging.getLogger(__name__)
+
+PROGRESS_LINE_SECONDS = 10.0  # at most one plain progress line this often when stderr is not a terminal
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM; the training loop polls it between steps, saves, and exits 0."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.requested:
+            # A second signal means "now": fall back to the default behaviour.
+            self.uninstall()
+            signal.raise_signal(signum)
+            return
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        _logger.warning("%s received: finishing this step, then saving a checkpoint", self.signal_name)
 
 
 @dataclass
@@ -40,6 +76,76 @@ class EpochResult:
     stopped_by: str  # "" (epoch done), "max-steps" or the signal name
 
 
+class EpochMeter:
+    """This rank's running sums for the current epoch: loss, correct predictions and timing.
+
+    Mid-epoch checkpoints carry them, so after a resume the epoch's row still covers every
+    step of the epoch, not only those after the resume.
+    """
+
+    def __init__(self, device: torch.device, carried: dict[str, Any] | None = None) -> None:
+        self.timer = StepTimer(use_cuda=device.type == "cuda")
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.float64, device=device)
+        if carried:
+            self.loss_sum.fill_(carried["loss_sum"])
+            self.correct.fill_(carried["correct"])
+            self.timer.restore(carried["timing"])
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Accumulate on the device: no host sync per step."""
+        self.loss_sum += loss.double() * labels.shape[0]
+        self.correct += (logits.argmax(dim=1) == labels).sum()
+
+    def state(self) -> dict[str, Any]:
+        """Plain numbers for a checkpoint (one device sync)."""
+        return {"loss_sum": self.loss_sum.item(), "correct": self.correct.item(),
+                "timing": self.timer.state()}
+
+    def result(self, stopped_by: str, device: torch.device, ctx: DistContext) -> EpochResult:
+        timing = self.timer.epoch_timing()
+        total_loss, total_correct, images = all_reduce_sum(
+            [self.loss_sum.item(), self.correct.item(), float(timing.images)], device, ctx)
+        return EpochResult(loss=total_loss / max(images, 1), top1=total_correct / max(images, 1),
+                           timing=timing, stopped_by=stopped_by)
+
+
+class ProgressDisplay:
+    """A tqdm bar on a terminal. Elsewhere (a log file, a pipe) plain lines at log steps, at most
+    one per ``PROGRESS_LINE_SECONDS``: a redrawn bar is hundreds of carriage returns in a file."""
+
+    def __init__(self, *, total: int, done: int, desc: str, enabled: bool,
+                 stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled, self.total, self.done, self.desc = enabled, total, done, desc
+        self._bar = None
+        if enabled and getattr(self.stream, "isatty", lambda: False)():
+            self._bar = tqdm(total=total, initial=done, desc=desc, file=self.stream, unit="step",
+                             dynamic_ncols=True, leave=False)
+        self._last_line = -math.inf
+
+    def update(self) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def report(self, *, loss: float, images_per_s: float) -> None:
+        """Called at log steps: the bar's postfix, or a plain line when one is due."""
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{images_per_s:.0f}")
+            return
+        now = time.monotonic()
+        if self.enabled and now - self._last_line >= PROGRESS_LINE_SECONDS:
+            self._last_line = now
+            percent = 100 * self.done / max(self.total, 1)
+            print(f"{self.desc}: step {self.done}/{self.total} ({percent:.0f}%), loss {loss:.4f}, "
+                  f"{images_per_s:.0f} img/s", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 @dataclass
 class Trainer:
     """Runs optimizer steps and evaluations for one model on one rank."""
@@ -55,6 +161,8 @@ class Trainer:
     metrics: MetricsLog
     stop: StopRequest
     to_model_layout: Callable[[torch.Tensor], torch.Tensor]
+    meter: EpochMeter | None = None  # the current epoch's sums
+    carried: dict[str, Any] | None = None  # sums of a resumed partial epoch
 
     def _autocast(self) -> torch.autocast:
         """Mixed precision as --amp asks on the GPU; a disabled context on the CPU."""
@@ -87,44 +195,38 @@ class Trainer:
                     on_step: Callable[[Progress], None]) -> EpochResult:
         """Train until the loader's epoch ends, --max-steps is reached, or a stop signal arrives."""
         self.model.train()
-        timer = StepTimer(use_cuda=self.device.type == "cuda")
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        bar = tqdm(total=steps, initial=progress.epoch_step, desc=f"epoch {progress.epoch}",
-                   disable=not self.ctx.is_main, unit="step", dynamic_ncols=True, leave=False)
+        self.meter = meter = EpochMeter(self.device, self.carried if progress.epoch_step else None)
+        self.carried = None
+        display = ProgressDisplay(total=steps, done=progress.epoch_step, desc=f"epoch {progress.epoch}",
+                                  enabled=self.ctx.is_main)
         stopped_by = self._should_stop(progress)
         for images, labels in ([] if stopped_by else loader):
-            data_s = timer.data_ready()
-            timer.compute_begin()
+            data_s = meter.timer.data_ready()
+            meter.timer.compute_begin()
             loss, logits = self.train_step(images, labels)
-            compute_s = timer.compute_end(labels.shape[0])
-            loss_sum += loss.double() * labels.shape[0]
-            correct += (logits.argmax(dim=1) == labels).sum()
+            compute_s = meter.timer.compute_end(labels.shape[0])
+            meter.add(loss, logits, labels)
             progress.step += 1
             progress.epoch_step += 1
-            bar.update(1)
+            display.update()
             if progress.step % self.cfg.log_every == 0:
-                self._log_step(progress, loss, data_s=data_s, compute_s=compute_s, timer=timer, bar=bar)
+                self._log_step(progress, loss, data_s=data_s, compute_s=compute_s, display=display)
             on_step(progress)
             stopped_by = self._should_stop(progress)
             if stopped_by:
                 break
-        bar.close()
-        timing = timer.epoch_timing()
-        total_loss, total_correct, images = all_reduce_sum(
-            [loss_sum.item(), correct.item(), float(timing.images)], self.device, self.ctx)
-        return EpochResult(loss=total_loss / max(images, 1), top1=total_correct / max(images, 1),
-                           timing=timing, stopped_by=stopped_by)
+        display.close()
+        return meter.result(stopped_by, self.device, self.ctx)
 
     def _log_step(self, progress: Progress, loss: torch.Tensor, *, data_s: float, compute_s: float,
-                  timer: StepTimer, bar: tqdm) -> None:
+                  display: ProgressDisplay) -> None:
         value = loss.item()  # the one sync per log interval
-        rate = timer.images / max(1e-9, timer.data_wait + timer.compute)
-        bar.set_postfix(loss=f"{value:.3f}", img_s=f"{rate * self.ctx.world_size:.0f}")
+        timer = self.meter.timer
+        rate = timer.images / max(1e-9, timer.data_wait + timer.compute) * self.ctx.world_size
+        display.report(loss=value, images_per_s=rate)
         self.metrics.step({"step": progress.step, "epoch": progress.epoch, "loss": round(value, 6),
                            "lr": self.scheduler.get_last_lr()[0], "data_ms": round(data_s * 1e3, 3),
-                           "compute_ms": round(compute_s * 1e3, 3),
-                           "images_per_s": round(rate * self.ctx.world_size, 1)})
+                           "compute_ms": round(compute_s * 1e3, 3), "images_per_s": round(rate, 1)})
 
     @torch.no_grad()
     def evaluate(self, loader: Iterable) -> dict[str, float]:
