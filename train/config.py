@@ -73,7 +73,7 @@ class TrainConfig:
                               type=argtypes.int_in(1, 65536))
     workers: int | None = setting(None, "DALI CPU threads per process", group="data", resume=FREE,
                                   type=argtypes.int_in(1, 1024),
-                                  shown_default="all cores up to 8, divided by the ranks on a node")
+                                  shown_default="gpu 4, cpu 8; at most cores / ranks on the node")
 
     # --- run: how long, where the records go, how often they are written
     device: str = setting(default_device, "gpu: nvJPEG + GPU model; cpu: the same graph on CPU threads",

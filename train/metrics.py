@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dali_pipelines import atomic_write
+from dali_pipelines import atomic_write, native_stderr
 
 STEP_FIELDS = ("step", "epoch", "loss", "lr", "data_ms", "compute_ms", "images_per_s")
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
@@ -39,13 +39,15 @@ class MetricsLog:
             _keep_rows(epochs, EPOCH_FIELDS, lambda row: int(row["epoch"]) < epoch)
         self._steps = _CsvFile(steps, STEP_FIELDS)
         self._epochs = _CsvFile(epochs, EPOCH_FIELDS)
-        # TensorBoard imports TensorFlow when it is installed (the `tf` extra); keep its C++ logs quiet.
+        # TensorBoard imports TensorFlow when it is installed (the `tf` extra), whose C++ start-up
+        # banner (absl, oneDNN) ignores TF_CPP_MIN_LOG_LEVEL: capture fd 2 around it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from torch.utils.tensorboard import SummaryWriter  # ~1 s import; only rank 0 pays it
+        with native_stderr():
+            from torch.utils.tensorboard import SummaryWriter  # ~1 s import; only rank 0 pays it
 
-        # purge_step hides events a crashed run wrote past the checkpoint.
-        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"),
-                                     purge_step=None if resumed_at is None else resumed_at[1] + 1)
+            # purge_step hides events a crashed run wrote past the checkpoint.
+            self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"),
+                                         purge_step=None if resumed_at is None else resumed_at[1] + 1)
 
     def step(self, row: dict[str, Any]) -> None:
         if self.enabled:

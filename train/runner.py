@@ -69,7 +69,10 @@ class Run:
 
 def pipeline_config(cfg: TrainConfig, ctx: DistContext) -> PipelineConfig:
     """DALI settings for this rank: its shard, its GPU, NHWC on the GPU for channels_last."""
-    threads = cfg.workers or max(1, default_num_threads() // max(1, _ranks_on_node(ctx)))
+    # The device's default (GPU: few threads leave the training loop its cores), capped at this
+    # rank's share of the node's cores.
+    share = max(1, (os.cpu_count() or 1) // max(1, _ranks_on_node(ctx)))
+    threads = cfg.workers or min(default_num_threads(cfg.device), share)
     return PipelineConfig(
         batch_size=cfg.batch_size, num_threads=threads, device=cfg.device, device_id=ctx.local_rank,
         crop_size=cfg.image_size, resize_size=cfg.resize_size, seed=cfg.seed,
