@@ -15,6 +15,7 @@ import nvidia.dali.math as dmath
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import DataNode, Pipeline
 
+from dali_pipelines.augment import augment_images
 from dali_pipelines.config import PipelineConfig
 from dali_pipelines.readers import read_encoded
 from dali_pipelines.sources import DataSource
@@ -69,9 +70,12 @@ def labels_out(labels: DataNode, cfg: PipelineConfig) -> DataNode:
     return labels.gpu() if cfg.device == "gpu" else labels
 
 
-@pipeline_def(enable_checkpointing=True)
+# enable_conditionals: the augmentation policies split each batch per sample (DALI's ``if`` on
+# DataNodes); with cfg.augment == "basic" the graph holds the same operators as without it.
+@pipeline_def(enable_checkpointing=True, enable_conditionals=True)
 def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
-    """Read -> ROI decode of a random-resized crop -> resize -> random flip -> normalize."""
+    """Read -> ROI decode of a random-resized crop -> resize -> random flip -> cfg.augment's policy
+    -> normalize."""
     jpegs, labels = read_encoded(source, cfg, train=True)
     # Region-of-interest decode: only the crop window is decoded (less IDCT work). The window
     # follows RandomResizedCrop's rules (area fraction and log-uniform aspect ratio, 10 tries,
@@ -85,6 +89,13 @@ def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, Data
     )
     images = resize_square(images, cfg.crop_size)
     mirror = fn.random.coin_flip(probability=0.5)
+    if cfg.augment != "basic":
+        # torchvision flips before the policy. Most operations commute with a flip (colour ops,
+        # rotation and translation by a random sign), but a shear along y keeps the left column
+        # fixed (origin at the top-left corner) and would keep the right one after a later flip.
+        # So the flip moves out of crop_mirror_normalize: one more pass over uint8 pixels.
+        images = augment_images(fn.flip(images, horizontal=mirror), cfg)
+        mirror = 0
     return _normalize(images, cfg, mirror), labels_out(labels, cfg)
 
 
