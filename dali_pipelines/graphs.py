@@ -158,7 +158,9 @@ def build_pipeline(source: DataSource, cfg: PipelineConfig, *, train: bool,
 
     ``graph`` defaults to ``train_graph`` or ``eval_graph`` by ``train``; any other
     ``@pipeline_def(enable_checkpointing=True)`` function taking ``(source, cfg)`` and
-    returning ``(images, labels)`` works too (the benchmarks' graphs do). The reader still
+    returning ``(images, labels)`` works too (the benchmarks' graphs do; one that calls
+    ``augment_images`` also needs ``enable_conditionals=True``, and ``read_encoded`` wrapped
+    in ``do_not_convert`` as ``train_graph`` does). The reader still
     follows ``train`` (shuffled epochs or file order). ``checkpoint`` is a string from
     ``DaliLoader.state()``; the pipeline then resumes at the exact reader position and
     random-number state it was saved at.
