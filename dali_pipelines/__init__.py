@@ -9,7 +9,8 @@ Public interface::
     for images, labels in loader:
         ...
 
-Layout: the core at the top (``config``, ``graphs`` with their ``readers``, ``loader``);
+Layout: the core at the top (``config``, ``graphs`` with their ``readers`` and the train-time
+``augment`` policies, ``loader``);
 ``sources/`` (ImageFolder trees, WebDataset shards, the converter, the sample maker);
 ``verify/`` (what would stop DALI, found before a graph is built); ``_util/`` (small helpers).
 Everything ``train`` and ``bench`` use is exported here.
@@ -18,7 +19,9 @@ Everything ``train`` and ``bench`` use is exported here.
 from dali_pipelines._util import argtypes
 from dali_pipelines._util.atomic import atomic_write, write_json_atomic
 from dali_pipelines._util.native_stderr import NATIVE_LOG_ENV, collapse_native_logs, native_stderr
+from dali_pipelines.augment import augment_images
 from dali_pipelines.config import (
+    AUGMENTS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     PipelineConfig,
@@ -56,6 +59,7 @@ from dali_pipelines.sources import (
 from dali_pipelines.verify import BadFilesError, VerifyReport, prepare_data, verify_data
 
 __all__ = [
+    "AUGMENTS",
     "DALI_DTYPES",
     "DALI_LAYOUTS",
     "IMAGENET_MEAN",
@@ -73,6 +77,7 @@ __all__ = [
     "WebDatasetShards",
     "argtypes",
     "atomic_write",
+    "augment_images",
     "build_pipeline",
     "center_crop_window",
     "collapse_native_logs",

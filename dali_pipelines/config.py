@@ -15,6 +15,8 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 DEVICES = ("gpu", "cpu")
 DTYPES = ("float32", "float16")
 LAYOUTS = ("NCHW", "NHWC")
+# Train-time policies after crop, resize and flip (dali_pipelines.augment; README "Augmentation").
+AUGMENTS = ("basic", "randaugment", "trivialaugment", "autoaugment")
 
 _MIB = 1024 * 1024
 
@@ -91,6 +93,13 @@ class PipelineConfig:
     # EXIF orientation: False reads pixels as stored, as torchvision's ImageFolder (PIL's
     # Image.open().convert("RGB")) does; True rotates/flips them upright first.
     apply_exif_orientation: bool = False
+    # Train graph only, after crop, resize and flip, before normalization, as torchvision defines
+    # each policy: "basic" (no more than crop and flip), "randaugment" (RandAugment), "trivialaugment"
+    # (TrivialAugmentWide), "autoaugment" (AutoAugment's ImageNet policy; takes none of the knobs).
+    augment: str = "basic"
+    augment_ops: int = 2  # randaugment: operations per image (torchvision's num_ops)
+    augment_magnitude: int = 9  # randaugment: magnitude bin, 0 .. augment_magnitude_bins - 1
+    augment_magnitude_bins: int = 31  # randaugment, trivialaugment: bins of each op's range
 
     def __post_init__(self) -> None:
         _check_int("batch_size", self.batch_size, 1, 65536)
@@ -118,6 +127,12 @@ class PipelineConfig:
         _check_bool("jpeg_fancy_upsampling_train", self.jpeg_fancy_upsampling_train)
         _check_bool("jpeg_fancy_upsampling_eval", self.jpeg_fancy_upsampling_eval)
         _check_bool("apply_exif_orientation", self.apply_exif_orientation)
+        _check_choice("augment", self.augment, AUGMENTS)
+        _check_int("augment_ops", self.augment_ops, 1, 16)
+        _check_int("augment_magnitude_bins", self.augment_magnitude_bins, 2, 256)
+        bins = self.augment_magnitude_bins
+        _check_int(f"augment_magnitude (a bin of augment_magnitude_bins={bins})", self.augment_magnitude,
+                   0, bins - 1)
 
     def replace(self, **changes: Any) -> PipelineConfig:
         """A copy with some fields changed, validated again."""

@@ -8,6 +8,8 @@ import pytest
 
 from dali_pipelines import PipelineConfig, decoder_args, default_num_threads
 
+_MAGNITUDE = "augment_magnitude (a bin of augment_magnitude_bins=31)"
+
 
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
@@ -33,6 +35,13 @@ from dali_pipelines import PipelineConfig, decoder_args, default_num_threads
         ("jpeg_fancy_upsampling_train", 1, "jpeg_fancy_upsampling_train must be True or False, got 1"),
         ("jpeg_fancy_upsampling_eval", "yes", "jpeg_fancy_upsampling_eval must be True or False"),
         ("apply_exif_orientation", None, "apply_exif_orientation must be True or False"),
+        ("augment", "randaug", "augment must be one of basic, randaugment, trivialaugment, autoaugment; got"),
+        ("augment_ops", 0, "augment_ops must be in [1, 16], got 0"),
+        ("augment_ops", 2.0, "augment_ops must be an integer"),
+        ("augment_magnitude_bins", 1, "augment_magnitude_bins must be in [2, 256], got 1"),
+        ("augment_magnitude", -1, f"{_MAGNITUDE} must be in [0, 30], got -1"),
+        ("augment_magnitude", 31, f"{_MAGNITUDE} must be in [0, 30], got 31"),
+        ("augment_magnitude", True, f"{_MAGNITUDE} must be an integer"),
     ],
 )
 def test_bad_value_names_field_and_range(field: str, value: object, expected: str) -> None:
@@ -45,6 +54,14 @@ def test_shard_id_must_be_below_num_shards() -> None:
     """shard_id is checked against num_shards, the range quoted in the message."""
     with pytest.raises(ValueError, match=r"shard_id must be in \[0, 1\], got 2"):
         PipelineConfig(shard_id=2, num_shards=2)
+
+
+def test_augment_magnitude_is_bounded_by_the_bins() -> None:
+    """The magnitude is a bin index: its range follows augment_magnitude_bins."""
+    cfg = PipelineConfig(augment="randaugment", augment_magnitude_bins=11, augment_magnitude=10)
+    assert cfg.augment_magnitude == 10
+    with pytest.raises(ValueError, match=re.escape("augment_magnitude_bins=11) must be in [0, 10], got 11")):
+        PipelineConfig(augment="randaugment", augment_magnitude_bins=11, augment_magnitude=11)
 
 
 def test_bool_is_not_an_integer() -> None:
