@@ -13,7 +13,7 @@ from typing import Any
 
 import nvidia.dali.math as dmath
 from nvidia.dali import fn, pipeline_def, types
-from nvidia.dali.pipeline import DataNode, Pipeline, do_not_convert
+from nvidia.dali.pipeline import DataNode, Pipeline
 
 from dali_pipelines.augment import augment_images
 from dali_pipelines.config import PipelineConfig
@@ -72,17 +72,11 @@ def labels_out(labels: DataNode, cfg: PipelineConfig) -> DataNode:
 
 # The augmentation policies split each batch per sample (``if`` on DataNodes), which needs
 # enable_conditionals; with cfg.augment == "basic" the graph holds the same operators as without.
-# Under it DALI rewrites the graph function, and every function it calls, with AutoGraph. The
-# reader's plain Python (file lists, shard checks) needs no rewriting, and AutoGraph does not
-# support all of it (zip(strict=True) fails): it runs as written.
-_read_encoded_as_written = do_not_convert(read_encoded)
-
-
 @pipeline_def(enable_checkpointing=True, enable_conditionals=True)
 def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
     """Read -> ROI decode of a random-resized crop -> resize -> random flip -> cfg.augment's policy
     -> normalize."""
-    jpegs, labels = _read_encoded_as_written(source, cfg, train=True)
+    jpegs, labels = read_encoded(source, cfg, train=True)
     # Region-of-interest decode: only the crop window is decoded (less IDCT work). The window
     # follows RandomResizedCrop's rules (area fraction and log-uniform aspect ratio, 10 tries,
     # as torchvision); README lists where DALI's generator differs.
@@ -159,9 +153,8 @@ def build_pipeline(source: DataSource, cfg: PipelineConfig, *, train: bool,
     ``graph`` defaults to ``train_graph`` or ``eval_graph`` by ``train``; any other
     ``@pipeline_def(enable_checkpointing=True)`` function taking ``(source, cfg)`` and
     returning ``(images, labels)`` works too (the benchmarks' graphs do; one that calls
-    ``augment_images`` also needs ``enable_conditionals=True``, and ``read_encoded`` wrapped
-    in ``do_not_convert`` as ``train_graph`` does). The reader still
-    follows ``train`` (shuffled epochs or file order). ``checkpoint`` is a string from
+    ``augment_images`` also needs ``enable_conditionals=True``). The reader still follows
+    ``train`` (shuffled epochs or file order). ``checkpoint`` is a string from
     ``DaliLoader.state()``; the pipeline then resumes at the exact reader position and
     random-number state it was saved at.
     """

@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 from nvidia.dali import fn, types
-from nvidia.dali.pipeline import DataNode
+from nvidia.dali.pipeline import DataNode, do_not_convert
 
 from dali_pipelines.config import PipelineConfig
 from dali_pipelines.sources import DataSource, ImageFolderData, WebDatasetShards
@@ -30,6 +30,9 @@ def shuffled_once(data: ImageFolderData, seed: int) -> ImageFolderData:
     return data.subset(order)
 
 
+# A graph with enable_conditionals rewrites every function it calls with AutoGraph; this plain
+# Python (file lists, shard checks; zip(strict=True) is beyond AutoGraph) runs as written.
+@do_not_convert
 def read_encoded(source: DataSource, cfg: PipelineConfig, *, train: bool) -> tuple[DataNode, DataNode]:
     """Encoded images and int32 labels (shape [1]) for this shard, from loose files or tar shards.
 
