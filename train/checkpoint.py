@@ -335,8 +335,7 @@ def restore(run: Run, payload: dict[str, Any]) -> None:
     """Load weights (and their EMA), optimizer, schedule, scaler, this rank's RNGs (mixing's too)
     and the partial epoch's sums."""
     trainer = run.trainer
-    model = getattr(trainer.model, "module", trainer.model)
-    getattr(model, "_orig_mod", model).load_state_dict(payload["model"])
+    bare_model(trainer.model).load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
     trainer.scheduler.load_state_dict(payload["scheduler"])
     if payload["scaler"]:
