@@ -25,6 +25,10 @@ from train.config import TrainConfig, get_args_parser
 CLASSES = ("astronaut", "space", "texture")
 # 32 px crops keep a GoogLeNet step cheap on 2 cores; the graph is the full one.
 FAST = ["--device", "cpu", "--image-size", "32", "--batch-size", "9", "--workers", "2"]
+# The resume runs mix batches (some mixup, some cutmix, some neither) and keep an EMA updated
+# every 2 steps, with label smoothing: a resume must repeat all of it.
+MIX_AND_EMA = ["--mixup", "0.4", "--cutmix", "1.0", "--mix-prob", "0.8", "--label-smoothing", "0.1",
+               "--ema-decay", "0.8", "--ema-every", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +71,11 @@ def resumed(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     """One run straight to step 8, and the same run stopped by --max-steps at step 4 (mid-epoch 1)
     then resumed to step 8 with only --resume and --max-steps; then that run's step-4 checkpoint
     is put back as last.pt and resumed again, as after a kill -9 at step 8 that lost the later
-    saves. 3 steps per epoch; the records of each stage are kept for the tests below."""
+    saves. 3 steps per epoch, mixup / cutmix and an EMA on; the records of each stage are kept
+    for the tests below."""
     base = tmp_path_factory.mktemp("resume")
-    common = ["--data", str(tiny_root), *FAST, "--epochs", "4", "--log-every", "1", "--seed", "5"]
+    common = ["--data", str(tiny_root), *FAST, *MIX_AND_EMA, "--epochs", "4", "--log-every", "1",
+              "--seed", "5"]
     whole, parts = base / "whole", base / "parts"
     last = parts / "checkpoints" / "last.pt"
     assert main([*common, "--max-steps", "8", "--out", str(whole)]) == 0
@@ -86,11 +92,31 @@ def resumed(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 def test_resume_continues_the_same_losses(resumed: dict) -> None:
     """Stopped after 4 steps and resumed, a run logs the same per-step losses as an uninterrupted
-    one through step 8, across an epoch boundary and the mid-run evaluation."""
+    one through step 8, across an epoch boundary and the mid-run evaluation: the same batches
+    mixed the same way (each rank's mixing generator is in the checkpoint)."""
     expected, got = _losses(resumed["whole"]), resumed["losses_after_resume"]
     assert sorted(got) == sorted(expected) == list(range(1, 9))
     for step in range(1, 9):
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
+
+
+def _assert_same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        torch.testing.assert_close(value, second[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_resume_ends_with_the_same_ema(resumed: dict) -> None:
+    """The resumed run's last.pt holds the uninterrupted run's EMA (parameters and buffers), which
+    differs from the raw weights; each rank's mixing generator state is saved beside it."""
+    whole = torch.load(resumed["whole"] / "checkpoints" / "last.pt", weights_only=True)
+    parts = torch.load(resumed["parts"] / "checkpoints" / "last.pt", weights_only=True)
+    assert whole["step"] == parts["step"] == 8
+    _assert_same_weights(parts["ema"], whole["ema"])
+    _assert_same_weights(parts["model"], whole["model"])
+    assert not torch.equal(whole["ema"]["fc.weight"], whole["model"]["fc.weight"])
+    assert torch.equal(whole["ema"]["conv1.bn.running_mean"], whole["model"]["conv1.bn.running_mean"])
+    assert torch.equal(parts["ranks"][0]["mix_rng"], whole["ranks"][0]["mix_rng"])
 
 
 def test_resume_after_a_crash_rewrites_the_records(resumed: dict) -> None:
@@ -112,22 +138,28 @@ def test_resumed_epoch_row_covers_the_whole_epoch(resumed: dict) -> None:
     whole = {row["epoch"]: row for row in _rows(resumed["whole"] / "epochs.csv")}
     parts = {row["epoch"]: row for row in _rows(resumed["parts"] / "epochs.csv")}
     assert parts["1"]["step"] == whole["1"]["step"] == "6"
-    for key in ("train_loss", "train_top1", "val_loss", "val_top1"):
+    for key in ("train_loss", "train_top1", "val_loss", "val_top1", "ema_val_loss", "ema_val_top1"):
         assert float(parts["1"][key]) == pytest.approx(float(whole["1"][key]), rel=1e-5, abs=1e-6), key
 
 
 def test_checkpoint_loads_into_torchvision(resumed: dict) -> None:
-    """The stored weights load strictly into torchvision's GoogLeNet and give finite logits."""
+    """The stored weights, raw and EMA, load strictly into torchvision's GoogLeNet and give finite
+    logits. best.pt is the epoch with the best EMA top-1 when an EMA is kept."""
     payload = torch.load(resumed["whole"] / "checkpoints" / "best.pt", weights_only=True)
-    model = torchvision.models.googlenet(weights=None, num_classes=len(CLASSES), aux_logits=True,
-                                         init_weights=False)
-    model.load_state_dict(payload["model"])  # strict: every key matches, none left over
     assert payload["classes"] == list(CLASSES)
     assert payload["config"]["image_size"] == 32 and payload["format_version"] == 3
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.zeros(1, 3, 32, 32))
-    assert logits.shape == (1, len(CLASSES)) and torch.isfinite(logits).all()
+    for key in ("model", "ema"):
+        model = torchvision.models.googlenet(weights=None, num_classes=len(CLASSES), aux_logits=True,
+                                             init_weights=False)
+        model.load_state_dict(payload[key])  # strict: every key matches, none left over
+        model.eval()
+        with torch.no_grad():
+            logits = model(torch.zeros(1, 3, 32, 32))
+        assert logits.shape == (1, len(CLASSES)) and torch.isfinite(logits).all(), key
+    rows = _rows(resumed["whole"] / "epochs.csv")
+    best = max(rows, key=lambda row: float(row["ema_val_top1"]))  # the first of equals
+    assert payload["epoch"] == int(best["epoch"]) + 1
+    assert payload["best_top1"] == pytest.approx(float(best["ema_val_top1"]), abs=1e-6)
 
 
 def _torchrun(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -141,12 +173,14 @@ def _torchrun(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def ddp_runs(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """2-process gloo runs on the tiny set plus 2 bad files (skipped): 2 epochs straight, and
-    the same stopped at step 2 and resumed with only --resume and --max-steps."""
+    """2-process gloo runs on the tiny set plus 2 bad files (skipped), mixing batches and keeping
+    an EMA: 2 epochs straight, and the same stopped at step 2 and resumed with only --resume and
+    --max-steps."""
     base = tmp_path_factory.mktemp("ddp")
     root = _with_bad_files(tiny_root, base)
     common = ["--data", str(root), "--device", "cpu", "--image-size", "32", "--batch-size", "4",
-              "--workers", "1", "--epochs", "2", "--log-every", "1", "--seed", "4", "--on-bad-file", "skip"]
+              "--workers", "1", "--epochs", "2", "--log-every", "1", "--seed", "4", "--on-bad-file", "skip",
+              *MIX_AND_EMA]
     whole, parts = base / "whole", base / "parts"
     first = _torchrun(whole, *common)
     _torchrun(parts, *common, "--max-steps", "2")
@@ -169,13 +203,22 @@ def test_two_process_warning_is_printed_once(ddp_runs: dict) -> None:
 
 
 def test_two_process_resume_continues_the_same_losses(ddp_runs: dict) -> None:
-    """Under DDP every rank's loader position and RNG are saved: a 2-process run stopped after
-    2 steps and resumed logs the same losses through step 6 (past an epoch end) as one that ran on."""
-    assert len(torch.load(ddp_runs["parts"] / "checkpoints" / "last.pt", weights_only=True)["ranks"]) == 2
+    """Under DDP every rank's loader position, RNG and mixing generator are saved: a 2-process run
+    stopped after 2 steps and resumed logs the same losses through step 6 (past an epoch end) as
+    one that ran on, and ends with the same EMA (kept from the unwrapped model, saved by rank 0)."""
+    parts = torch.load(ddp_runs["parts"] / "checkpoints" / "last.pt", weights_only=True)
+    whole = torch.load(ddp_runs["whole"] / "checkpoints" / "last.pt", weights_only=True)
+    assert len(parts["ranks"]) == 2
+    assert not torch.equal(parts["ranks"][0]["mix_rng"], parts["ranks"][1]["mix_rng"])  # own draws
     expected, got = _losses(ddp_runs["whole"]), _losses(ddp_runs["parts"])
     assert sorted(got) == sorted(expected) == list(range(1, 7))
     for step in range(1, 7):
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
+    _assert_same_weights(parts["ema"], whole["ema"])
+    assert set(parts["ema"]) == set(parts["model"])  # module. prefix-free, as the raw weights
+    rows = {row["epoch"]: row for row in _rows(ddp_runs["parts"] / "epochs.csv")}
+    assert float(rows["1"]["ema_val_loss"]) == pytest.approx(
+        float(_rows(ddp_runs["whole"] / "epochs.csv")[1]["ema_val_loss"]), rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -188,6 +231,12 @@ def test_two_process_resume_continues_the_same_losses(ddp_runs: dict) -> None:
         (["--momentum", "1.5"], "argument --momentum: expected a number in [0, 1), got 1.5"),
         (["--amp", "int8"], "argument --amp: invalid choice: 'int8'"),
         (["--seed", "-1"], "argument --seed: expected a seed in [0, 2**30), got -1"),
+        (["--mixup", "-0.2"], "argument --mixup: expected a number >= 0, got -0.2"),
+        (["--cutmix", "big"], "argument --cutmix: expected a number >= 0, got 'big'"),
+        (["--mix-prob", "1.5"], "argument --mix-prob: expected a probability in [0, 1], got 1.5"),
+        (["--mix-switch-prob", "2"], "argument --mix-switch-prob: expected a probability in [0, 1], got 2.0"),
+        (["--ema-decay", "1"], "argument --ema-decay: expected a number in [0, 1), got 1.0"),
+        (["--ema-every", "0"], "argument --ema-every: expected a positive integer, got 0"),
     ],
 )
 def test_bad_arguments_name_the_flag(tiny_root: Path, args: list[str], message: str,

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from train.checkpoint import CheckpointError, check_resumable, load_checkpoint, resumed_config
 from train.cli import main
 from train.rundir import LOCK_NAME, RunDir, RunDirError
 
@@ -229,16 +230,63 @@ def test_resume_of_a_finished_run_says_so(stopped_run: Path, capsys: pytest.Capt
 
 
 def test_resume_lists_every_mismatch_at_once(stopped_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Flags that would change the saved run's sample order or schedule are all named in one
-    message; flags that may change (here --max-steps) are not."""
+    """Flags that would change the saved run's sample order, schedule or mixing are all named in
+    one message; flags that may change (here --max-steps) are not."""
     ckpt = stopped_run / "checkpoints" / "last.pt"
-    args = ["--resume", str(ckpt), "--batch-size", "8", "--seed", "3", "--epochs", "3", "--max-steps", "9"]
+    args = ["--resume", str(ckpt), "--batch-size", "8", "--seed", "3", "--epochs", "3", "--max-steps", "9",
+            "--cutmix", "1", "--ema-decay", "0.99"]
     assert main(args) == 2
     line = _one_error_line(capsys)
     assert f"--resume {ckpt} cannot continue its run exactly with:" in line
-    for part in ("--batch-size 8 (saved: 9)", "--seed 3 (saved: 0)", "--epochs 3 (saved: 2)"):
+    for part in ("--batch-size 8 (saved: 9)", "--seed 3 (saved: 0)", "--epochs 3 (saved: 2)",
+                 "--cutmix 1.0 (saved: 0.0)", "--ema-decay 0.99 (saved: 0.0)"):
         assert part in line
     assert "--max-steps" not in line.split("only")[0]
+
+
+NEWER_SETTINGS = ("mixup", "cutmix", "mix_switch_prob", "mix_prob", "ema_decay", "ema_every", "ema_warmup")
+
+
+def _older_checkpoint(stopped_run: Path, folder: Path) -> Path:
+    """stopped_run's last.pt as the version before mixing and the EMA wrote it: format 3 without
+    the ``ema`` and ``mix_rng`` keys and without their settings."""
+    payload = torch.load(stopped_run / "checkpoints" / "last.pt", weights_only=True)
+    del payload["ema"]
+    for rank in payload["ranks"]:
+        del rank["mix_rng"]
+    for name in NEWER_SETTINGS:
+        del payload["config"][name]
+    path = folder / "checkpoints" / "last.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(payload, path)
+    return path
+
+
+def test_checkpoint_from_before_mixing_and_ema_resumes_without_them(
+        stopped_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint written before --mixup/--cutmix/--ema-decay existed is read with them off
+    (its run had none), and a resume may not switch them on: they would change its losses."""
+    path = _older_checkpoint(stopped_run, tmp_path)
+    payload = load_checkpoint(path)
+    cfg = resumed_config(payload, path, {"resume": str(path)})
+    assert not cfg.mixing and cfg.ema_decay == 0
+    check_resumable(payload, cfg, path, world_size=1)  # nothing to object to
+    assert main(["--resume", str(path), "--mixup", "0.2", "--ema-decay", "0.9"]) == 2
+    line = _one_error_line(capsys)
+    assert "--mixup 0.2 (saved: 0.0)" in line and "--ema-decay 0.9 (saved: 0.0)" in line
+
+
+@pytest.mark.parametrize(("setting", "missing"), [("cutmix", "ranks' mix_rng"), ("ema_decay", "ema")])
+def test_checkpoint_missing_what_its_settings_need_is_refused(
+        stopped_run: Path, tmp_path: Path, setting: str, missing: str) -> None:
+    """Saved settings with mixing or an EMA on, but without the generator states or the
+    averaged weights to continue them: refused at load, naming the missing key."""
+    payload = torch.load(_older_checkpoint(stopped_run, tmp_path), weights_only=True)
+    payload["config"][setting] = 0.5
+    path = tmp_path / "broken.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=f"not a checkpoint written by python -m train .*{missing}"):
+        load_checkpoint(path)
 
 
 def test_resume_into_another_runs_directory_is_refused(stopped_run: Path, tmp_path: Path,

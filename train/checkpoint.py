@@ -8,15 +8,23 @@ Layout (format 3): a dict whose values all load under ``torch.load(..., weights_
 - ``optimizer``, ``scheduler``, ``scaler``: their state_dicts.
 - ``epoch``, ``step`` (optimizer steps done in total), ``epoch_step`` (steps done in ``epoch``),
   ``best_top1``.
+- ``ema``: the weights' exponential moving average (--ema-decay), a state_dict with the same
+  keys as ``model`` (loads into the same torchvision GoogLeNet); None when no EMA is kept.
 - ``ranks``: one dict per rank, in rank order: ``loader`` (the DALI loader's position and RNG),
   ``rng`` (torch's CPU/CUDA generator states), ``epoch_sums`` (the partial epoch's loss,
-  accuracy and timing sums; None at an epoch boundary).
+  accuracy and timing sums; None at an epoch boundary), ``mix_rng`` (the state of the rank's
+  mixup / cutmix generator; None when batches are not mixed).
 - ``config``: every ``TrainConfig`` setting; a resume takes the run's settings from it.
 - ``classes`` (names in label order), ``train_files`` (training images the loader read),
   ``run_id`` (also in the run's config.json: tells one run directory's records from another's).
 
 Extending it: a new setting needs nothing here (a checkpoint without it resumes with its
 default); a new top-level key that older code would misread needs ``FORMAT_VERSION + 1``.
+A key that only a new setting needs can instead be optional, read with a default: ``ema`` and
+``mix_rng`` came that way. A checkpoint without them predates --ema-decay and --mixup/--cutmix,
+so its settings say "off" and the defaults (None) are exactly right; older code refuses a newer
+checkpoint by its unknown settings. Where the saved settings need such a key, its absence is a
+layout error.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from torch import nn
 from dali_pipelines import atomic_write
 from train.config import FREE, INVOCATION, MATCH, ConfigError, TrainConfig, flag_of, names_with_rule
 from train.distributed import gather_to_main
-from train.model import build_googlenet
+from train.model import bare_model, build_googlenet
 from train.trainer import Progress
 
 if TYPE_CHECKING:
@@ -50,6 +58,10 @@ LAYOUT: dict[str, type | tuple[type, ...]] = {
 }
 RANK_LAYOUT: dict[str, type | tuple[type, ...]] = {"loader": (str, bytes), "rng": dict,
                                                    "epoch_sums": (dict, type(None))}
+# Optional keys (absent in checkpoints written before their settings existed): where, and which
+# saved setting makes them required when it is on.
+OPTIONAL_EMA = "ema"  # top level; --ema-decay
+OPTIONAL_MIX_RNG = "mix_rng"  # per rank; --mixup / --cutmix
 
 
 class CheckpointError(ValueError):
@@ -65,9 +77,7 @@ class ResumeError(ValueError):
 
 def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The bare model's state_dict, unwrapped from DDP and torch.compile."""
-    inner = getattr(model, "module", model)  # DistributedDataParallel
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile's OptimizedModule
-    return inner.state_dict()
+    return bare_model(model).state_dict()
 
 
 def rng_state() -> dict[str, Any]:
@@ -112,7 +122,8 @@ def save_checkpoint(run: Run, name: str) -> Path:
     mid_epoch = progress.epoch_step > 0 and trainer.meter is not None
     # Each rank has its own shard position, augmentation and dropout RNG, and partial sums.
     mine = {"loader": run.train_loader.state(), "rng": rng_state(),
-            "epoch_sums": trainer.meter.state() if mid_epoch else None}
+            "epoch_sums": trainer.meter.state() if mid_epoch else None,
+            OPTIONAL_MIX_RNG: trainer.mixer.state() if trainer.mixer is not None else None}
     ranks = gather_to_main(mine, run.ctx)
     if not run.ctx.is_main:
         return path
@@ -121,6 +132,9 @@ def save_checkpoint(run: Run, name: str) -> Path:
         "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
         "scaler": trainer.scaler.state_dict(), "epoch": progress.epoch, "step": progress.step,
         "epoch_step": progress.epoch_step, "best_top1": float(progress.best_top1), "ranks": ranks,
+        # Every rank's EMA has the same weights; rank 0's is saved. Its buffers are rank 0's
+        # model's; each rank's EMA takes its own model's again whenever it is used.
+        OPTIONAL_EMA: trainer.ema.state_dict() if trainer.ema is not None else None,
         "config": run.cfg.to_dict(), "classes": list(run.classes), "train_files": run.train_files,
         "run_id": run.run_id,
     }
@@ -128,14 +142,16 @@ def save_checkpoint(run: Run, name: str) -> Path:
     return path
 
 
-def estimated_bytes(num_classes: int) -> int:
+def estimated_bytes(num_classes: int, *, ema: bool = False) -> int:
     """About how large one checkpoint of a ``num_classes`` GoogLeNet is: weights, BatchNorm
-    buffers, SGD's momentum buffer (one per weight), plus 5 % and 1 MiB for the rest."""
+    buffers, SGD's momentum buffer (one per weight), the EMA's weights and buffers when one is
+    kept, plus 5 % and 1 MiB for the rest."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         model = build_googlenet(num_classes)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    return int((2 * weights + buffers) * 1.05) + 2**20
+    copies = 2 if ema else 1
+    return int(((1 + copies) * weights + copies * buffers) * 1.05) + 2**20
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -196,8 +212,24 @@ def _check_layout(payload: Any, path: Path) -> None:
     ranks = payload["ranks"] if isinstance(payload.get("ranks"), list) else []
     if not ranks or not all(_has_layout(r, RANK_LAYOUT) for r in ranks):
         wrong.append("ranks")
+    wrong += _optional_keys_wrong(payload, ranks)
     if wrong:
         raise CheckpointError(f"{foreign} (missing or malformed: {', '.join(dict.fromkeys(wrong))})")
+
+
+def _optional_keys_wrong(payload: dict[str, Any], ranks: list[Any]) -> list[str]:
+    """The optional keys that are malformed, or missing although the saved settings need them."""
+    config = payload["config"] if isinstance(payload.get("config"), dict) else {}
+    wrong = []
+    ema = payload.get(OPTIONAL_EMA)
+    if not isinstance(ema, dict | type(None)) or (config.get("ema_decay", 0) and ema is None):
+        wrong.append(OPTIONAL_EMA)
+    mixing = bool(config.get("mixup", 0) or config.get("cutmix", 0))
+    for rank in ranks:
+        state = rank.get(OPTIONAL_MIX_RNG) if isinstance(rank, dict) else None
+        if not isinstance(state, torch.Tensor | type(None)) or (mixing and state is None):
+            wrong.append(f"ranks' {OPTIONAL_MIX_RNG}")
+    return wrong
 
 
 def _has_layout(value: Any, layout: dict[str, type | tuple[type, ...]]) -> bool:
@@ -256,7 +288,7 @@ def _shown(value: Any) -> str:
 def check_resumable(payload: dict[str, Any], cfg: TrainConfig, path: Path, world_size: int) -> None:
     """Every setting that decides the sample order, schedule or numerics, and the number of
     processes, must equal the saved run's; all differences are listed in one ResumeError."""
-    saved = payload["config"]
+    saved = _saved_settings(payload["config"])
     problems = [f"{flag_of(name)} {_shown(getattr(cfg, name))} (saved: {_shown(saved[name])})"
                 for name in names_with_rule(MATCH) if name in saved and saved[name] != getattr(cfg, name)]
     fixes = []
@@ -270,6 +302,14 @@ def check_resumable(payload: dict[str, Any], cfg: TrainConfig, path: Path, world
     if problems:
         raise ResumeError(f"--resume {path} cannot continue its run exactly with: {'; '.join(problems)}. "
                           f"To continue it, {' and '.join(fixes)}; or start a new run with --overwrite.")
+
+
+def _saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """The saved settings, with the default of each setting the checkpoint predates (its run
+    trained without it: e.g. no --mixup, which a resume must not switch on)."""
+    defaults = {spec.name: spec.default for spec in dataclasses.fields(TrainConfig)
+                if spec.default is not dataclasses.MISSING}
+    return {**defaults, **saved}
 
 
 def check_resumed_data(payload: dict[str, Any], cfg: TrainConfig, path: Path, *,
@@ -292,16 +332,20 @@ def _few(names: Any) -> str:
 
 
 def restore(run: Run, payload: dict[str, Any]) -> None:
-    """Load weights, optimizer, schedule, scaler, this rank's RNG and the partial epoch's sums."""
+    """Load weights (and their EMA), optimizer, schedule, scaler, this rank's RNGs (mixing's too)
+    and the partial epoch's sums."""
     trainer = run.trainer
-    model = getattr(trainer.model, "module", trainer.model)
-    getattr(model, "_orig_mod", model).load_state_dict(payload["model"])
+    bare_model(trainer.model).load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
     trainer.scheduler.load_state_dict(payload["scheduler"])
     if payload["scaler"]:
         trainer.scaler.load_state_dict(payload["scaler"])
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict(payload[OPTIONAL_EMA])
     mine = payload["ranks"][run.ctx.rank]
     restore_rng(mine["rng"])
+    if trainer.mixer is not None:
+        trainer.mixer.restore(mine[OPTIONAL_MIX_RNG])
     trainer.carried = mine["epoch_sums"]
     run.progress = Progress(epoch=payload["epoch"], step=payload["step"], epoch_step=payload["epoch_step"],
                             best_top1=payload["best_top1"])

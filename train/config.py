@@ -43,6 +43,17 @@ def absolute_path(text: str) -> str:
     return os.path.abspath(os.path.expanduser(text))
 
 
+def probability(text: str) -> float:
+    """argparse type: a probability in [0, 1] (``argtypes.fraction`` excludes 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {value}")
+    return value
+
+
 def setting(default: Any, help: str, *, group: str, resume: str, type: Callable[[str], Any] | None = None,
             choices: tuple[str, ...] | None = None, shown_default: str | None = None,
             metavar: str | None = None) -> Any:
@@ -123,6 +134,30 @@ class TrainConfig:
     compile: bool = setting(False, "torch.compile the model", group="optimization", resume=FREE,
                             shown_default="off")
 
+    # --- batch mixing: applied to each training batch after the loader; evaluation is never mixed
+    mixup: float = setting(0.0, "mixup: blend each batch with itself in reverse order, lambda ~ "
+                           "Beta(ALPHA, ALPHA); 0 turns it off", group="mixup and cutmix", resume=MATCH,
+                           type=argtypes.non_negative_float, metavar="ALPHA", shown_default="0, off")
+    cutmix: float = setting(0.0, "cutmix: paste a box of the reversed batch with area 1 - lambda, "
+                            "lambda ~ Beta(ALPHA, ALPHA); 0 turns it off", group="mixup and cutmix",
+                            resume=MATCH, type=argtypes.non_negative_float, metavar="ALPHA",
+                            shown_default="0, off")
+    mix_switch_prob: float = setting(0.5, "with both --mixup and --cutmix on: probability that a batch "
+                                     "gets cutmix rather than mixup", group="mixup and cutmix",
+                                     resume=MATCH, type=probability, metavar="P")
+    mix_prob: float = setting(1.0, "probability that a batch is mixed at all, when --mixup or --cutmix is on",
+                              group="mixup and cutmix", resume=MATCH, type=probability, metavar="P")
+
+    # --- weight averaging: an EMA of the weights, evaluated each epoch beside them
+    ema_decay: float = setting(0.0, "keep an exponential moving average of the weights with this decay "
+                               "per optimizer step (e.g. 0.9998); 0 turns it off", group="weight EMA",
+                               resume=MATCH, type=argtypes.fraction, metavar="D", shown_default="0, off")
+    ema_every: int = setting(1, "update the EMA every N optimizer steps, with decay**N (same horizon, "
+                             "less work)", group="weight EMA", resume=MATCH, type=argtypes.positive_int)
+    ema_warmup: bool = setting(False, "ramp the EMA decay up as min(D, (1+t)/(10+t)) at step t, so "
+                               "early averages forget the initial weights", group="weight EMA",
+                               resume=MATCH, shown_default="off")
+
     def __post_init__(self) -> None:
         """The one place values are checked, with the same rules as the command line."""
         for spec in dataclasses.fields(self):
@@ -137,6 +172,11 @@ class TrainConfig:
     def scaled_lr(self, world_size: int) -> float:
         """Linear scaling rule (Goyal et al. 2017): lr x global batch / 256."""
         return self.lr * self.batch_size * world_size / REFERENCE_BATCH
+
+    @property
+    def mixing(self) -> bool:
+        """Whether batches are mixed (mixup, cutmix or both)."""
+        return self.mixup > 0 or self.cutmix > 0
 
     @property
     def resize_size(self) -> int:

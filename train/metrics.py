@@ -1,4 +1,9 @@
-"""Run records on rank 0: steps.csv, epochs.csv and TensorBoard scalars in the run directory."""
+"""Run records on rank 0: steps.csv, epochs.csv and TensorBoard scalars in the run directory.
+
+``train_top1`` counts a prediction correct when it is the sample's label; with mixup / cutmix,
+the label holding the larger share of the mixed sample (its own when lambda >= 0.5, else its
+partner's). ``ema_val_*`` are the weights' EMA's scores, empty when --ema-decay is 0.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from dali_pipelines import atomic_write, native_stderr
 
 STEP_FIELDS = ("step", "epoch", "loss", "lr", "data_ms", "compute_ms", "images_per_s")
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-                "val_images", "images_per_s", "data_wait_pct", "gpu_idle_pct", "seconds")
+                "val_images", "ema_val_loss", "ema_val_top1", "ema_val_top5", "images_per_s",
+                "data_wait_pct", "gpu_idle_pct", "seconds")
 
 
 class MetricsLog:
@@ -76,11 +82,13 @@ def _isnan(value: Any) -> bool:
 
 
 def _keep_rows(path: Path, fields: tuple[str, ...], keep: Callable[[dict[str, str]], bool]) -> None:
-    """Rewrite ``path`` (atomically) with only the rows ``keep`` accepts."""
+    """Rewrite ``path`` (atomically) with only the rows ``keep`` accepts, under the header ``fields``
+    (a column the file lacked, written by an earlier version, stays empty in its rows)."""
     if not path.exists():
         return
     with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.DictReader(handle) if _well_formed(row, fields) and keep(row)]
+        reader = csv.DictReader(handle)
+        rows = [row for row in reader if _well_formed(row, tuple(reader.fieldnames or ())) and keep(row)]
     with atomic_write(path, newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -89,7 +97,7 @@ def _keep_rows(path: Path, fields: tuple[str, ...], keep: Callable[[dict[str, st
 
 def _well_formed(row: dict[str, str], fields: tuple[str, ...]) -> bool:
     # A row cut short by a crash mid-write lacks its last fields (None) or has a partial number.
-    return all(row.get(name) is not None for name in fields) and row[fields[0]].isdigit()
+    return bool(fields) and all(row.get(name) is not None for name in fields) and row[fields[0]].isdigit()
 
 
 class _CsvFile:

@@ -19,9 +19,20 @@ def build_googlenet(num_classes: int, *, aux_logits: bool = True) -> nn.Module:
     )
 
 
+def bare_model(model: nn.Module) -> nn.Module:
+    """The GoogLeNet inside DDP's and torch.compile's wrappers (whose state_dict keys carry
+    ``module.`` and ``_orig_mod.`` prefixes)."""
+    inner = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(inner, "_orig_mod", inner)  # torch.compile's OptimizedModule
+
+
 def googlenet_loss(outputs: GoogLeNetOutputs | torch.Tensor, targets: torch.Tensor,
                    criterion: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total loss, main logits): main + 0.3 * (aux1 + aux2) in train mode, main alone in eval."""
+    """(total loss, main logits): main + 0.3 * (aux1 + aux2) in train mode, main alone in eval.
+
+    ``targets`` are class indices [N] or, after mixup / cutmix, probabilities [N, classes]; the
+    auxiliary heads get the same targets as the main one.
+    """
     if isinstance(outputs, GoogLeNetOutputs):
         main = criterion(outputs.logits, targets)
         aux = criterion(outputs.aux_logits1, targets) + criterion(outputs.aux_logits2, targets)

@@ -38,7 +38,9 @@ from train.checkpoint import (
 )
 from train.config import TrainConfig
 from train.distributed import DistContext, init_distributed, main_process_first, shutdown
+from train.ema import WeightEma
 from train.metrics import MetricsLog
+from train.mix import BatchMixer, mixer_seed
 from train.model import build_googlenet
 from train.rundir import RunDir
 from train.trainer import EpochResult, Progress, StopRequest, Trainer
@@ -98,12 +100,17 @@ def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
 # --- model and optimizer ------------------------------------------------------------------------
 
 
-def build_model(num_classes: int, cfg: TrainConfig, ctx: DistContext, device: torch.device) -> nn.Module:
-    """GoogLeNet on ``device``; channels_last on the GPU, optionally compiled, DDP-wrapped."""
+def build_model(num_classes: int, cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """GoogLeNet on ``device``, the same initial weights on every rank; channels_last on the GPU."""
     torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts)
     model = build_googlenet(num_classes).to(device)
     if cfg.device == "gpu":
         model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def wrap_model(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
+    """The model optionally compiled, then DDP-wrapped (after the EMA's copy of the bare model)."""
     if cfg.compile:
         model = torch.compile(model)
     if ctx.enabled:
@@ -144,6 +151,23 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
         steps_per_epoch=steps_per_epoch, step_epochs=cfg.step_epochs))
 
 
+def build_mixer(cfg: TrainConfig, num_classes: int, rank: int) -> BatchMixer | None:
+    """Mixup / cutmix as --mixup, --cutmix, --mix-switch-prob and --mix-prob ask; None when both are off."""
+    if not cfg.mixing:
+        return None
+    return BatchMixer(num_classes=num_classes, mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
+                      switch_prob=cfg.mix_switch_prob, mix_prob=cfg.mix_prob, seed=mixer_seed(cfg.seed, rank))
+
+
+def build_ema(cfg: TrainConfig, model: nn.Module) -> WeightEma | None:
+    """The weights' EMA, following the bare model (copied before it is wrapped). Every rank keeps
+    one: after each step all ranks hold the same weights, so their averages agree. None when
+    --ema-decay is 0."""
+    if cfg.ema_decay == 0:
+        return None
+    return WeightEma(model, decay=cfg.ema_decay, every=cfg.ema_every, warmup=cfg.ema_warmup)
+
+
 def _model_layout(device: str):
     if device == "gpu":
         return lambda images: images.permute(0, 3, 1, 2)  # NHWC storage -> channels_last NCHW view
@@ -167,7 +191,7 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
         check_resumed_data(payload, cfg, resume_path, classes=tuple(train_data.classes))
     with main_process_first(ctx, device):  # the other ranks then find every result in the cache
         if run_dir is not None:
-            run_dir.check_free_space(estimated_bytes(len(train_data.classes)))
+            run_dir.check_free_space(estimated_bytes(len(train_data.classes), ema=cfg.ema_decay > 0))
         train_data, val_data = verified(cfg, train_data), verified(cfg, val_data)
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, train_files=len(train_data))
@@ -178,7 +202,9 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     train_loader = make_loader(train_data, pipe_cfg, train=True,
                                checkpoint=payload["ranks"][ctx.rank]["loader"] if payload else None)
     val_loader = make_loader(val_data, pipe_cfg, train=False)
-    model = build_model(len(train_data.classes), cfg, ctx, device)
+    model = build_model(len(train_data.classes), cfg, device)
+    ema = build_ema(cfg, model)
+    model = wrap_model(model, cfg, ctx)
     optimizer = build_optimizer(model, cfg, ctx.world_size)
     resumed_at = (payload["epoch"], payload["step"]) if payload else None
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and cfg.device == "gpu")
@@ -186,7 +212,8 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
                       scheduler=build_scheduler(optimizer, cfg, len(train_loader)), scaler=scaler,
                       criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
                       metrics=MetricsLog(Path(cfg.out), enabled=ctx.is_main, resumed_at=resumed_at),
-                      stop=stop, to_model_layout=_model_layout(cfg.device))
+                      stop=stop, to_model_layout=_model_layout(cfg.device),
+                      mixer=build_mixer(cfg, len(train_data.classes), ctx.rank), ema=ema)
     run = Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
               classes=tuple(train_data.classes), train_files=len(train_data),
               run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
@@ -305,7 +332,8 @@ def _percent(fraction: float | None) -> float | None:
 
 
 def _end_epoch(state: Run, result: EpochResult) -> None:
-    """Evaluate, log the epoch, and checkpoint (last, and best by top-1)."""
+    """Evaluate (the raw weights, and the EMA's when kept), log the epoch, and checkpoint: last,
+    and best by top-1 (the EMA's top-1 when --ema-decay is on)."""
     progress, trainer = state.progress, state.trainer
     scores = trainer.evaluate(state.val_loader)
     timing = result.timing
@@ -317,17 +345,33 @@ def _end_epoch(state: Run, result: EpochResult) -> None:
            "seconds": round(timing.seconds, 2)}
     trainer.metrics.epoch(row)
     if state.ctx.is_main:
-        idle = "n/a" if row["gpu_idle_pct"] is None else f"{row['gpu_idle_pct']:.1f}%"
-        print(f"epoch {progress.epoch} step {progress.step}: train loss {result.loss:.4f} "
-              f"top1 {result.top1:.3f} | val loss {scores['val_loss']:.4f} top1 {scores['val_top1']:.3f} "
-              f"top5 {scores['val_top5']:.3f} ({scores['val_images']} images) | "
-              f"{row['images_per_s']:.0f} img/s, data wait {row['data_wait_pct']:.1f}%, GPU idle {idle}",
-              flush=True)
+        _print_epoch(progress, result, scores, row)
     if not result.stopped_by:
         progress.epoch += 1
         progress.epoch_step = 0
-    improved = scores["val_top1"] > progress.best_top1
-    progress.best_top1 = max(progress.best_top1, scores["val_top1"])
+    top1 = best_by(scores)
+    improved = top1 > progress.best_top1
+    progress.best_top1 = max(progress.best_top1, top1)
     save_checkpoint(state, "last")
     if improved:
         save_checkpoint(state, "best")
+
+
+def best_by(scores: dict[str, float]) -> float:
+    """The top-1 that picks best.pt: the EMA's when one is evaluated (as timm picks its best
+    checkpoint; the EMA is what such a run is meant to deliver), else the raw weights'."""
+    return scores.get("ema_val_top1", scores["val_top1"])
+
+
+def _print_epoch(progress: Progress, result: EpochResult, scores: dict[str, float],
+                 row: dict[str, Any]) -> None:
+    idle = "n/a" if row["gpu_idle_pct"] is None else f"{row['gpu_idle_pct']:.1f}%"
+    ema = ""
+    if "ema_val_top1" in scores:
+        ema = (f" | EMA val loss {scores['ema_val_loss']:.4f} top1 {scores['ema_val_top1']:.3f} "
+               f"top5 {scores['ema_val_top5']:.3f}")
+    print(f"epoch {progress.epoch} step {progress.step}: train loss {result.loss:.4f} "
+          f"top1 {result.top1:.3f} | val loss {scores['val_loss']:.4f} top1 {scores['val_top1']:.3f} "
+          f"top5 {scores['val_top5']:.3f} ({scores['val_images']} images){ema} | "
+          f"{row['images_per_s']:.0f} img/s, data wait {row['data_wait_pct']:.1f}%, GPU idle {idle}",
+          flush=True)

@@ -18,7 +18,9 @@ from tqdm import tqdm
 
 from train.config import TrainConfig
 from train.distributed import DistContext, all_reduce_sum, any_rank
+from train.ema import WeightEma
 from train.metrics import MetricsLog
+from train.mix import BatchMixer
 from train.model import googlenet_loss
 from train.timing import EpochTiming, StepTimer
 
@@ -63,7 +65,7 @@ class Progress:
     epoch: int = 0
     step: int = 0  # optimizer steps done in total
     epoch_step: int = 0  # optimizer steps done in the current epoch
-    best_top1: float = -1.0
+    best_top1: float = -1.0  # best val top-1 of the weights that pick best.pt (the EMA's when on)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ class EpochMeter:
             self.timer.restore(carried["timing"])
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Accumulate on the device: no host sync per step."""
+        """Accumulate on the device: no host sync per step. With mixup / cutmix, ``labels`` are
+        each mixed sample's dominant label (the one with the larger share)."""
         self.loss_sum += loss.double() * labels.shape[0]
         self.correct += (logits.argmax(dim=1) == labels).sum()
 
@@ -161,6 +164,8 @@ class Trainer:
     metrics: MetricsLog
     stop: StopRequest
     to_model_layout: Callable[[torch.Tensor], torch.Tensor]
+    mixer: BatchMixer | None = None  # --mixup / --cutmix
+    ema: WeightEma | None = None  # --ema-decay
     meter: EpochMeter | None = None  # the current epoch's sums
     carried: dict[str, Any] | None = None  # sums of a resumed partial epoch
 
@@ -170,16 +175,27 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32,
                               enabled=dtype is not None)
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step; returns (loss, main logits) without synchronizing the device."""
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor,
+                   step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Optimizer step ``step`` (1-based, over the run), then the EMA's update when one is due.
+
+        Returns (loss, main logits, the labels top-1 is scored against: ``labels``, or after
+        mixing each sample's dominant label) without synchronizing the device.
+        """
+        inputs, targets = self.to_model_layout(images), labels
+        if self.mixer is not None:  # after the layout change: spatial axes are -2, -1 in either layout
+            mixed = self.mixer(inputs, labels)
+            inputs, targets, labels = mixed.images, mixed.targets, mixed.labels
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss, logits = googlenet_loss(self.model(self.to_model_layout(images)), labels, self.criterion)
+            loss, logits = googlenet_loss(self.model(inputs), targets, self.criterion)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.detach(), logits.detach()
+        if self.ema is not None:
+            self.ema.update(step)
+        return loss.detach(), logits.detach(), labels
 
     def _should_stop(self, progress: Progress) -> str:
         if self.cfg.max_steps is not None and progress.step >= self.cfg.max_steps:
@@ -203,9 +219,9 @@ class Trainer:
         for images, labels in ([] if stopped_by else loader):
             data_s = meter.timer.data_ready()
             meter.timer.compute_begin()
-            loss, logits = self.train_step(images, labels)
+            loss, logits, scored = self.train_step(images, labels, progress.step + 1)
             compute_s = meter.timer.compute_end(labels.shape[0])
-            meter.add(loss, logits, labels)
+            meter.add(loss, logits, scored)
             progress.step += 1
             progress.epoch_step += 1
             display.update()
@@ -228,20 +244,41 @@ class Trainer:
                            "lr": self.scheduler.get_last_lr()[0], "data_ms": round(data_s * 1e3, 3),
                            "compute_ms": round(compute_s * 1e3, 3), "images_per_s": round(rate, 1)})
 
+    def evaluated_models(self) -> dict[str, nn.Module]:
+        """What each epoch evaluates, by the prefix of its scores: the raw weights, and the EMA's."""
+        models = {"val": self.model}
+        if self.ema is not None:
+            models["ema_val"] = self.ema.averaged()
+        return models
+
     @torch.no_grad()
     def evaluate(self, loader: Iterable) -> dict[str, float]:
-        """Loss, top-1 and top-5 over every validation image, each counted once across ranks."""
-        self.model.eval()
-        sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, top1, top5, count
+        """Loss, top-1 and top-5 over every validation image, each counted once across ranks, for
+        each of ``evaluated_models()`` (one pass over the data: each batch is decoded once)."""
+        models = self.evaluated_models()
+        for model in models.values():
+            model.eval()
+        # Per model: loss, top-1, top-5 sums; then the image count.
+        sums = torch.zeros(3 * len(models) + 1, dtype=torch.float64, device=self.device)
         for images, labels in loader:
-            with self._autocast():
-                logits = self.model(self.to_model_layout(images))
-            loss = nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            hits = top == labels[:, None]
-            sums += torch.stack([loss.double(), hits[:, 0].sum().double(), hits.any(dim=1).sum().double(),
-                                 torch.tensor(labels.shape[0], dtype=torch.float64, device=self.device)])
-        loss_sum, top1, top5, count = all_reduce_sum(sums.tolist(), self.device, self.ctx)
-        count = max(count, 1.0)
-        return {"val_loss": loss_sum / count, "val_top1": top1 / count, "val_top5": top5 / count,
-                "val_images": int(count)}
+            inputs = self.to_model_layout(images)
+            for index, model in enumerate(models.values()):
+                sums[3 * index:3 * index + 3] += self._scores(model, inputs, labels)
+            sums[-1] += labels.shape[0]
+        totals = all_reduce_sum(sums.tolist(), self.device, self.ctx)
+        count = max(totals[-1], 1.0)
+        scores: dict[str, float] = {}
+        for index, prefix in enumerate(models):
+            loss_sum, top1, top5 = totals[3 * index:3 * index + 3]
+            scores.update({f"{prefix}_loss": loss_sum / count, f"{prefix}_top1": top1 / count,
+                           f"{prefix}_top5": top5 / count})
+        scores["val_images"] = int(count)
+        return scores
+
+    def _scores(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed loss, top-1 hits and top-5 hits of one batch, on the device."""
+        with self._autocast():
+            logits = model(inputs)
+        loss = nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+        return torch.stack([loss.double(), hits[:, 0].sum().double(), hits.any(dim=1).sum().double()])
