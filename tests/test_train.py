@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -25,9 +26,11 @@ from train.config import TrainConfig, get_args_parser
 CLASSES = ("astronaut", "space", "texture")
 # 32 px crops keep a GoogLeNet step cheap on 2 cores; the graph is the full one.
 FAST = ["--device", "cpu", "--image-size", "32", "--batch-size", "9", "--workers", "2"]
-# The resume runs mix batches (some mixup, some cutmix, some neither) and keep an EMA updated
-# every 2 steps, with label smoothing: a resume must repeat all of it.
-MIX_AND_EMA = ["--mixup", "0.4", "--cutmix", "1.0", "--mix-prob", "0.8", "--label-smoothing", "0.1",
+# The resume runs augment in the DALI graph (RandAugment), mix batches (some mixup, some cutmix,
+# some neither) and keep an EMA updated every 2 steps, with label smoothing: a resume must repeat
+# all of it.
+MIX_AND_EMA = ["--augment", "randaugment", "--augment-ops", "2", "--augment-magnitude", "9",
+               "--mixup", "0.4", "--cutmix", "1.0", "--mix-prob", "0.8", "--label-smoothing", "0.1",
                "--ema-decay", "0.8", "--ema-every", "2"]
 
 
@@ -142,6 +145,13 @@ def test_resumed_epoch_row_covers_the_whole_epoch(resumed: dict) -> None:
         assert float(parts["1"][key]) == pytest.approx(float(whole["1"][key]), rel=1e-5, abs=1e-6), key
 
 
+def test_augment_settings_reach_the_train_graph(resumed: dict) -> None:
+    """--augment and its knobs are recorded as the pipeline's own settings (config.json)."""
+    pipeline = json.loads((resumed["whole"] / "config.json").read_text(encoding="utf-8"))["pipeline"]
+    chosen = (pipeline["augment"], pipeline["augment_ops"], pipeline["augment_magnitude"])
+    assert chosen == ("randaugment", 2, 9)
+
+
 def test_checkpoint_loads_into_torchvision(resumed: dict) -> None:
     """The stored weights, raw and EMA, load strictly into torchvision's GoogLeNet and give finite
     logits. best.pt is the epoch with the best EMA top-1 when an EMA is kept."""
@@ -237,6 +247,8 @@ def test_two_process_resume_continues_the_same_losses(ddp_runs: dict) -> None:
         (["--mix-switch-prob", "2"], "argument --mix-switch-prob: expected a probability in [0, 1], got 2.0"),
         (["--ema-decay", "1"], "argument --ema-decay: expected a number in [0, 1), got 1.0"),
         (["--ema-every", "0"], "argument --ema-every: expected a positive integer, got 0"),
+        (["--augment", "cutout"], "argument --augment: invalid choice: 'cutout'"),
+        (["--augment-ops", "0"], "argument --augment-ops: expected an integer in [1, 16], got 0"),
     ],
 )
 def test_bad_arguments_name_the_flag(tiny_root: Path, args: list[str], message: str,
@@ -267,6 +279,17 @@ def test_gpu_without_cuda_suggests_cpu(tiny_root: Path, capsys: pytest.CaptureFi
         main(["--data", str(tiny_root), "--device", "gpu"])
     assert exit_info.value.code == 2
     assert "use --device cpu" in capsys.readouterr().err
+
+
+def test_augment_magnitude_outside_its_bins_is_refused(tiny_root: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A magnitude bin past the bin count fails with both flags named, before any work."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(tiny_root), *FAST, "--augment", "randaugment", "--augment-magnitude", "12",
+              "--augment-magnitude-bins", "10", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert "--augment-magnitude 12 must be below --augment-magnitude-bins 10" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_data_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

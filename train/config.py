@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dali_pipelines import argtypes
+from dali_pipelines import AUGMENTS, argtypes
 
 REFERENCE_BATCH = 256  # the learning rate given on the command line is per 256 images
 
@@ -134,6 +134,19 @@ class TrainConfig:
     compile: bool = setting(False, "torch.compile the model", group="optimization", resume=FREE,
                             shown_default="off")
 
+    # --- augmentation policy: in the DALI train graph after crop, resize and flip (GPU or CPU)
+    augment: str = setting("basic", "policy after the random-resized crop and flip: basic (none), "
+                           "randaugment, trivialaugment (wide) or autoaugment (ImageNet), as torchvision "
+                           "defines them", group="augmentation", resume=MATCH, choices=AUGMENTS)
+    augment_ops: int = setting(2, "randaugment: operations per image", group="augmentation",
+                               resume=MATCH, type=argtypes.int_in(1, 16))
+    augment_magnitude: int = setting(9, "randaugment: magnitude bin of every operation, 0 .. "
+                                     "--augment-magnitude-bins - 1", group="augmentation", resume=MATCH,
+                                     type=argtypes.int_in(0, 255))
+    augment_magnitude_bins: int = setting(31, "randaugment, trivialaugment: bins each operation's range "
+                                          "is divided into", group="augmentation", resume=MATCH,
+                                          type=argtypes.int_in(2, 256))
+
     # --- batch mixing: applied to each training batch after the loader; evaluation is never mixed
     mixup: float = setting(0.0, "mixup: blend each batch with itself in reverse order, lambda ~ "
                            "Beta(ALPHA, ALPHA); 0 turns it off", group="mixup and cutmix", resume=MATCH,
@@ -166,6 +179,9 @@ class TrainConfig:
                 raise ConfigError(f"{flag_of(spec.name)}: {problem}")
         if self.data is None and self.resume is None:
             raise ConfigError("--data is required (or --resume CKPT to continue a saved run)")
+        if self.augment_magnitude >= self.augment_magnitude_bins:
+            raise ConfigError(f"--augment-magnitude {self.augment_magnitude} must be below "
+                              f"--augment-magnitude-bins {self.augment_magnitude_bins}")
         if self.overwrite and self.resume is not None:
             raise ConfigError("--overwrite starts a new run and --resume continues one; pass one of them")
 

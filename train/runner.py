@@ -78,7 +78,8 @@ def pipeline_config(cfg: TrainConfig, ctx: DistContext) -> PipelineConfig:
     return PipelineConfig(
         batch_size=cfg.batch_size, num_threads=threads, device=cfg.device, device_id=ctx.local_rank,
         crop_size=cfg.image_size, resize_size=cfg.resize_size, seed=cfg.seed,
-        shard_id=ctx.rank, num_shards=ctx.world_size,
+        shard_id=ctx.rank, num_shards=ctx.world_size, augment=cfg.augment, augment_ops=cfg.augment_ops,
+        augment_magnitude=cfg.augment_magnitude, augment_magnitude_bins=cfg.augment_magnitude_bins,
         # NHWC batches viewed as NCHW are channels_last tensors: no transpose before the convs.
         layout="NHWC" if cfg.device == "gpu" else "NCHW",
     )
