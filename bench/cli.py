@@ -47,7 +47,8 @@ SECTION_HELP = {
     "scaling": "train img/s over 1, 2, 4, ... workers (torch-pil, dali-cpu, dali-gpu)",
     "hw-decoder": "dali-gpu over hw_decoder_load (GPU)",
     "overlap": "each loader feeding a simulated accelerator step (a sleep)",
-    "e2e": "GoogLeNet training fed by each GPU loader vs synthetic data (GPU)",
+    "e2e": "GoogLeNet training fed by each GPU loader vs synthetic data, and with train-aug by dali-gpu "
+           "and torch-tv (GPU)",
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
 }
@@ -139,8 +140,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help=f"folder holding benchmark runs (default: {RESULTS_DIR})")
     report.add_argument("--json", action="store_true",
                         help="print a JSON summary (device, cpus, throughput per backend and workload, "
-                             "e2e efficiency, ratios to dali-ref, command, date) instead; write nothing "
-                             "(default: off)")
+                             "train-aug / train per backend, skipped jobs, e2e efficiency per loader "
+                             "('dali-gpu+train-aug' for train-aug), ratios to dali-ref, command, date) "
+                             "instead; write nothing (default: off)")
     return parser
 
 
