@@ -239,7 +239,7 @@ def test_torchvision_randaugment_matches_the_library_policy() -> None:
         assert policy.fill in (None, {}) or all(v is None for v in policy.fill.values())  # black
 
 
-def test_tfdata_skips_train_aug_with_its_reason(val_root: Path, tmp_path: Path) -> None:
+def test_tfdata_skips_train_aug_with_its_reason(val_root: Path) -> None:
     """No TensorFlow RandAugment: the factory refuses (before importing TensorFlow) and the sweep
     records a skipped job with the reason, without starting a process."""
     reason = BACKENDS["tfdata"].skip_reason("train-aug")
@@ -251,7 +251,8 @@ def test_tfdata_skips_train_aug_with_its_reason(val_root: Path, tmp_path: Path) 
     settings = Settings(sections=("throughput",), backends=("tfdata",), workloads=("train-aug",),
                         device="cpu", batch_size=8, max_workers=1)
     records: list[dict] = []
-    run_sweep(plan(settings), {"files": data}, 1.0, records.append)  # 1 s: no process could even start
+    # A 1 s timeout: a job that did run in a process would come back as an error record.
+    run_sweep(plan(settings), {"files": data}, 1.0, records.append)
     (record,) = records
     assert (record["status"], record["reason"], record["measurement"]) == ("skipped", reason, None)
 
