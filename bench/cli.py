@@ -16,7 +16,15 @@ from typing import Any
 import torch
 
 from bench.backends import BACKENDS, WORKLOADS
-from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, SECTIONS, TIMING, Settings
+from bench.sweep import (
+    DEFAULT_SECTIONS,
+    GPU_SECTIONS,
+    QUICK_SECTIONS,
+    QUICK_WORKLOADS,
+    SECTIONS,
+    TIMING,
+    Settings,
+)
 from dali_pipelines import DatasetError, argtypes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -39,7 +47,8 @@ SECTION_HELP = {
     "scaling": "train img/s over 1, 2, 4, ... workers (torch-pil, dali-cpu, dali-gpu)",
     "hw-decoder": "dali-gpu over hw_decoder_load (GPU)",
     "overlap": "each loader feeding a simulated accelerator step (a sleep)",
-    "e2e": "GoogLeNet training fed by each GPU loader vs synthetic data (GPU)",
+    "e2e": "GoogLeNet training fed by each GPU loader vs synthetic data, and with train-aug by dali-gpu "
+           "and torch-tv (GPU)",
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
 }
@@ -68,8 +77,8 @@ def _folder(flag: str) -> Callable[[str], Path]:
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to measure")
     what.add_argument("--quick", action="store_true",
-                      help="a short run: train workload, throughput plus overlap (CPU) or e2e (GPU), shorter "
-                           "repeats, a small sample set (default: off)")
+                      help=f"a short run: {' and '.join(QUICK_WORKLOADS)} workloads, throughput plus overlap "
+                           "(CPU) or e2e (GPU), shorter repeats, a small sample set (default: off)")
     what.add_argument("--sections", metavar="LIST", type=_names("--sections", SECTIONS), default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in SECTION_HELP.items())
                            + f" (default: all that apply to the device; {'+'.join(QUICK_SECTIONS['cpu'])} "
@@ -79,7 +88,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     what.add_argument("--workloads", metavar="LIST", type=_names("--workloads", list(WORKLOADS)),
                       default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in WORKLOADS.items())
-                           + " (default: all; train with --quick)")
+                           + f" (default: all; {','.join(QUICK_WORKLOADS)} with --quick)")
     what.add_argument("--device", choices=("cpu", "gpu"), default=None,
                       help="where batches are delivered (default: gpu when a CUDA GPU is visible, else cpu)")
     what.add_argument("--batch-size", metavar="N", type=argtypes.int_in(1, 4096), default=None,
@@ -131,8 +140,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help=f"folder holding benchmark runs (default: {RESULTS_DIR})")
     report.add_argument("--json", action="store_true",
                         help="print a JSON summary (device, cpus, throughput per backend and workload, "
-                             "e2e efficiency, ratios to dali-ref, command, date) instead; write nothing "
-                             "(default: off)")
+                             "train-aug / train per backend, skipped jobs, e2e efficiency per loader "
+                             "('dali-gpu+train-aug' for train-aug), ratios to dali-ref, command, date) "
+                             "instead; write nothing (default: off)")
     return parser
 
 
@@ -205,7 +215,7 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
     timing.update({name: value for name, value in given.items() if value is not None})
     settings = Settings(
         sections=sections, backends=backends,
-        workloads=args.workloads or (("train",) if quick else tuple(WORKLOADS)), device=device,
+        workloads=args.workloads or (QUICK_WORKLOADS if quick else tuple(WORKLOADS)), device=device,
         batch_size=args.batch_size or {"cpu": 64, "gpu": 256}[device] // (2 if quick else 1),
         max_workers=args.max_workers, repeats=args.repeats, soak_epochs=args.soak_epochs,
         timeout_s=args.timeout, quick=quick, **timing)

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # after use("Agg"), deliberately
 from matplotlib.figure import Figure
 
 from bench.backends import REFERENCE
-from bench.report import backends_of, ok_rows, rate, soak_figures, throughput, workloads_of
+from bench.report import backends_of, e2e_key, ok_rows, rate, skipped, soak_figures, throughput, workloads_of
 from bench.sweep import SYNTHETIC
 
 _logger = logging.getLogger(__name__)
@@ -27,13 +27,14 @@ COLOURS = {  # fixed per backend, so a colour means the same loader in every fig
 
 
 def colour(backend: str) -> str:
-    """The backend's colour (black for names this module does not know)."""
-    return COLOURS.get(backend, "#000000")
+    """The backend's colour, also for ``backend+workload`` (black for names this module does not know)."""
+    return COLOURS.get(backend.partition("+")[0], "#000000")
 
 
 def _bars(ax: Any, names: list[str], values: list[float], errors: list[list[float]] | None = None) -> list:
-    """One labelled bar per backend in its colour."""
-    bars = ax.bar(range(len(names)), values, yerr=errors, capsize=3, color=[colour(n) for n in names])
+    """One labelled bar per backend in its colour; hatched for ``backend+workload`` (e.g. train-aug)."""
+    bars = ax.bar(range(len(names)), values, yerr=errors, capsize=3, color=[colour(n) for n in names],
+                  hatch=["//" if "+" in n else "" for n in names])
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     highs = [v + e for v, e in zip(values, errors[1], strict=True)] if errors else values
     ax.set_ylim(0, 1.4 * max(highs, default=1.0))  # headroom for the legend and the bar labels
@@ -59,7 +60,8 @@ def throughput_figure(run: dict[str, Any]) -> Figure | None:
         ref = rates.get(REFERENCE, {}).get(workload)
         if ref:
             ax.bar_label(bars, [f"{v / ref:.2f}x" for v in values], fontsize=7, padding=2)
-        ax.set_title(workload)
+        left_out = [b for b, whys in skipped(run).items() if workload in whys]
+        ax.set_title(workload + (f" ({', '.join(left_out)}: skipped)" if left_out else ""))
         ax.set_ylabel("images / s (median, min-max)")
     note = f"; labels: ratio to {REFERENCE}" if REFERENCE in rates else ""
     fig.suptitle(f"Throughput ({run['machine']['cores']} cores, batches to {run['device']}){note}")
@@ -101,7 +103,7 @@ def efficiency_figure(run: dict[str, Any]) -> Figure | None:
     for ax, (title, rows) in zip(axes[0], panels, strict=True):
         light = rate(next(r for r in rows if r["backend"] == SYNTHETIC))
         loaders = [r for r in rows if r["backend"] != SYNTHETIC]
-        _bars(ax, [r["backend"] for r in loaders], [rate(r) / light for r in loaders])
+        _bars(ax, [e2e_key(r) for r in loaders], [rate(r) / light for r in loaders])
         ax.axhline(1.0, color="gray", linewidth=0.8)
         ax.set_ylabel("efficiency (img/s / synthetic img/s)")
         ax.set_title(title)

@@ -34,9 +34,14 @@ def backends_of(run: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(r["backend"] for r in run["results"] if r["backend"] != SYNTHETIC))
 
 
+def skipped_rows(run: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    """Records of ``section`` that a backend skipped (it cannot do the workload), with the reason."""
+    return [r for r in run["results"] if r["section"] == section and r["status"] == "skipped"]
+
+
 def workloads_of(run: dict[str, Any]) -> list[str]:
-    """Workloads the throughput section measured, in declaration order."""
-    done = {r["workload"] for r in ok_rows(run, "throughput")}
+    """Workloads the throughput section measured (or a backend skipped), in declaration order."""
+    done = {r["workload"] for r in [*ok_rows(run, "throughput"), *skipped_rows(run, "throughput")]}
     return [w for w in WORKLOADS if w in done]
 
 
@@ -48,6 +53,27 @@ def throughput(run: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def aug_ratios(run: dict[str, Any]) -> dict[str, float]:
+    """{backend: its train-aug img/s / its own train img/s}: what RandAugment costs each loader."""
+    return {b: r["train-aug"] / r["train"] for b, r in throughput(run).items()
+            if "train" in r and "train-aug" in r}
+
+
+def skipped(run: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """{backend: {workload: why it was not run}} of the throughput section."""
+    out: dict[str, dict[str, str]] = {}
+    for r in skipped_rows(run, "throughput"):
+        out.setdefault(r["backend"], {})[r["workload"]] = r["reason"]
+    return out
+
+
+def e2e_key(row: dict[str, Any]) -> str:
+    """An e2e loader's name: the backend, or ``backend+workload`` when it fed a workload other
+    than train (``dali-gpu+train-aug``); synthetic data is just ``synthetic``."""
+    plain = row["backend"] == SYNTHETIC or row["workload"] == "train"
+    return row["backend"] if plain else f"{row['backend']}+{row['workload']}"
+
+
 def ratios_to_reference(run: dict[str, Any]) -> dict[str, dict[str, float]]:
     """{dali backend: {workload: its img/s / dali-ref's img/s}}, same run, same workload."""
     rates = throughput(run)
@@ -57,8 +83,9 @@ def ratios_to_reference(run: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def e2e_figures(run: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Per loader in the e2e section: efficiency, data wait, GPU idle and step time vs synthetic."""
-    rows = {r["backend"]: r for r in ok_rows(run, "e2e")}
+    """Per loader in the e2e section (keyed by ``e2e_key``): efficiency, data wait, GPU idle and
+    step time vs synthetic."""
+    rows = {e2e_key(r): r for r in ok_rows(run, "e2e")}
     light = rows.get(SYNTHETIC)
     out = {}
     for backend, r in rows.items():
@@ -113,13 +140,15 @@ def summary(run: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
         "cpu_model": run["machine"]["cpu"], "command": run["command"], "date": run["date"],
         "started": run["started"], "quick": run["quick"], "file": str(path) if path else None,
         "throughput": throughput(run),
+        "train_aug_vs_train": aug_ratios(run),
         "ratio_to_dali_ref": ratios_to_reference(run),
         "e2e_efficiency": {b: f["efficiency"] for b, f in e2e.items() if b != SYNTHETIC},
         "e2e_gpu_idle_frac": {b: f["gpu_idle_frac"] for b, f in e2e.items()},
         "e2e_step_vs_synthetic": {b: f["step_vs_synthetic"] for b, f in e2e.items() if b != SYNTHETIC},
         "soak_growth_pct": {b: f["growth_pct"] for b, f in soak_figures(run).items()},
         "shards_vs_files": {w: f["ratio"] for w, f in shards_figures(run).items()},
-        "errors": sum(r["status"] != "ok" for r in run["results"]),
+        "skipped": skipped(run),
+        "errors": sum(r["status"] == "error" for r in run["results"]),
     }
 
 
@@ -166,27 +195,44 @@ def header_lines(run: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _throughput_row(run: dict[str, Any], backend: str, workloads: list[str], cpu_of: list[str],
+                    with_ratio: bool) -> list[str] | None:
+    """One backend's row of the throughput table; None when it has no record there."""
+    cells = {r["workload"]: r for r in ok_rows(run, "throughput", backend=backend)}
+    skips = skipped(run).get(backend, {})
+    if not cells and not skips:
+        return None
+    row = [f"`{backend}`", *("skipped" if w in skips else _cell(cells.get(w)) for w in workloads)]
+    if with_ratio:
+        ratio = aug_ratios(run).get(backend)
+        row.append("-" if ratio is None else f"{ratio:.2f}x")
+    row.append(" / ".join(f"{cells[w]['measurement']['cpu_s_per_1000']:.2f}" if w in cells else "-"
+                          for w in cpu_of))
+    main = cells.get(cpu_of[0]) or next(iter(cells.values()), None)
+    if main is None:
+        return [*row, "-", "-"]
+    m = main["measurement"]
+    return [*row, _memory(m), "-" if m["peak_gpu_mb"] is None else f"{m['peak_gpu_mb']:.0f}"]
+
+
 def throughput_lines(run: dict[str, Any]) -> list[str]:
-    """img/s per backend per workload, with CPU cost and peak memory of the main workload."""
+    """img/s per backend per workload, train-aug over train, CPU cost and peak memory of train."""
     workloads = workloads_of(run)
     if not workloads:
         return []
     main = "train" if "train" in workloads else workloads[0]
-    rows = []
-    for backend in backends_of(run):
-        cells = {r["workload"]: r for r in ok_rows(run, "throughput", backend=backend)}
-        if not cells:
-            continue
-        m = (cells.get(main) or next(iter(cells.values())))["measurement"]
-        gpu = "-" if m["peak_gpu_mb"] is None else f"{m['peak_gpu_mb']:.0f}"
-        rows.append([f"`{backend}`", *(_cell(cells.get(w)) for w in workloads),
-                     f"{m['cpu_s_per_1000']:.2f}", _memory(m), gpu])
-    first = ok_rows(run, "throughput")[0]
+    with_ratio = {"train", "train-aug"} <= set(workloads)
+    cpu_of = [main, "train-aug"] if with_ratio else [main]
+    rows = [row for b in backends_of(run) if (row := _throughput_row(run, b, workloads, cpu_of, with_ratio))]
+    first = (ok_rows(run, "throughput") or skipped_rows(run, "throughput"))[0]
     title = (f"**Throughput, images/s** (batch {first['batch_size']}, {run['settings']['max_workers']} "
              f"workers or threads; `naive` is sequential)")
-    header = ["backend", *workloads, f"CPU s / 1000 img ({main})", "peak PSS MiB (process + workers)",
+    header = ["backend", *workloads, *(["train-aug / train"] if with_ratio else []),
+              f"CPU s / 1000 img ({' / '.join(cpu_of)})", f"peak PSS MiB ({main}; process + workers)",
               "peak GPU MiB"]
-    return [title, "", *_table(header, rows), *reference_lines(run, workloads)]
+    notes = [f"- `{b}` {w}: skipped, {why}" for b, whys in skipped(run).items() for w, why in whys.items()]
+    return [title, "", *_table(header, rows), *([*notes, ""] if notes else []),
+            *reference_lines(run, workloads)]
 
 
 def reference_lines(run: dict[str, Any], workloads: list[str]) -> list[str]:
@@ -196,13 +242,14 @@ def reference_lines(run: dict[str, Any], workloads: list[str]) -> list[str]:
         return []
     rows = [[f"`{b}`", *(f"{r[w]:.2f}x" if w in r else "-" for w in workloads)] for b, r in ratios.items()]
     ref_device = "mixed decode, GPU" if run["device"] == "gpu" else "CPU"
-    return [f"**This project's DALI graphs against NVIDIA's example graph** (`{REFERENCE}`, {ref_device}; "
-            "img/s ratio, same run)", "", *_table(["backend", *workloads], rows)]
+    stock = "; its train-aug runs DALI's stock RandAugment suite" if "train-aug" in workloads else ""
+    return [f"**This project's DALI graphs against NVIDIA's example graph** (`{REFERENCE}`, "
+            f"{ref_device}{stock}; img/s ratio, same run)", "", *_table(["backend", *workloads], rows)]
 
 
 def error_lines(run: dict[str, Any]) -> list[str]:
-    """Jobs that failed, with the reason."""
-    failed = [r for r in run["results"] if r["status"] != "ok"]
+    """Jobs that failed, with the reason (skipped ones are not failures: their tables say why)."""
+    failed = [r for r in run["results"] if r["status"] == "error"]
     if not failed:
         return []
     return ["**Failed jobs**", "", *(f"- {r['section']}: `{r['backend']}` {r['workload']}: {r['reason']}"
@@ -251,7 +298,7 @@ def overlap_lines(run: dict[str, Any]) -> list[str]:
 
 
 def e2e_lines(run: dict[str, Any]) -> list[str]:
-    """GoogLeNet training fed by each GPU loader and by synthetic data."""
+    """GoogLeNet training fed by each GPU loader (and with train-aug) and by synthetic data."""
     figures = e2e_figures(run)
     if not figures:
         return []
@@ -266,7 +313,8 @@ def e2e_lines(run: dict[str, Any]) -> list[str]:
             "Efficiency = img/s / img/s on synthetic on-GPU data. GPU idle = gaps between steps on the GPU "
             "timeline (the loader was late). Step time vs synthetic = GPU time inside a step over the "
             "same on synthetic data: above 1 when the loader's own GPU work slows the step down "
-            "(shared SMs and memory bandwidth), which gaps do not show.",
+            "(shared SMs and memory bandwidth), which gaps do not show. `+train-aug`: the loader also "
+            "runs RandAugment (2 operations, magnitude 9).",
             "",
             *_table(["loader", "img/s", "efficiency", "data wait %", "GPU idle % (gaps)", "GPU ms / step",
                      "step time vs synthetic"], table)]

@@ -5,7 +5,8 @@ feeding GoogLeNet cost ...); a job is one measurement. Jobs run one at a time, e
 fresh process forked from a server that has imported torch and torchvision only (no CUDA,
 no DALI, no TensorFlow yet), so thread pools, memory pools and peak memory start clean for
 every job without paying torch's import each time. TensorFlow is imported only in its own jobs, where
-forking DataLoader workers after it never happens.
+forking DataLoader workers after it never happens. A job whose backend cannot do its workload
+(the registry's ``skips``) is recorded as skipped, with the reason, and costs no process.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.backends import RunSpec
+from bench.backends import BACKENDS, RunSpec
 from dali_pipelines import DataSource, ImageFolderData
 
 _logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
 DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards"),
                     "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards")}
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
+QUICK_WORKLOADS = ("train", "train-aug")  # what each loader pays for RandAugment is the headline
 SYNTHETIC = "synthetic"  # the "speed of light" input of the overlap and e2e sections
 
 SCALING_BACKENDS = ("torch-pil", "dali-cpu", "dali-gpu")  # the usual PyTorch loader and ours
@@ -39,6 +41,9 @@ HW_DECODER_LOADS = (0.0, 0.65, 1.0)  # nvJPEG's share for the hardware decoder (
 OVERLAP_STEP_MS = (100.0, 250.0)  # simulated accelerator: 640 and 256 img/s at batch 64
 E2E_BATCH_SIZE = 256
 E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering from GPU decoding
+# train-aug in e2e: RandAugment on the GPU (this project's graph) against the fastest DataLoader
+# doing it on CPU workers and copying to the GPU (torch-tv: faster than torch-pil at it).
+E2E_AUG_BACKENDS = ("dali-gpu", "torch-tv")
 DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and read from shards
 # Least warm-up and repeat times, and batches per repeat: the full sweep, and --quick.
 TIMING = {"full": {"warmup_s": 1.0, "repeat_s": 2.0, "repeat_batches": 2},
@@ -95,9 +100,15 @@ class Job:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "spec"}
         return {**out, **self.spec.to_dict()}
 
+    def skip_reason(self) -> str | None:
+        """Why the backend does not do this job's workload (then nothing runs); None if it does."""
+        return None if self.backend == SYNTHETIC else BACKENDS[self.backend].skip_reason(self.spec.workload)
+
     def minimum_s(self) -> float:
-        """Least time this job can take, for plan estimates (full-pass jobs: unknown, 0)."""
-        return 0.0 if self.passes else self.warmup_s + self.repeats * self.repeat_s
+        """Least time this job can take, for plan estimates (full-pass and skipped jobs: 0)."""
+        if self.passes or self.skip_reason():
+            return 0.0
+        return self.warmup_s + self.repeats * self.repeat_s
 
 
 # ---------------------------------------------------------------- planning
@@ -134,10 +145,12 @@ def plan_section(s: Settings, section: str) -> list[Job]:
         steps = OVERLAP_STEP_MS[:1] if s.quick else OVERLAP_STEP_MS
         return [_job(s, section, b, step_ms=ms) for ms in steps for b in (SYNTHETIC, *s.backends)]
     if section == "e2e":
-        loaders = [b for b in s.backends if b in E2E_BACKENDS]
+        loaders = [("train", b) for b in s.backends if b in E2E_BACKENDS]
+        if "train-aug" in s.workloads:
+            loaders += [("train-aug", b) for b in E2E_AUG_BACKENDS if b in s.backends]
         # More warm-up batches: cuDNN picks its kernels on the first steps.
-        return [_job(s, section, b, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
-                for b in (SYNTHETIC, *loaders)] if loaders else []
+        return [_job(s, section, b, workload=w, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
+                for w, b in (("train", SYNTHETIC), *loaders)] if loaders else []
     backend = DALI_FOR_DEVICE[s.device]
     if backend not in s.backends:
         return []
@@ -259,7 +272,11 @@ def run_sweep(sections: dict[str, list[Job]], sources: dict[str, DataSource], ti
     progress = Progress(sum(len(jobs) for jobs in sections.values()))
     for jobs in sections.values():
         for job in jobs:
-            record = run_job(job, sources[job.source], timeout_s)
+            reason = job.skip_reason()
+            if reason:
+                record = _record(job, "skipped", reason)
+            else:
+                record = run_job(job, sources[job.source], timeout_s)
             save(record)
             progress(job, record)
 
@@ -267,9 +284,16 @@ def run_sweep(sections: dict[str, list[Job]], sources: dict[str, DataSource], ti
 def describe_plan(sections: dict[str, list[Job]]) -> str:
     """One line: jobs per section and the least time they take."""
     jobs = [job for section in sections.values() for job in section]
-    least = sum(job.minimum_s() + START_S for job in jobs)
     parts = ", ".join(f"{name} {len(section)}" for name, section in sections.items())
-    return f"{len(jobs)} jobs ({parts}); at least {least / 60:.1f} min"
+    skipped = sum(job.skip_reason() is not None for job in jobs)
+    note = f", {skipped} skipped" if skipped else ""
+    return f"{len(jobs)} jobs ({parts}{note}); at least {least_s(sections) / 60:.1f} min"
+
+
+def least_s(sections: dict[str, list[Job]]) -> float:
+    """Least seconds the plan takes: timed minimums plus a rough start-up per job that runs."""
+    jobs = [job for section in sections.values() for job in section if not job.skip_reason()]
+    return sum(job.minimum_s() + START_S for job in jobs)
 
 
 def data_sources(files: ImageFolderData, shards: DataSource | None) -> dict[str, DataSource]:

@@ -13,20 +13,32 @@ two sample sets (96 and 400 images), then given headroom:
   rounds a half-pixel margin the other way (a one-pixel offset, which the comparison
   forgives); on high-frequency textures this sub-pixel misregistration costs a few grey levels.
 - resize, all: measured <= 0.0061 / 0.0037 (DALI 0.0007: the same resize as PIL's).
+
+train-aug draws random operations, so it is checked for what it must deliver (shape, dtype,
+layout, the normalized range), for the policy having run (same seed, different images than
+train) and, for the torchvision backends, for the policy's arguments and place in the recipe.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from nvidia.dali import types
+from torchvision import transforms
+from torchvision.transforms import InterpolationMode, v2
 
-from bench.backends import BACKENDS, CROP, RunSpec
+from bench.backends import BACKENDS, CROP, MEAN, STD, RunSpec
+from bench.backends.common import pil_transform, tensor_transform
+from bench.backends.dali import config_for
 from bench.backends.torchvision_gpu import GpuDecodedBatches
+from bench.sweep import Settings, plan, run_sweep
 from dali_pipelines import ImageFolderData, scan_image_folder
+from dali_pipelines.augment import WARP_ARGS
 
 CPU_BACKENDS = ["torch-pil", "torch-tv", "dali-cpu", "dali-ref"]  # tfdata runs in a subprocess (see below)
 EVAL_DALI = (0.25, 0.06)
@@ -46,9 +58,14 @@ HAS_TF = BACKENDS["tfdata"].unavailable_reason("cpu") is None
 
 
 def collect(name: str, data: ImageFolderData, workload: str, device: str = "cpu") -> tuple[torch.Tensor, ...]:
-    """All batches of one pass, concatenated (eval and resize keep file order)."""
+    """All batches of one pass, concatenated (eval and resize keep file order). Seeded: the
+    backend by ``RunSpec.seed``, torch's global generator (PIL and v2 transforms) here."""
+    torch.manual_seed(0)
     spec = RunSpec(workload=workload, batch_size=8, workers=1, device=device)
-    images, labels = zip(*BACKENDS[name].factory()(data, spec), strict=True)
+    if name == "torchvision-gpu" and device == "cpu":  # its own code, decoding on the CPU
+        images, labels = zip(*GpuDecodedBatches(data, spec), strict=True)
+    else:
+        images, labels = zip(*BACKENDS[name].factory()(data, spec), strict=True)
     return torch.cat(images), torch.cat(labels)
 
 
@@ -156,3 +173,93 @@ def test_gpu_backends_agree_with_naive(val_root: Path, reference: dict, name: st
         ref_images, ref_labels = reference[workload]
         assert torch.equal(labels.cpu(), ref_labels)
         check_agreement(name, workload, images, ref_images)
+
+
+# ---------------------------------------------------------------- train-aug
+
+AUG_BACKENDS = ["naive", *CPU_BACKENDS, "torchvision-gpu"]  # torchvision-gpu: its code, CPU decode
+NORMALIZED_LOW = torch.tensor([-m / s for m, s in zip(MEAN, STD, strict=True)]).view(1, 3, 1, 1)
+NORMALIZED_HIGH = torch.tensor([(1 - m) / s for m, s in zip(MEAN, STD, strict=True)]).view(1, 3, 1, 1)
+
+
+def _image_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image mean |a - b| over the images both have."""
+    n = min(len(a), len(b))
+    return (a[:n].cpu() - b[:n].cpu()).abs().mean(dim=(1, 2, 3))
+
+
+def check_train_aug(name: str, data: ImageFolderData, device: str = "cpu") -> None:
+    """train-aug's declared output, and the policy at work: with the same seeds, train repeats
+    itself while train-aug (the same work plus RandAugment) gives other images."""
+    train, _ = collect(name, data, "train", device)
+    # Exact on the CPU; 0.01 leaves room for a GPU decoder split that differs between runs.
+    assert _image_diff(collect(name, data, "train", device)[0], train).max() < 0.01, f"{name}: not seeded"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images, labels = collect(name, data, "train-aug", device)
+    # dali-ref: DALI's warnings about its own stock suite's deprecated aliases stay out of the way.
+    assert not [w for w in caught if "fn.experimental" in str(w.message)], name
+    assert images.shape[1:] == (3, CROP, CROP) and images.is_contiguous(), name
+    assert len(data) // 8 * 8 <= images.shape[0] <= len(data), name
+    assert images.dtype == torch.float32 and labels.dtype == torch.int64, name
+    assert images.device.type == ("cuda" if device == "gpu" else "cpu"), name
+    # Normalized uint8 pixels: each channel within [(0 - mean) / std, (1 - mean) / std].
+    images = images.cpu()
+    assert (images >= NORMALIZED_LOW - 1e-4).all() and (images <= NORMALIZED_HIGH + 1e-4).all(), name
+    changed = _image_diff(images, train) > 0.02  # ten times the seeded repeat's allowance
+    assert changed.float().mean() > 0.5, f"{name}: train-aug equals train on most images"
+
+
+def test_train_aug_is_declared_work_plus_a_policy(val_root: Path) -> None:
+    data = scan_image_folder(val_root)
+    for name in AUG_BACKENDS:
+        check_train_aug(name, data)
+
+
+def _policy(compose: transforms.Compose | v2.Compose, kind: type) -> object:
+    """The RandAugment of a train-aug recipe, after crop and flip and before the float steps."""
+    steps = [type(t) for t in compose.transforms]
+    module = v2 if kind is v2.RandAugment else transforms
+    to_float = [v2.ToDtype] if module is v2 else [transforms.ToTensor]
+    assert steps == [module.RandomResizedCrop, module.RandomHorizontalFlip, kind, *to_float, module.Normalize]
+    return compose.transforms[2]
+
+
+def test_torchvision_randaugment_matches_the_library_policy() -> None:
+    """naive and torch-pil (classic), torch-tv and torchvision-gpu (v2) pass the DALI graphs'
+    number of operations, magnitude, bins, bilinear sampling and black fill."""
+    cfg = config_for(RunSpec(workload="train-aug"), "cpu")
+    assert cfg.augment == "randaugment"
+    assert WARP_ARGS == {"fill_value": 0, "interp_type": types.INTERP_LINEAR}  # the library's choice
+    for policy in (_policy(pil_transform("train-aug"), transforms.RandAugment),
+                   _policy(tensor_transform("train-aug"), v2.RandAugment)):
+        assert (policy.num_ops, policy.magnitude, policy.num_magnitude_bins) == (
+            cfg.augment_ops, cfg.augment_magnitude, cfg.augment_magnitude_bins)
+        assert policy.interpolation == InterpolationMode.BILINEAR
+        assert policy.fill in (None, {}) or all(v is None for v in policy.fill.values())  # black
+
+
+def test_tfdata_skips_train_aug_with_its_reason(val_root: Path) -> None:
+    """No TensorFlow RandAugment: the factory refuses (before importing TensorFlow) and the sweep
+    records a skipped job with the reason, without starting a process."""
+    reason = BACKENDS["tfdata"].skip_reason("train-aug")
+    assert reason and "RandAugment" in reason
+    assert all(BACKENDS[name].skip_reason("train-aug") is None for name in BACKENDS if name != "tfdata")
+    data = scan_image_folder(val_root)
+    with pytest.raises(ValueError, match="tfdata does not run workload 'train-aug': TensorFlow has no"):
+        BACKENDS["tfdata"].factory()(data, RunSpec(workload="train-aug"))
+    settings = Settings(sections=("throughput",), backends=("tfdata",), workloads=("train-aug",),
+                        device="cpu", batch_size=8, max_workers=1)
+    records: list[dict] = []
+    # A 1 s timeout: a job that did run in a process would come back as an error record.
+    run_sweep(plan(settings), {"files": data}, 1.0, records.append)
+    (record,) = records
+    assert (record["status"], record["reason"], record["measurement"]) == ("skipped", reason, None)
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("name", ["dali-gpu", "dali-ref", "torchvision-gpu"])
+def test_gpu_backends_do_train_aug(val_root: Path, name: str) -> None:
+    """The GPU graphs ("mixed" decode, GPU policy) and torchvision's v2 policy on CUDA tensors."""
+    check_train_aug(name, scan_image_folder(val_root), device="gpu")

@@ -29,7 +29,7 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
 
 @pytest.mark.parametrize(("argv", "expected"), [
     (["--backends", "naive,fast"], ["--backends", "naive, tfdata, torch-pil", "'naive,fast'"]),
-    (["--workloads", "inference"], ["--workloads", "resize, train, eval"]),
+    (["--workloads", "inference"], ["--workloads", "resize, train, train-aug, eval"]),
     (["--sections", "throughput,speed"], ["--sections", "throughput, scaling", "'throughput,speed'"]),
     (["--batch-size", "0"], ["--batch-size", "[1, 4096]"]),
     (["--repeats", "2"], ["--repeats", "[3, 100]"]),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from bench.backends import BACKENDS, WORKLOADS
 from bench.measure import SleepStep, SyntheticBatches, measure
-from bench.sweep import DEFAULT_SECTIONS, TIMING, Settings, plan, worker_counts
+from bench.sweep import DEFAULT_SECTIONS, TIMING, Settings, describe_plan, least_s, plan, worker_counts
 
 
 class CountingBatches:
@@ -79,25 +81,30 @@ def test_worker_counts_are_powers_of_two_below_the_cores() -> None:
 
 
 def test_full_gpu_plan_fits_its_budget() -> None:
-    """The full sweep on a 16-core GPU machine: what it measures, and timed minimums that
-    leave room for process start-up within 8 minutes (arithmetic on the plan, not a timing)."""
+    """The full sweep on a 16-core GPU machine: what it measures, and the sweep's own estimate
+    (timed minimums plus start-up per job) within 8 minutes (arithmetic on the plan, not a timing)."""
     settings = Settings(sections=DEFAULT_SECTIONS["gpu"], backends=tuple(BACKENDS),
                         workloads=tuple(WORKLOADS), device="gpu", batch_size=256, max_workers=16,
                         **TIMING["full"])
     sections = plan(settings)
     counts = {name: len(jobs) for name, jobs in sections.items()}
-    assert counts == {"throughput": 24, "scaling": 12, "hw-decoder": 3, "e2e": 4, "soak": 1, "shards": 2}
-    timed = sum(job.minimum_s() for jobs in sections.values() for job in jobs)
-    assert timed <= 6 * 60
+    assert counts == {"throughput": 32, "scaling": 12, "hw-decoder": 3, "e2e": 6, "soak": 1, "shards": 2}
+    assert least_s(sections) <= 8 * 60
+    skipped = [(j.backend, j.spec.workload) for jobs in sections.values() for j in jobs if j.skip_reason()]
+    assert skipped == [("tfdata", "train-aug")] and "1 skipped" in describe_plan(sections)
     e2e = sections["e2e"]
-    assert [j.backend for j in e2e] == ["synthetic", "dali-gpu", "dali-ref", "torchvision-gpu"]
+    assert [(j.backend, j.spec.workload) for j in e2e] == [
+        ("synthetic", "train"), ("dali-gpu", "train"), ("dali-ref", "train"), ("torchvision-gpu", "train"),
+        ("dali-gpu", "train-aug"), ("torch-tv", "train-aug")]
     assert {j.spec.batch_size for j in e2e} == {256}
+    no_aug = dataclasses.replace(settings, sections=("e2e",), workloads=("train",))
+    assert [j.spec.workload for j in plan(no_aug)["e2e"]] == ["train"] * 4  # train-aug only when asked for
 
 
-def test_quick_cpu_run_is_throughput_and_overlap_on_train() -> None:
+def test_quick_cpu_run_is_throughput_and_overlap_on_train_with_and_without_randaugment() -> None:
     from bench.cli import get_args_parser, resolve
 
     settings, _ = resolve(get_args_parser().parse_args(["--quick", "--device", "cpu"]))
-    assert settings.sections == ("throughput", "overlap") and settings.workloads == ("train",)
+    assert settings.sections == ("throughput", "overlap") and settings.workloads == ("train", "train-aug")
     assert settings.warmup_s < 1.0 and settings.repeat_s < 2.0
     assert "dali-ref" in settings.backends

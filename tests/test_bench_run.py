@@ -18,6 +18,7 @@ import matplotlib.colors
 import pytest
 import torch
 
+from bench.backends import BACKENDS as BACKENDS_REGISTRY
 from bench.cli import main
 from bench.plots import COLOURS, FIGURES
 from bench.records import new_run
@@ -106,6 +107,7 @@ def test_report_json_sums_up_the_newest_run(small_run, capsys) -> None:
     assert summary["throughput"] == {b: {"train": rates[b]} for b in BACKENDS}
     assert summary["ratio_to_dali_ref"] == {"dali-cpu": {"train": rates["dali-cpu"] / rates["dali-ref"]}}
     assert summary["e2e_efficiency"] == {} and summary["errors"] == 0
+    assert summary["train_aug_vs_train"] == {} and summary["skipped"] == {}  # train only here
     assert set(summary["soak_growth_pct"]) == {"dali-cpu"} and set(summary["shards_vs_files"]) == {"train"}
 
 
@@ -162,15 +164,47 @@ def test_a_failed_job_is_recorded_and_the_run_file_kept_current(train_root: Path
 
 
 
+def test_train_aug_beside_train_with_its_ratio_and_a_skipped_backend(val_root: Path, tmp_path: Path) -> None:
+    """A small real throughput run of naive on train and train-aug, and tfdata on train-aug
+    (skipped: no process, no TensorFlow): the table, the summary and the figure show both
+    workloads, the ratio, and the skipped backend with its reason."""
+    data = scan_image_folder(val_root)
+    settings = Settings(sections=("throughput",), backends=("naive",), workloads=("train", "train-aug"),
+                        device="cpu", batch_size=8, max_workers=1, warmup_s=0.0, repeat_s=0.1)
+    jobs = plan(settings)["throughput"]
+    jobs += plan(dataclasses.replace(settings, backends=("tfdata",), workloads=("train-aug",)))["throughput"]
+    run = new_run(["--test"], dataclasses.asdict(settings), {"name": "t", "images": 24, "classes": 8}, {})
+    run_sweep({"throughput": jobs}, {"files": data}, 120.0, saver(run, tmp_path))
+    assert [r["status"] for r in run["results"]] == ["ok", "ok", "skipped"]
+    rates = {r["workload"]: r["measurement"]["images_per_s"] for r in run["results"][:2]}
+    ratio = rates["train-aug"] / rates["train"]
+    sums = summary(run)
+    assert sums["throughput"] == {"naive": rates}
+    assert sums["train_aug_vs_train"] == {"naive": pytest.approx(ratio)} and sums["errors"] == 0
+    assert sums["skipped"] == {"tfdata": {"train-aug": BACKENDS_REGISTRY["tfdata"].skip_reason("train-aug")}}
+    markdown = render_markdown(run)
+    assert "| backend | train | train-aug | train-aug / train | CPU s / 1000 img (train / train-aug) |" \
+        in markdown
+    assert f"| {ratio:.2f}x |" in markdown.split("| `naive` |")[1].splitlines()[0]
+    assert "| `tfdata` | - | skipped | - | - / - | - | - |" in markdown
+    assert "- `tfdata` train-aug: skipped, TensorFlow has no RandAugment operator" in markdown
+    assert "**Failed jobs**" not in markdown
+    figure = FIGURES["throughput"](run)
+    assert [ax.get_title() for ax in figure.axes] == ["train", "train-aug (tfdata: skipped)"]
+
+
 @pytest.mark.gpu
 def test_e2e_records_gpu_idle_and_step_time_for_every_gpu_loader(val_root: Path) -> None:
-    """GoogLeNet fed by synthetic data and by each GPU loader (batch 8 here: 24 images)."""
-    settings = Settings(sections=("e2e",), backends=("dali-gpu", "dali-ref", "torchvision-gpu"),
-                        workloads=("train",), device="gpu", batch_size=8, max_workers=2, warmup_s=0.2,
-                        repeat_s=0.3)
+    """GoogLeNet fed by synthetic data and by each GPU loader, and with train-aug by dali-gpu and
+    the DataLoader (batch 8 here: 24 images)."""
+    settings = Settings(sections=("e2e",), backends=("torch-tv", "dali-gpu", "dali-ref", "torchvision-gpu"),
+                        workloads=("train", "train-aug"), device="gpu", batch_size=8, max_workers=2,
+                        warmup_s=0.2, repeat_s=0.3)
     data = scan_image_folder(val_root)
     jobs = plan(settings)["e2e"]
-    assert [job.backend for job in jobs] == ["synthetic", "dali-gpu", "dali-ref", "torchvision-gpu"]
+    assert [(job.backend, job.spec.workload) for job in jobs] == [
+        ("synthetic", "train"), ("dali-gpu", "train"), ("dali-ref", "train"), ("torchvision-gpu", "train"),
+        ("dali-gpu", "train-aug"), ("torch-tv", "train-aug")]
     for job in jobs:
         record = execute(dataclasses.replace(job, spec=dataclasses.replace(job.spec, batch_size=8)), data)
         assert record["status"] == "ok", record.get("reason")
@@ -192,12 +226,22 @@ def test_gpu_sections_render_from_their_records(small_run) -> None:
     gpu_run = {**run, "device": "gpu", "results": [
         record("e2e", "synthetic", 5000.0, consumer={"gpu_idle_frac": 0.01, "gpu_step_ms": 50.0}),
         record("e2e", "dali-gpu", 4500.0, consumer={"gpu_idle_frac": 0.02, "gpu_step_ms": 55.0}),
+        record("e2e", "dali-gpu", 4600.0, workload="train-aug",
+               consumer={"gpu_idle_frac": 0.0, "gpu_step_ms": 50.0}),
         record("hw-decoder", "dali-gpu", 15000.0, hw_decoder_load=1.0),
         record("hw-decoder", "dali-gpu", 12000.0, hw_decoder_load=0.0)]}
     figures = e2e_figures(gpu_run)["dali-gpu"]
     assert figures["efficiency"] == pytest.approx(0.9) and figures["step_vs_synthetic"] == pytest.approx(1.1)
-    assert summary(gpu_run)["e2e_efficiency"] == {"dali-gpu": pytest.approx(0.9)}
+    assert summary(gpu_run)["e2e_efficiency"] == {"dali-gpu": pytest.approx(0.9),
+                                                  "dali-gpu+train-aug": pytest.approx(0.92)}
     markdown = render_markdown(gpu_run)
     assert "| `dali-gpu` | 4500 | 0.900 |" in markdown and "**`dali-gpu` over hw_decoder_load**" in markdown
+    assert "| `dali-gpu+train-aug` | 4600 | 0.920 |" in markdown
+    (panel,) = FIGURES["efficiency"](gpu_run).axes
+    texts, handles = panel.get_legend().get_texts(), panel.get_legend().legend_handles
+    legend = {t.get_text(): h for t, h in zip(texts, handles, strict=True)}
+    assert set(legend) == {"dali-gpu", "dali-gpu+train-aug"}  # same colour, the aug bar hatched
+    assert legend["dali-gpu"].get_facecolor() == legend["dali-gpu+train-aug"].get_facecolor()
+    assert not legend["dali-gpu"].get_hatch() and legend["dali-gpu+train-aug"].get_hatch() == "//"
     made = {kind for kind, make in FIGURES.items() if make(gpu_run) is not None}
     assert made == {"efficiency", "hw-decoder"}

@@ -1,6 +1,7 @@
 """The declared work (workloads) and the backends that do it, each with one factory signature.
 
-Every backend module implements every workload in ``WORKLOADS``; a factory
+Every backend module implements every workload in ``WORKLOADS``, or its ``Backend`` entry
+says in ``skips`` why it cannot (the sweep records that as skipped); a factory
 ``(data, spec) -> Iterable[(images, labels)]`` hands over float32 NCHW batches of
 [N, 3, 224, 224] and int64 labels [N] on ``spec.device``. To add a workload: declare it in
 ``WORKLOADS`` and give each backend module its version (the agreement tests compare them).
@@ -14,7 +15,7 @@ import dataclasses
 import importlib
 import importlib.util
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ WORKLOADS: dict[str, str] = {
     "resize": "decode, resize to 224x224 (aspect not kept), float in [0, 1], CHW",
     "train": "decode, RandomResizedCrop(224, scale 0.08-1, ratio 3/4-4/3), random horizontal flip, "
              "ImageNet mean/std normalize, CHW",
+    "train-aug": "train plus RandAugment (2 operations, magnitude 9 of 31 bins, bilinear, black fill) "
+                 "after the flip, before normalize",
     "eval": "decode, resize shorter side to 256, center crop 224, ImageNet mean/std normalize, CHW",
 }
 CROP = 224  # output side of every workload
@@ -36,6 +39,12 @@ SCALE = (0.08, 1.0)  # train: RandomResizedCrop area fraction
 RATIO = (3 / 4, 4 / 3)  # train: RandomResizedCrop aspect ratio
 MEAN = IMAGENET_MEAN  # train/eval normalize, [0, 1] scale
 STD = IMAGENET_STD
+# train-aug: torchvision's RandAugment(num_ops, magnitude, num_magnitude_bins), the recipe's
+# values, pinned here so the workload does not move with any library default.
+RANDAUGMENT_OPS = 2
+RANDAUGMENT_MAGNITUDE = 9
+RANDAUGMENT_BINS = 31
+TRAIN_WORKLOADS = ("train", "train-aug")  # shuffled order and random draws
 DEVICES = ("cpu", "gpu")  # where batches are delivered
 
 MakeBatches = Callable[[DataSource, "RunSpec"], Iterable[Batch]]
@@ -68,8 +77,8 @@ class RunSpec:
 
     @property
     def train(self) -> bool:
-        """Random augmentation and shuffled order (the train workload)."""
-        return self.workload == "train"
+        """Random augmentation and shuffled order (the train workloads)."""
+        return self.workload in TRAIN_WORKLOADS
 
     @property
     def torch_device(self) -> torch.device:
@@ -92,10 +101,15 @@ class Backend:
     needs_tf: bool
     parallelism: str  # what ``RunSpec.workers`` means for it
     description: str
+    skips: Mapping[str, str] = dataclasses.field(default_factory=dict)  # workload -> why it cannot run it
 
     def factory(self) -> MakeBatches:
         """Import the module and return the factory."""
         return getattr(importlib.import_module(f"bench.backends.{self.module}"), self.function)
+
+    def skip_reason(self, workload: str) -> str | None:
+        """Why this backend does not run ``workload`` anywhere (recorded as skipped); None if it does."""
+        return self.skips.get(workload)
 
     def unavailable_reason(self, device: str) -> str | None:
         """Why this backend cannot deliver batches to ``device`` here, with the fix; None if it can."""
@@ -108,11 +122,17 @@ class Backend:
         return None
 
 
+# TensorFlow has no RandAugment operator. Keras's RandAugment layer (which ships with it) is another
+# policy and another cost, so running it would measure different work than every other backend.
+TF_NO_RANDAUGMENT = ("TensorFlow has no RandAugment operator; Keras's RandAugment layer is a different "
+                     "policy (11 operations at a random strength up to `factor`) and computes all 11 on "
+                     "every image before selecting, so neither its work nor its cost is torchvision's")
+
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("naive", "naive", "make_batches", False, False, "none (sequential)",
             "sequential PIL generator, no prefetch"),
     Backend("tfdata", "tfdata", "make_batches", False, True, "tf.data thread pool",
-            "tf.data map(AUTOTUNE) + prefetch(AUTOTUNE)"),
+            "tf.data map(AUTOTUNE) + prefetch(AUTOTUNE)", skips={"train-aug": TF_NO_RANDAUGMENT}),
     Backend("torch-pil", "torch_loader", "make_batches_pil", False, False, "DataLoader worker processes",
             "DataLoader + PIL + torchvision.transforms"),
     Backend("torch-tv", "torch_loader", "make_batches_tv", False, False, "DataLoader worker processes",

@@ -2,7 +2,8 @@
 delivery of host batches to the GPU.
 
 Both transform sets follow torchvision's own presets, so the baselines are what a PyTorch
-user would write.
+user would write: for ``train-aug``, the classification reference's order
+(RandomResizedCrop -> RandomHorizontalFlip -> RandAugment -> ToTensor -> Normalize).
 """
 
 from __future__ import annotations
@@ -12,9 +13,21 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from PIL import Image
 from torchvision import transforms
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
-from bench.backends import CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, WORKLOADS, RunSpec
+from bench.backends import (
+    CROP,
+    MEAN,
+    RANDAUGMENT_BINS,
+    RANDAUGMENT_MAGNITUDE,
+    RANDAUGMENT_OPS,
+    RATIO,
+    RESIZE_SHORTER,
+    SCALE,
+    STD,
+    WORKLOADS,
+    RunSpec,
+)
 from bench.measure import Batch
 
 
@@ -22,6 +35,17 @@ def load_pil(path: str) -> Image.Image:
     """Decode like ``torchvision.datasets.folder.pil_loader``: any image to 3-channel RGB."""
     with open(path, "rb") as f:
         return Image.open(f).convert("RGB")
+
+
+def randaugment_args() -> dict[str, object]:
+    """The train-aug policy's arguments to torchvision's RandAugment (classic and v2 alike).
+
+    Bilinear sampling for shear, translate and rotate, as the classification reference passes
+    (``--interpolation bilinear``; the transform's own default is nearest); ``fill`` stays
+    None: black, like this project's DALI policy.
+    """
+    return {"num_ops": RANDAUGMENT_OPS, "magnitude": RANDAUGMENT_MAGNITUDE,
+            "num_magnitude_bins": RANDAUGMENT_BINS, "interpolation": InterpolationMode.BILINEAR}
 
 
 def _unknown(workload: str) -> ValueError:
@@ -34,9 +58,10 @@ def pil_transform(workload: str) -> Callable[[Image.Image], torch.Tensor]:
     normalize = [transforms.Normalize(MEAN, STD)]
     if workload == "resize":
         steps = [transforms.Resize((CROP, CROP)), *to_float]
-    elif workload == "train":
+    elif workload in ("train", "train-aug"):
+        policy = [transforms.RandAugment(**randaugment_args())] if workload == "train-aug" else []
         steps = [transforms.RandomResizedCrop(CROP, scale=SCALE, ratio=RATIO),
-                 transforms.RandomHorizontalFlip(), *to_float, *normalize]
+                 transforms.RandomHorizontalFlip(), *policy, *to_float, *normalize]
     elif workload == "eval":
         steps = [transforms.Resize(RESIZE_SHORTER), transforms.CenterCrop(CROP), *to_float, *normalize]
     else:
@@ -50,9 +75,11 @@ def tensor_transform(workload: str) -> Callable[[torch.Tensor], torch.Tensor]:
     normalize = [v2.Normalize(list(MEAN), list(STD))]
     if workload == "resize":
         steps = [v2.Resize((CROP, CROP), antialias=True), *to_float]
-    elif workload == "train":
+    elif workload in ("train", "train-aug"):
+        # v2's RandAugment on the uint8 tensor, as the v2 reference preset runs it before ToDtype.
+        policy = [v2.RandAugment(**randaugment_args())] if workload == "train-aug" else []
         steps = [v2.RandomResizedCrop(CROP, scale=SCALE, ratio=RATIO, antialias=True),
-                 v2.RandomHorizontalFlip(), *to_float, *normalize]
+                 v2.RandomHorizontalFlip(), *policy, *to_float, *normalize]
     elif workload == "eval":
         steps = [v2.Resize(RESIZE_SHORTER, antialias=True), v2.CenterCrop(CROP), *to_float, *normalize]
     else:

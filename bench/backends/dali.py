@@ -2,7 +2,8 @@
 
 The same graph runs on CPU threads (``dali-cpu``) or decodes with nvJPEG ("mixed": Huffman
 on CPU threads or the hardware decoder, the rest on the GPU) for ``dali-gpu``. ``train`` and
-``eval`` are the library's own graphs; ``resize`` is a benchmark-only graph, defined here.
+``eval`` are the library's own graphs; ``train-aug`` is the train graph with the library's
+RandAugment (``augment="randaugment"``); ``resize`` is a benchmark-only graph, defined here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from nvidia.dali import fn, pipeline_def
 from nvidia.dali.pipeline import DataNode
 
-from bench.backends import RunSpec
+from bench.backends import RANDAUGMENT_BINS, RANDAUGMENT_MAGNITUDE, RANDAUGMENT_OPS, RunSpec
 from bench.backends.common import ToDevice
 from bench.measure import Batch
 from dali_pipelines import (
@@ -50,13 +51,16 @@ def resize_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, Dat
 
 def config_for(spec: RunSpec, device: str) -> PipelineConfig:
     """The PipelineConfig that does ``spec``'s work with ``spec.workers`` DALI threads."""
-    load = {} if spec.hw_decoder_load is None else {"hw_decoder_load": spec.hw_decoder_load}
+    extra: dict = {} if spec.hw_decoder_load is None else {"hw_decoder_load": spec.hw_decoder_load}
+    if spec.workload == "train-aug":
+        extra.update(augment="randaugment", augment_ops=RANDAUGMENT_OPS,
+                     augment_magnitude=RANDAUGMENT_MAGNITUDE, augment_magnitude_bins=RANDAUGMENT_BINS)
     return PipelineConfig(batch_size=spec.batch_size, num_threads=spec.workers, device=device,
-                          seed=spec.seed, **load)
+                          seed=spec.seed, **extra)
 
 
 def _make(data: DataSource, spec: RunSpec, device: str) -> Iterable[Batch]:
-    graph = resize_graph if spec.workload == "resize" else None  # train/eval: the library's own graphs
+    graph = resize_graph if spec.workload == "resize" else None  # the others: the library's own graphs
     loader = make_loader(data, config_for(spec, device), train=spec.train, graph=graph)
     return ToDevice(loader, spec)
 

@@ -13,19 +13,43 @@ the ``resize`` workload (which the example does not have). The example's
 The device follows ``--device``: "mixed" decoding and GPU operators for ``gpu``, CPU
 operators for ``cpu`` (the example's CPU mode still moves the batch to the GPU at the end;
 here a CPU run stays on the CPU, so it can be compared with ``dali-cpu``).
+
+``train-aug`` adds DALI's stock ``nvidia.dali.auto_aug.rand_augment.rand_augment`` after the
+resize, the way NVIDIA's EfficientNet example (``docs/examples/use_cases/pytorch/efficientnet``)
+adds its automatic augmentations: ``fn.flip`` with the random flag, the policy on the uint8
+images, then ``crop_mirror_normalize`` without mirroring, in a graph built with
+``enable_conditionals=True`` (the policy picks operations per sample with ``if``). Same
+operations, number of operations, magnitude and bins as everywhere; the stock suite differs
+from torchvision's in details (grey fill 128 where torchvision fills black, translations up to
+100/224 of the side not truncated to whole pixels where torchvision has 150/331 in whole
+pixels, solarize thresholds from 256), which this project's own graphs restate as torchvision's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 
 from nvidia.dali import fn, pipeline_def, types
-from nvidia.dali.pipeline import DataNode
+from nvidia.dali.auto_aug import rand_augment
+from nvidia.dali.pipeline import DataNode, Pipeline
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-from bench.backends import CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, RunSpec
+from bench.backends import (
+    CROP,
+    MEAN,
+    RANDAUGMENT_BINS,
+    RANDAUGMENT_MAGNITUDE,
+    RANDAUGMENT_OPS,
+    RATIO,
+    RESIZE_SHORTER,
+    SCALE,
+    STD,
+    TRAIN_WORKLOADS,
+    RunSpec,
+)
 from bench.measure import Batch
 from dali_pipelines import ImageFolderData
 
@@ -37,7 +61,7 @@ PREALLOCATE_HEIGHT = 6430
 
 def _decode_and_resize(jpegs: DataNode, workload: str, decoder: str) -> tuple[DataNode, DataNode | bool]:
     """Decoded, resized images of ``workload`` and the flip flag for crop_mirror_normalize."""
-    if workload == "train":
+    if workload in TRAIN_WORKLOADS:
         # As in the example: the hints on the training decoder only, and only for "mixed".
         hints = ({"preallocate_width_hint": PREALLOCATE_WIDTH, "preallocate_height_hint": PREALLOCATE_HEIGHT}
                  if decoder == "mixed" else {})
@@ -57,13 +81,18 @@ def _decode_and_resize(jpegs: DataNode, workload: str, decoder: str) -> tuple[Da
     return images, False
 
 
-@pipeline_def(exec_dynamic=True)
-def reference_pipeline(files: list[str], labels: list[int], workload: str,
-                       gpu: bool) -> tuple[DataNode, DataNode]:
-    """Reader -> decode (ROI for train) -> resize -> crop_mirror_normalize, as NVIDIA writes it."""
-    jpegs, label = fn.readers.file(files=files, labels=labels, random_shuffle=workload == "train",
+def reference_graph(files: list[str], labels: list[int], workload: str,
+                    gpu: bool) -> tuple[DataNode, DataNode]:
+    """Reader -> decode (ROI for train) -> resize -> [flip, RandAugment] -> crop_mirror_normalize,
+    as NVIDIA writes it."""
+    jpegs, label = fn.readers.file(files=files, labels=labels, random_shuffle=workload in TRAIN_WORKLOADS,
                                    pad_last_batch=True, name="Reader")
     images, mirror = _decode_and_resize(jpegs, workload, "mixed" if gpu else "cpu")
+    if workload == "train-aug":  # a Python condition: decided once, when the graph is built
+        images = rand_augment.rand_augment(fn.flip(images, horizontal=mirror), n=RANDAUGMENT_OPS,
+                                           m=RANDAUGMENT_MAGNITUDE, num_magnitude_bins=RANDAUGMENT_BINS,
+                                           shape=[CROP, CROP])
+        mirror = False
     if workload == "resize":  # x / 255: float in [0, 1], no crop
         norm = {"mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0]}
     else:
@@ -73,14 +102,36 @@ def reference_pipeline(files: list[str], labels: list[int], workload: str,
     return images, label.gpu() if gpu else label
 
 
+reference_pipeline = pipeline_def(exec_dynamic=True)(reference_graph)
+# The policy's per-sample choice of operations is an ``if`` on DataNodes: conditionals on.
+reference_aug_pipeline = pipeline_def(exec_dynamic=True, enable_conditionals=True)(reference_graph)
+
+
+def _without_stock_deprecations(build: Callable[[], Pipeline]) -> Pipeline:
+    """``build()``, minus the DeprecationWarnings DALI raises about its own stock suite.
+
+    The stock RandAugment calls the ``fn.experimental`` aliases of ``filter`` and ``equalize``,
+    and DALI warns about each call whenever a graph is built, under its own
+    ``simplefilter("default")`` (past any filter set here). Recording the warnings is the one
+    way to catch them; any other warning is shown as usual.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        pipe = build()
+    for w in caught:
+        if not (issubclass(w.category, DeprecationWarning) and "fn.experimental." in str(w.message)):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return pipe
+
+
 class ReferenceBatches:
     """DALI's PyTorch iterator over the reference graph, as (images, int64 labels) per batch."""
 
     def __init__(self, data: ImageFolderData, spec: RunSpec) -> None:
         gpu = spec.device == "gpu"
-        pipe = reference_pipeline(list(data.files), list(data.labels), spec.workload, gpu,
-                                  batch_size=spec.batch_size, num_threads=spec.workers,
-                                  device_id=0 if gpu else None, seed=12 + spec.seed)
+        graph = reference_aug_pipeline if spec.workload == "train-aug" else reference_pipeline
+        pipe = _without_stock_deprecations(lambda: graph(
+            list(data.files), list(data.labels), spec.workload, gpu, batch_size=spec.batch_size,
+            num_threads=spec.workers, device_id=0 if gpu else None, seed=12 + spec.seed))
         self.iterator = DALIGenericIterator(pipe, ["images", "labels"], reader_name="Reader",
                                             last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True)
         self.batches = math.ceil(len(data) / spec.batch_size)

@@ -3,7 +3,8 @@
 TensorFlow is imported lazily (it is the optional ``tf`` extra) with its C++ logs quieted.
 The train workload uses TF's own fast path, ``decode_and_crop_jpeg`` with a
 ``sample_distorted_bounding_box`` window (TF's RandomResizedCrop): it decodes only the
-crop, like DALI's ROI decode, so the baseline is not handicapped.
+crop, like DALI's ROI decode, so the baseline is not handicapped. ``train-aug`` is not run:
+TensorFlow has no RandAugment (the registry's ``skips`` says why, and the sweep records it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bench.backends import CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, RunSpec
+from bench.backends import BACKENDS, CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, RunSpec
 from bench.backends.common import ToDevice
 from bench.measure import Batch
 from dali_pipelines import ImageFolderData, native_stderr
@@ -82,6 +83,9 @@ class TfBatches:
     """One pass of the tf.data pipeline per ``iter()``, converted to torch tensors."""
 
     def __init__(self, data: ImageFolderData, spec: RunSpec) -> None:
+        if spec.workload not in _MAPS:  # before TensorFlow is imported: nothing to pay for a refusal
+            why = BACKENDS["tfdata"].skip_reason(spec.workload) or "no such workload"
+            raise ValueError(f"backend tfdata does not run workload {spec.workload!r}: {why}")
         tf = _import_tf()
         tf.random.set_seed(spec.seed)
         self.spec = spec
