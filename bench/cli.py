@@ -77,8 +77,9 @@ def _folder(flag: str) -> Callable[[str], Path]:
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to measure")
     what.add_argument("--quick", action="store_true",
-                      help=f"a short run: {' and '.join(QUICK_WORKLOADS)} workloads, throughput plus overlap "
-                           "(CPU) or e2e (GPU), shorter repeats, a small sample set (default: off)")
+                      help=f"a short run: {' and '.join(QUICK_WORKLOADS['cpu'])} workloads with throughput "
+                           f"plus overlap on CPU, {' and '.join(QUICK_WORKLOADS['gpu'])} with throughput "
+                           "plus e2e on GPU; shorter repeats, a small sample set (default: off)")
     what.add_argument("--sections", metavar="LIST", type=_names("--sections", SECTIONS), default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in SECTION_HELP.items())
                            + f" (default: all that apply to the device; {'+'.join(QUICK_SECTIONS['cpu'])} "
@@ -88,7 +89,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     what.add_argument("--workloads", metavar="LIST", type=_names("--workloads", list(WORKLOADS)),
                       default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in WORKLOADS.items())
-                           + f" (default: all; {','.join(QUICK_WORKLOADS)} with --quick)")
+                           + f" (default: all; with --quick {','.join(QUICK_WORKLOADS['cpu'])} on CPU, "
+                             f"{','.join(QUICK_WORKLOADS['gpu'])} on GPU)")
     what.add_argument("--device", choices=("cpu", "gpu"), default=None,
                       help="where batches are delivered (default: gpu when a CUDA GPU is visible, else cpu)")
     what.add_argument("--batch-size", metavar="N", type=argtypes.int_in(1, 4096), default=None,
@@ -215,7 +217,7 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
     timing.update({name: value for name, value in given.items() if value is not None})
     settings = Settings(
         sections=sections, backends=backends,
-        workloads=args.workloads or (QUICK_WORKLOADS if quick else tuple(WORKLOADS)), device=device,
+        workloads=args.workloads or (QUICK_WORKLOADS[device] if quick else tuple(WORKLOADS)), device=device,
         batch_size=args.batch_size or {"cpu": 64, "gpu": 256}[device] // (2 if quick else 1),
         max_workers=args.max_workers, repeats=args.repeats, soak_epochs=args.soak_epochs,
         timeout_s=args.timeout, quick=quick, **timing)
