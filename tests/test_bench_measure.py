@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.backends import BACKENDS, WORKLOADS
-from bench.measure import SleepStep, SyntheticBatches, measure
+from bench.measure import measure
 from bench.sweep import DEFAULT_SECTIONS, TIMING, Settings, describe_plan, least_s, plan, worker_counts
 
 
@@ -65,13 +65,6 @@ def test_full_passes_are_epochs() -> None:
 def test_measure_refuses_bad_settings() -> None:
     with pytest.raises(ValueError, match="repeats"):
         measure(CountingBatches, repeats=0)
-
-
-def test_sleep_step_bounds_synthetic_throughput() -> None:
-    """Synthetic data fed to a 20 ms step: never faster than the step allows."""
-    m = measure(lambda: SyntheticBatches(4, 2, torch.device("cpu"), side=8), warmup_s=0.0,
-                repeat_s=0.1, repeats=3, step=SleepStep(20.0))
-    assert m.images_per_s_max <= 4 / 0.020
 
 
 def test_worker_counts_are_powers_of_two_below_the_cores() -> None:

@@ -69,6 +69,12 @@ def test_overfits_tiny_set(tiny_root: Path, tmp_path: Path, capsys: pytest.Captu
     assert f"run {out} is finished at step 60: all 20 epochs done" in capsys.readouterr().out
 
 
+def _resume_args(tiny_root: Path) -> list[str]:
+    """The settings of the resume runs: 3 steps per epoch, 4 epochs, everything random on."""
+    return ["--data", str(tiny_root), *FAST, *MIX_AND_EMA, "--epochs", "4", "--log-every", "1",
+            "--seed", "5"]
+
+
 @pytest.fixture(scope="module")
 def resumed(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """One run straight to step 8, and the same run stopped by --max-steps at step 4 (mid-epoch 1)
@@ -77,8 +83,7 @@ def resumed(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     saves. 3 steps per epoch, mixup / cutmix and an EMA on; the records of each stage are kept
     for the tests below."""
     base = tmp_path_factory.mktemp("resume")
-    common = ["--data", str(tiny_root), *FAST, *MIX_AND_EMA, "--epochs", "4", "--log-every", "1",
-              "--seed", "5"]
+    common = _resume_args(tiny_root)
     whole, parts = base / "whole", base / "parts"
     last = parts / "checkpoints" / "last.pt"
     assert main([*common, "--max-steps", "8", "--out", str(whole)]) == 0
@@ -143,6 +148,38 @@ def test_resumed_epoch_row_covers_the_whole_epoch(resumed: dict) -> None:
     assert parts["1"]["step"] == whole["1"]["step"] == "6"
     for key in ("train_loss", "train_top1", "val_loss", "val_top1", "ema_val_loss", "ema_val_top1"):
         assert float(parts["1"][key]) == pytest.approx(float(whole["1"][key]), rel=1e-5, abs=1e-6), key
+
+
+def test_stop_on_an_epochs_last_step_resumes_into_the_next_epoch(resumed: dict, tiny_root: Path,
+                                                                 tmp_path: Path) -> None:
+    """--max-steps 3 ends exactly on epoch 0's last step: the stop still ends the epoch (its
+    evaluation, its row, best.pt), and the resumed run trains epoch 1 as epoch 1, with the
+    uninterrupted run's losses and rows; not epoch 0 again with epoch 1's batches."""
+    out = tmp_path / "boundary"
+    assert main([*_resume_args(tiny_root), "--max-steps", "3", "--out", str(out)]) == 0
+    saved = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert (saved["epoch"], saved["step"], saved["epoch_step"]) == (1, 3, 0)
+    assert (out / "checkpoints" / "best.pt").is_file()
+    assert main(["--resume", str(out), "--max-steps", "6"]) == 0
+    whole = _rows(resumed["whole"] / "epochs.csv")[:2]
+    rows = _rows(out / "epochs.csv")
+    assert [(r["epoch"], r["step"]) for r in rows] == [(r["epoch"], r["step"]) for r in whole] == [
+        ("0", "3"), ("1", "6")]
+    for got, want in zip(rows, whole, strict=True):
+        for key in ("train_loss", "val_loss", "ema_val_loss"):
+            assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-5, abs=1e-6), key
+    expected = _losses(resumed["whole"])
+    for step, loss in _losses(out).items():
+        assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
+
+
+def test_step_records_the_learning_rate_the_step_used(resumed: dict) -> None:
+    """steps.csv's lr is the rate step k trained with: k/6 of the peak over the 2-epoch warm-up
+    (6 steps), the peak being --lr 0.1 scaled by the batch (9/256)."""
+    peak = 0.1 * 9 / 256
+    lrs = {int(row["step"]): float(row["lr"]) for row in _rows(resumed["whole"] / "steps.csv")}
+    for step in range(1, 7):
+        assert lrs[step] == pytest.approx(peak * step / 6, rel=1e-9), f"step {step}"
 
 
 def test_augment_settings_reach_the_train_graph(resumed: dict) -> None:

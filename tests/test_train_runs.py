@@ -135,13 +135,16 @@ def test_overwrite_starts_clean_and_prints_plain_progress(stopped_run: Path, tin
     out = tmp_path / "run"
     shutil.copytree(stopped_run, out)
     (out / "notes.txt").write_text("mine\n")
+    shutil.copy(out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt")  # an earlier best
     args = ["--data", str(tiny_root), *FAST, "--epochs", "1", "--max-steps", "1", "--log-every", "1",
             "--on-bad-file", "skip", "--out", str(out), "--overwrite"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert [(r["epoch"], r["step"]) for r in _rows(out / "epochs.csv")] == [("0", "1")]
     assert [r["step"] for r in _rows(out / "steps.csv")] == ["1"]
-    assert torch.load(out / "checkpoints" / "best.pt", weights_only=True)["step"] == 1
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 1
+    # The earlier run's best.pt is gone, and a partial epoch (1 of 3 steps) does not compete for one.
+    assert not (out / "checkpoints" / "best.pt").exists()
     assert (out / "notes.txt").read_text() == "mine\n" and not (out / LOCK_NAME).exists()
     assert "epoch 0: step 1/3 (33%), loss " in captured.err and "\r" not in captured.err
 

@@ -80,19 +80,20 @@ def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return bare_model(model).state_dict()
 
 
-def rng_state() -> dict[str, Any]:
-    """Generator states that affect training (dropout in GoogLeNet's heads)."""
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Generator states that affect training (dropout in GoogLeNet's heads): the CPU's, and the
+    GPU's of this rank's device when it trains on one (a CPU run never touches CUDA)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng(state: dict[str, Any]) -> None:
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
     """Put generators back where a checkpoint left them."""
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
@@ -121,7 +122,7 @@ def save_checkpoint(run: Run, name: str) -> Path:
     progress, trainer = run.progress, run.trainer
     mid_epoch = progress.epoch_step > 0 and trainer.meter is not None
     # Each rank has its own shard position, augmentation and dropout RNG, and partial sums.
-    mine = {"loader": run.train_loader.state(), "rng": rng_state(),
+    mine = {"loader": run.train_loader.state(), "rng": rng_state(trainer.device),
             "epoch_sums": trainer.meter.state() if mid_epoch else None,
             OPTIONAL_MIX_RNG: trainer.mixer.state() if trainer.mixer is not None else None}
     ranks = gather_to_main(mine, run.ctx)
@@ -343,7 +344,7 @@ def restore(run: Run, payload: dict[str, Any]) -> None:
     if trainer.ema is not None:
         trainer.ema.load_state_dict(payload[OPTIONAL_EMA])
     mine = payload["ranks"][run.ctx.rank]
-    restore_rng(mine["rng"])
+    restore_rng(mine["rng"], trainer.device)
     if trainer.mixer is not None:
         trainer.mixer.restore(mine[OPTIONAL_MIX_RNG])
     trainer.carried = mine["epoch_sums"]

@@ -15,6 +15,7 @@ from train.checkpoint import CheckpointError, ResumeError, checkpoint_path, load
 from train.config import ConfigError, TrainConfig, get_args_parser
 from train.distributed import DistributedError, OtherRankFailedError
 from train.rundir import RunDirError
+from train.trainer import StoppedBeforeTrainingError
 
 # Errors every rank meets alike (same settings, same files): rank 0 reports them for all.
 SHARED_ERRORS = (ConfigError, CheckpointError, ResumeError, RunDirError, DatasetError, ValueError)
@@ -64,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(cfg, payload)
     except OtherRankFailedError:
         return 2  # rank 0 printed the reason
+    except StoppedBeforeTrainingError as err:
+        if rank == 0:
+            print(str(err), file=sys.stderr)
+        return 0
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without a traceback
+        print(f"interrupted (rank {rank})", file=sys.stderr)
+        return 130
     except DistributedError as err:
         print(f"error (rank {rank}): {err}", file=sys.stderr)
         return 2

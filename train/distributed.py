@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
 _logger = logging.getLogger(__name__)
+
+# Ranks wait for rank 0's first verification of the data (see main_process_first), which on a
+# large data set on slow storage can outlast NCCL's default 10-minute timeout: they wait in a
+# CPU (gloo) group with room for hours instead.
+SETUP_TIMEOUT = timedelta(hours=6)
 
 
 class DistributedError(RuntimeError):
@@ -30,6 +37,7 @@ class DistContext:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    setup_group: Any = field(default=None, compare=False, repr=False)  # gloo, SETUP_TIMEOUT
 
     @property
     def is_main(self) -> bool:
@@ -69,6 +77,7 @@ def init_distributed(device: str) -> DistContext:
                 "start torchrun with --nproc_per_node at most the GPU count")
         torch.cuda.set_device(ctx.local_rank)
     dist.init_process_group(backend="nccl" if device == "gpu" else "gloo")
+    ctx = dataclasses.replace(ctx, setup_group=dist.new_group(backend="gloo", timeout=SETUP_TIMEOUT))
     _logger.info("rank %d/%d (local %d) joined the %s group", ctx.rank, ctx.world_size,
                  ctx.local_rank, dist.get_backend())
     return ctx
@@ -98,10 +107,11 @@ def gather_to_main(value: Any, ctx: DistContext) -> list[Any] | None:
 
 
 @contextmanager
-def main_process_first(ctx: DistContext, device: torch.device) -> Iterator[None]:
+def main_process_first(ctx: DistContext) -> Iterator[None]:
     """Run the block on rank 0 first, then on the other ranks (e.g. a verification whose cache
     the others then read). If it fails on rank 0, the other ranks raise ``OtherRankFailedError``
-    instead of running it, so one error is reported once rather than as a hang or a trace."""
+    instead of running it, so one error is reported once rather than as a hang or a trace. The
+    others wait in ``ctx.setup_group`` (gloo, ``SETUP_TIMEOUT``), not in NCCL."""
     if not ctx.enabled:
         yield
         return
@@ -109,13 +119,32 @@ def main_process_first(ctx: DistContext, device: torch.device) -> Iterator[None]
         try:
             yield
         except BaseException:
-            all_reduce_sum([1.0], device, ctx)
+            _setup_sum(1.0, ctx)
             raise
-        all_reduce_sum([0.0], device, ctx)
+        _setup_sum(0.0, ctx)
         return
-    if all_reduce_sum([0.0], device, ctx)[0] > 0:  # waits here until rank 0 is done
+    if _setup_sum(0.0, ctx) > 0:  # waits here until rank 0 is done
         raise OtherRankFailedError("rank 0 failed and reported why")
     yield
+
+
+def any_rank_during_setup(flag: bool, ctx: DistContext) -> bool:
+    """``any_rank`` for set-up, before the loaders and the model exist (the set-up group, CPU)."""
+    return _setup_sum(1.0 if flag else 0.0, ctx) > 0 if ctx.enabled else flag
+
+
+def _setup_sum(value: float, ctx: DistContext) -> float:
+    """``value`` summed over ranks in the set-up group (a CPU tensor: gloo)."""
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=ctx.setup_group)
+    return float(tensor.item())
+
+
+def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics), as DDP's forward does."""
+    if ctx.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def shutdown(ctx: DistContext) -> None:

@@ -22,8 +22,9 @@ def build_googlenet(num_classes: int, *, aux_logits: bool = True) -> nn.Module:
 def bare_model(model: nn.Module) -> nn.Module:
     """The GoogLeNet inside DDP's and torch.compile's wrappers (whose state_dict keys carry
     ``module.`` and ``_orig_mod.`` prefixes)."""
-    inner = getattr(model, "module", model)  # DistributedDataParallel
-    return getattr(inner, "_orig_mod", inner)  # torch.compile's OptimizedModule
+    inner = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule (around DDP)
+    inner = getattr(inner, "module", inner)  # DistributedDataParallel
+    return getattr(inner, "_orig_mod", inner)  # a compiled module inside DDP
 
 
 def googlenet_loss(outputs: GoogLeNetOutputs | torch.Tensor, targets: torch.Tensor,

@@ -1,8 +1,10 @@
 """Where each step's time goes: waiting for data vs computing, and GPU idle time.
 
-Data wait is host time blocked in ``next(loader)``. GPU idle comes from CUDA events: the
-gap on the GPU timeline between the end of one step's work and the start of the next. It
-needs no per-step synchronization; events are read (one sync) at each log interval.
+Data wait is host time blocked in ``next(loader)``. Compute is the host time of the step: on
+the GPU that is the time to enqueue its kernels (the host runs ahead), not their run time. GPU
+idle comes from CUDA events: the gap on the GPU timeline between the end of one step's work and
+the start of the next. It needs no per-step synchronization; the events are read (one sync)
+when the epoch's timing is taken: at its end, and in checkpoints.
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ from torch import nn
 from tqdm import tqdm
 
 from train.config import TrainConfig
-from train.distributed import DistContext, all_reduce_sum, any_rank
+from train.distributed import DistContext, all_reduce_sum, any_rank, broadcast_buffers
 from train.ema import WeightEma
 from train.metrics import MetricsLog
 from train.mix import BatchMixer
-from train.model import googlenet_loss
+from train.model import bare_model, googlenet_loss
 from train.timing import EpochTiming, StepTimer
 
 _logger = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ class StopRequest:
         self.requested = True
         self.signal_name = signal.Signals(signum).name
         _logger.warning("%s received: finishing this step, then saving a checkpoint", self.signal_name)
+
+
+class StoppedBeforeTrainingError(RuntimeError):
+    """A stop signal arrived during set-up: nothing was trained, changed or saved."""
 
 
 @dataclass
@@ -168,6 +172,7 @@ class Trainer:
     ema: WeightEma | None = None  # --ema-decay
     meter: EpochMeter | None = None  # the current epoch's sums
     carried: dict[str, Any] | None = None  # sums of a resumed partial epoch
+    last_lr: float = 0.0  # the learning rate the last optimizer step used (for the step records)
 
     def _autocast(self) -> torch.autocast:
         """Mixed precision as --amp asks on the GPU; a disabled context on the CPU."""
@@ -192,6 +197,7 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.last_lr = self.optimizer.param_groups[0]["lr"]  # before the schedule moves on
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(step)
@@ -216,7 +222,10 @@ class Trainer:
         display = ProgressDisplay(total=steps, done=progress.epoch_step, desc=f"epoch {progress.epoch}",
                                   enabled=self.ctx.is_main)
         stopped_by = self._should_stop(progress)
-        for images, labels in ([] if stopped_by else loader):
+        # A run resumed from a checkpoint taken on the epoch's last step (a stop or a crash before
+        # the epoch's evaluation) has no step left here: its loader is already past the epoch.
+        left = progress.epoch_step < steps and not stopped_by
+        for images, labels in (loader if left else []):
             data_s = meter.timer.data_ready()
             meter.timer.compute_begin()
             loss, logits, scored = self.train_step(images, labels, progress.step + 1)
@@ -241,13 +250,17 @@ class Trainer:
         rate = timer.images / max(1e-9, timer.data_wait + timer.compute) * self.ctx.world_size
         display.report(loss=value, images_per_s=rate)
         self.metrics.step({"step": progress.step, "epoch": progress.epoch, "loss": round(value, 6),
-                           "lr": self.scheduler.get_last_lr()[0], "data_ms": round(data_s * 1e3, 3),
+                           "lr": self.last_lr, "data_ms": round(data_s * 1e3, 3),
                            "compute_ms": round(compute_s * 1e3, 3), "images_per_s": round(rate, 1)})
 
     def evaluated_models(self) -> dict[str, nn.Module]:
         """What each epoch evaluates, by the prefix of its scores: the raw weights, and the EMA's."""
         models = {"val": self.model}
         if self.ema is not None:
+            # The EMA takes the model's buffers (BatchNorm statistics). Under DDP each rank's last
+            # training forward updated its own; rank 0's are the ones checkpoints save and DDP's
+            # next forward broadcasts, so every rank takes those first.
+            broadcast_buffers(bare_model(self.model), self.ctx)
             models["ema_val"] = self.ema.averaged()
         return models
 
