@@ -19,6 +19,7 @@ READER_NAME = "Reader"
 _LABEL_DIGITS = 9
 _WHITESPACE = b" \t\n\v\f\r"  # what bytes.strip() removes
 
+
 def shuffled_once(data: ImageFolderData, seed: int) -> ImageFolderData:
     """The list in one seeded global order, identical on every rank.
 

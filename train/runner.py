@@ -191,12 +191,11 @@ def _model_layout(device: str):
 
 
 def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[str, Any] | None,
-          run_dir: RunDir | None) -> Run:
+          run_dir: RunDir | None, *, device: torch.device) -> Run:
     """Data (verified), loaders, model and optimizer, restored from the checkpoint when resuming.
 
-    ``run_dir`` is rank 0's claimed --out (None on the other ranks).
+    ``run_dir`` is rank 0's claimed --out (None on the other ranks); ``device`` this rank's.
     """
-    device = torch.device("cuda", ctx.local_rank) if cfg.device == "gpu" else torch.device("cpu")
     resume_path = Path(cfg.resume) if cfg.resume else None
     train_data = open_source(cfg.data, fmt=cfg.format, split="train")
     val_data = open_source(cfg.data, fmt=cfg.format, split="val")
@@ -299,7 +298,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
                                    overwrite=cfg.overwrite)
     stop = StopRequest().install()
     try:
-        state = setup(cfg, ctx, stop, payload, run_dir)
+        state = setup(cfg, ctx, stop, payload, run_dir, device=device)
         try:
             _announce(state)
             with training_stream(device):
