@@ -1,16 +1,17 @@
 # Two commands set everything up on a fresh machine with Python 3.10+ and make:
 #   make demo   - .venv, install, sample data, a short training run and a quick benchmark
 #   make test   - .venv, install with test tools, the whole test suite (CPU; GPU tests skip)
+#   make check  - what CI runs (.ci/run): make lint, then make test (docs/development.md)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA := data/sample
 SAMPLE_IMAGES ?= 2000
 
-.PHONY: demo test lint typecheck bench clean help
+.PHONY: demo check test test-fast lint typecheck bench clean help
 
 help:
-	@echo "make demo | test | lint | typecheck | bench | clean | docker | docker-smoke | docker-base"
+	@echo "make demo | check | test | test-fast | lint | typecheck | bench | clean | docker | docker-smoke | docker-base"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +33,14 @@ demo: $(VENV)/.deps-demo $(DATA)/train
 		--out runs/demo --overwrite
 	$(PY) -m bench --quick --data $(DATA) --out runs/demo-bench
 
+check: lint test
+
 test: $(VENV)/.deps-test
 	$(PY) -m pytest -q
+
+# The suite without the tests marked slow (pytest.mark.slow), for the edit-test loop.
+test-fast: $(VENV)/.deps-test
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.deps-test
 	$(VENV)/bin/ruff check .
