@@ -50,7 +50,7 @@ WORKDIR /src
 # rebuilt when the declared dependencies or EXTRAS change, not on every code edit.
 COPY pyproject.toml docker/requirements.py ./
 RUN mkdir /reqs && python requirements.py pyproject.toml "${EXTRAS}" > /reqs/requirements.txt
-COPY README.md ./
+COPY README.md LICENSE ./
 COPY dali_pipelines/ dali_pipelines/
 COPY train/ train/
 COPY bench/ bench/

@@ -1,16 +1,17 @@
 # Two commands set everything up on a fresh machine with Python 3.10+ and make:
 #   make demo   - .venv, install, sample data, a short training run and a quick benchmark
 #   make test   - .venv, install with test tools, the whole test suite (CPU; GPU tests skip)
+#   make check  - what CI runs (.ci/run): make lint, then make test (docs/development.md)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA := data/sample
 SAMPLE_IMAGES ?= 2000
 
-.PHONY: demo test lint bench clean help
+.PHONY: demo check test test-fast lint typecheck bench clean help
 
 help:
-	@echo "make demo | test | lint | bench | clean | docker | docker-smoke | docker-base"
+	@echo "make demo | check | test | test-fast | lint | typecheck | bench | clean | docker | docker-smoke | docker-base"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +33,24 @@ demo: $(VENV)/.deps-demo $(DATA)/train
 		--out runs/demo --overwrite
 	$(PY) -m bench --quick --data $(DATA) --out runs/demo-bench
 
+check: lint test
+
 test: $(VENV)/.deps-test
 	$(PY) -m pytest -q
+
+# The suite without the tests marked slow (pytest.mark.slow), for the edit-test loop.
+test-fast: $(VENV)/.deps-test
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.deps-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint Dockerfile
+	$(PY) tools/mypy_baseline.py
+
+# mypy on the packages, held to .mypy-baseline.txt: fails on a new error and on a fixed one
+# still listed there.
+typecheck: $(VENV)/.deps-test
+	$(PY) tools/mypy_baseline.py
 
 # The full sweep (every section that applies to this machine), then the run as one JSON object.
 bench: $(VENV)/.deps-test $(DATA)/train
@@ -45,7 +58,7 @@ bench: $(VENV)/.deps-test $(DATA)/train
 	$(PY) -m bench report bench/results --json > bench/results/summary.json
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs .pytest_cache .ruff_cache .mypy_cache
 
 # Container (README, "Container"). docker: build the image (BuildKit; pip trusts this machine's
 # CA bundle through a build secret). docker-smoke: run a built image end to end on the CPU, as

@@ -166,12 +166,11 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 def _check_range_pair(name: str, value: object, low: float, high: float) -> None:
-    ok = isinstance(value, tuple | list) and len(value) == 2
-    if not ok or not (low < value[0] <= value[1] <= high):
+    if not (isinstance(value, tuple | list) and len(value) == 2 and low < value[0] <= value[1] <= high):
         raise ValueError(f"{name} must be (min, max) with {low} < min <= max <= {high}, got {value!r}")
 
 
 def _check_triple(name: str, value: object, low: float, high: float) -> None:
-    ok = isinstance(value, tuple | list) and len(value) == 3
-    if not ok or not all(low <= float(v) <= high for v in value):
+    if not (isinstance(value, tuple | list) and len(value) == 3
+            and all(low <= float(v) <= high for v in value)):
         raise ValueError(f"{name} must be three values (R, G, B) in [{low}, {high}], got {value!r}")

@@ -95,8 +95,8 @@ class DaliLoader:
 
     def close(self) -> None:
         """Release the pipeline (its memory pools keep their high-water mark until then)."""
-        self._iterator = None  # type: ignore[assignment]
-        self._pipeline = None  # type: ignore[assignment]
+        self._iterator = None
+        self._pipeline = None
 
 
 def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,

@@ -128,6 +128,7 @@ def check_agreement(name: str, workload: str, images: torch.Tensor, ref: torch.T
     assert err.mean().item() <= mean, f"{name}/{workload}: mean {err.mean().item():.4f} > {mean}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workload", ["eval", "resize"])
 def test_backends_agree_with_naive(val_root: Path, reference: dict, tfdata_outputs: dict,
                                    workload: str) -> None:
@@ -210,6 +211,7 @@ def check_train_aug(name: str, data: ImageFolderData, device: str = "cpu") -> No
     assert changed.float().mean() > 0.5, f"{name}: train-aug equals train on most images"
 
 
+@pytest.mark.slow
 def test_train_aug_is_declared_work_plus_a_policy(val_root: Path) -> None:
     data = scan_image_folder(val_root)
     for name in AUG_BACKENDS:

@@ -54,6 +54,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, train_root: Path) -> tup
     return out, json.loads(json_file.read_text()), proc.stderr
 
 
+@pytest.mark.slow
 def test_every_output_file_is_written(small_run) -> None:
     out, run, _ = small_run
     stem = run["stem"]
@@ -66,6 +67,7 @@ def test_every_output_file_is_written(small_run) -> None:
     assert len(rows) == len(run["results"]) and {r["section"] for r in rows} == set(SECTIONS)
 
 
+@pytest.mark.slow
 def test_records_honour_the_requested_timing(small_run) -> None:
     _, run, _ = small_run
     assert run["data"]["images"] == 72  # the truncated file was left out
@@ -85,6 +87,7 @@ def test_records_honour_the_requested_timing(small_run) -> None:
     assert [(r["backend"], r["workers"]) for r in records if r["section"] == "scaling"] == [("dali-cpu", 1)]
 
 
+@pytest.mark.slow
 def test_progress_is_one_line_per_job_and_the_skip_warning_appears_once(small_run) -> None:
     _, run, stderr = small_run
     assert "\r" not in stderr  # a log file gets lines, not a redrawn bar
@@ -94,6 +97,7 @@ def test_progress_is_one_line_per_job_and_the_skip_warning_appears_once(small_ru
     assert len(progress) == total and re.match(rf"\[ *1/{total} \d+:\d\d\] throughput: ", progress[0])
 
 
+@pytest.mark.slow
 def test_report_json_sums_up_the_newest_run(small_run, capsys) -> None:
     out, run, _ = small_run
     capsys.readouterr()
@@ -111,6 +115,7 @@ def test_report_json_sums_up_the_newest_run(small_run, capsys) -> None:
     assert set(summary["soak_growth_pct"]) == {"dali-cpu"} and set(summary["shards_vs_files"]) == {"train"}
 
 
+@pytest.mark.slow
 def test_report_prints_every_table(small_run, capsys) -> None:
     out, _, _ = small_run
     capsys.readouterr()
@@ -121,6 +126,7 @@ def test_report_prints_every_table(small_run, capsys) -> None:
         assert text in table
 
 
+@pytest.mark.slow
 def test_figures_have_legends_and_one_colour_per_backend(small_run) -> None:
     _, run, _ = small_run
     seen: dict[str, set[str]] = {}
@@ -142,6 +148,7 @@ def test_figures_have_legends_and_one_colour_per_backend(small_run) -> None:
     assert "1.00x" in labels  # dali-ref against itself; every bar carries its ratio
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_recorded_and_the_run_file_kept_current(train_root: Path, tmp_path: Path) -> None:
     data = scan_image_folder(train_root)
     settings = Settings(sections=("throughput",), backends=("dali-cpu",), workloads=("train",), device="cpu",
@@ -213,6 +220,7 @@ def test_e2e_records_gpu_idle_and_step_time_for_every_gpu_loader(val_root: Path)
         assert record["measurement"]["peak_gpu_mb"] > 0
 
 
+@pytest.mark.slow
 def test_gpu_sections_render_from_their_records(small_run) -> None:
     """The e2e and hw-decoder tables, summary and figures, from records shaped as a GPU run
     writes them (the measurements copied from this run's, the GPU figures set by hand)."""

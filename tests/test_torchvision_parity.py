@@ -242,6 +242,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs tensorflow (the tf extra)")
 def test_train_crops_without_fancy_upsampling_differ_little(photo_sets: dict[str, ImageFolderData]) -> None:
     """What the GPU train graph's decode without fancy upsampling costs in parity, estimated with
@@ -279,6 +280,7 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_model_predictions_agree_with_torchvision_eval(agreement_set: Path) -> None:
     """A ResNet trained briefly through the train loader predicts the same class through our eval

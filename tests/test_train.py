@@ -53,6 +53,7 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {int(row["step"]): float(row["loss"]) for row in _rows(run_dir / "steps.csv")}
 
 
+@pytest.mark.slow
 def test_overfits_tiny_set(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """GoogLeNet learns three classes well above chance (1/3) within 60 steps, seed fixed."""
     out = tmp_path / "run"
@@ -98,6 +99,7 @@ def resumed(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             "losses_after_resume": losses_after_resume}
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_losses(resumed: dict) -> None:
     """Stopped after 4 steps and resumed, a run logs the same per-step losses as an uninterrupted
     one through step 8, across an epoch boundary and the mid-run evaluation: the same batches
@@ -114,6 +116,7 @@ def _assert_same_weights(first: dict[str, torch.Tensor], second: dict[str, torch
         torch.testing.assert_close(value, second[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+@pytest.mark.slow
 def test_resume_ends_with_the_same_ema(resumed: dict) -> None:
     """The resumed run's last.pt holds the uninterrupted run's EMA (parameters and buffers), which
     differs from the raw weights; each rank's mixing generator state is saved beside it."""
@@ -127,6 +130,7 @@ def test_resume_ends_with_the_same_ema(resumed: dict) -> None:
     assert torch.equal(parts["ranks"][0]["mix_rng"], whole["ranks"][0]["mix_rng"])
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_rewrites_the_records(resumed: dict) -> None:
     """Resuming from a checkpoint older than the records (kill -9) cuts steps.csv and epochs.csv
     back to it: each step and each epoch has one row, with the uninterrupted run's values."""
@@ -138,6 +142,7 @@ def test_resume_after_a_crash_rewrites_the_records(resumed: dict) -> None:
     assert [row["epoch"] for row in _rows(resumed["parts"] / "epochs.csv")] == ["0", "1", "2"]
 
 
+@pytest.mark.slow
 def test_resumed_epoch_row_covers_the_whole_epoch(resumed: dict) -> None:
     """The --max-steps stop at step 4 logged a partial row for epoch 1; after the resume, epoch 1
     has one row at step 6 whose training loss and accuracy cover all of its steps (4-6), equal
@@ -150,6 +155,7 @@ def test_resumed_epoch_row_covers_the_whole_epoch(resumed: dict) -> None:
         assert float(parts["1"][key]) == pytest.approx(float(whole["1"][key]), rel=1e-5, abs=1e-6), key
 
 
+@pytest.mark.slow
 def test_stop_on_an_epochs_last_step_resumes_into_the_next_epoch(resumed: dict, tiny_root: Path,
                                                                  tmp_path: Path) -> None:
     """--max-steps 3 ends exactly on epoch 0's last step: the stop still ends the epoch (its
@@ -173,6 +179,7 @@ def test_stop_on_an_epochs_last_step_resumes_into_the_next_epoch(resumed: dict, 
         assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
 
 
+@pytest.mark.slow
 def test_step_records_the_learning_rate_the_step_used(resumed: dict) -> None:
     """steps.csv's lr is the rate step k trained with: k/6 of the peak over the 2-epoch warm-up
     (6 steps), the peak being --lr 0.1 scaled by the batch (9/256)."""
@@ -182,6 +189,7 @@ def test_step_records_the_learning_rate_the_step_used(resumed: dict) -> None:
         assert lrs[step] == pytest.approx(peak * step / 6, rel=1e-9), f"step {step}"
 
 
+@pytest.mark.slow
 def test_augment_settings_reach_the_train_graph(resumed: dict) -> None:
     """--augment and its knobs are recorded as the pipeline's own settings (config.json)."""
     pipeline = json.loads((resumed["whole"] / "config.json").read_text(encoding="utf-8"))["pipeline"]
@@ -189,6 +197,7 @@ def test_augment_settings_reach_the_train_graph(resumed: dict) -> None:
     assert chosen == ("randaugment", 2, 9)
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_into_torchvision(resumed: dict) -> None:
     """The stored weights, raw and EMA, load strictly into torchvision's GoogLeNet and give finite
     logits. best.pt is the epoch with the best EMA top-1 when an EMA is kept."""
@@ -235,6 +244,7 @@ def ddp_runs(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return {"whole": whole, "parts": parts, "first": first}
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_counts_val_once(ddp_runs: dict) -> None:
     """torchrun with 2 CPU processes (gloo) trains, and eval sees each of the 9 val images once."""
     assert "ranks: 2" in ddp_runs["first"].stdout
@@ -244,11 +254,13 @@ def test_two_process_gloo_run_counts_val_once(ddp_runs: dict) -> None:
     assert [int(row["step"]) for row in epochs] == [3, 6]
 
 
+@pytest.mark.slow
 def test_two_process_warning_is_printed_once(ddp_runs: dict) -> None:
     """Both ranks verify the data, but the skipped-files warning appears once per run."""
     assert ddp_runs["first"].stderr.count("skipping 2 of 29 files") == 1, ddp_runs["first"].stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_two_process_resume_continues_the_same_losses(ddp_runs: dict) -> None:
     """Under DDP every rank's loader position, RNG and mixing generator are saved: a 2-process run
     stopped after 2 steps and resumed logs the same losses through step 6 (past an epoch end) as

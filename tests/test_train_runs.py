@@ -319,6 +319,7 @@ def _lock_owner(out: Path) -> int | None:
         return None
 
 
+@pytest.mark.slow
 def test_interrupted_run_locks_its_directory_and_resumes_as_printed(
         tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """While a run trains, a second run into its --out is refused with the owner's pid. After

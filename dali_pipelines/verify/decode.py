@@ -43,7 +43,8 @@ def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int]) -
 
 
 def _batches(paths: Sequence[str], pixels: dict[str, int]) -> Iterator[list[str]]:
-    batch, total = [], 0
+    batch: list[str] = []
+    total = 0
     for path in paths:
         if batch and (len(batch) == _BATCH_FILES or total + pixels[path] > _BATCH_PIXELS):
             yield batch
