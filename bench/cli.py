@@ -262,8 +262,9 @@ def run_command(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def report_command(args: argparse.Namespace) -> None:
     """Print the newest run in ``args.dir``: Markdown (files redrawn) or the JSON summary."""
+    from bench.queries import summary
     from bench.records import newest_run
-    from bench.report import publish, summary
+    from bench.report import publish
 
     path, run = newest_run(args.dir)
     if args.json:

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # after use("Agg"), deliberately
 from matplotlib.figure import Figure
 
 from bench.backends import REFERENCE
-from bench.report import backends_of, e2e_key, ok_rows, rate, skipped, soak_figures, throughput, workloads_of
+from bench.queries import backends_of, e2e_key, ok_rows, rate, skipped, soak_figures, throughput, workloads_of
 from bench.sweep import SYNTHETIC
 
 _logger = logging.getLogger(__name__)

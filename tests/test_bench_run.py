@@ -21,8 +21,9 @@ import torch
 from bench.backends import BACKENDS as BACKENDS_REGISTRY
 from bench.cli import main
 from bench.plots import COLOURS, FIGURES
+from bench.queries import e2e_figures, summary
 from bench.records import new_run
-from bench.report import e2e_figures, render_markdown, saver, summary
+from bench.report import render_markdown, saver
 from bench.sweep import Settings, execute, plan, run_sweep
 from dali_pipelines import scan_image_folder
 

@@ -1,0 +1,147 @@
+"""Queries over a run's records: the figures the Markdown report, the plots and the JSON
+summary all read, each computed here once.
+
+Every ratio is between figures of the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
+from bench.sweep import SYNTHETIC
+
+
+def ok_rows(run: dict[str, Any], section: str, **match: Any) -> list[dict[str, Any]]:
+    """Successful records of ``section`` whose fields equal ``match``."""
+    return [r for r in run["results"] if r["section"] == section and r["status"] == "ok"
+            and all(r.get(k) == v for k, v in match.items())]
+
+
+def rate(row: dict[str, Any]) -> float:
+    """Median images/s of a record."""
+    return row["measurement"]["images_per_s"]
+
+
+def backends_of(run: dict[str, Any]) -> list[str]:
+    """Backends measured in the run, in run order, synthetic data excluded."""
+    return list(dict.fromkeys(r["backend"] for r in run["results"] if r["backend"] != SYNTHETIC))
+
+
+def skipped_rows(run: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    """Records of ``section`` that a backend skipped (it cannot do the workload), with the reason."""
+    return [r for r in run["results"] if r["section"] == section and r["status"] == "skipped"]
+
+
+def workloads_of(run: dict[str, Any]) -> list[str]:
+    """Workloads the throughput section measured (or a backend skipped), in declaration order."""
+    done = {r["workload"] for r in [*ok_rows(run, "throughput"), *skipped_rows(run, "throughput")]}
+    return [w for w in WORKLOADS if w in done]
+
+
+def throughput(run: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{backend: {workload: median img/s}} of the throughput section."""
+    out: dict[str, dict[str, float]] = {}
+    for r in ok_rows(run, "throughput"):
+        out.setdefault(r["backend"], {})[r["workload"]] = rate(r)
+    return out
+
+
+def aug_ratios(run: dict[str, Any]) -> dict[str, float]:
+    """{backend: its train-aug img/s / its own train img/s}: what RandAugment costs each loader."""
+    return {b: r["train-aug"] / r["train"] for b, r in throughput(run).items()
+            if "train" in r and "train-aug" in r}
+
+
+def skipped(run: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """{backend: {workload: why it was not run}} of the throughput section."""
+    out: dict[str, dict[str, str]] = {}
+    for r in skipped_rows(run, "throughput"):
+        out.setdefault(r["backend"], {})[r["workload"]] = r["reason"]
+    return out
+
+
+def e2e_key(row: dict[str, Any]) -> str:
+    """An e2e loader's name: the backend, or ``backend+workload`` when it fed a workload other
+    than train (``dali-gpu+train-aug``); synthetic data is just ``synthetic``."""
+    plain = row["backend"] == SYNTHETIC or row["workload"] == "train"
+    return row["backend"] if plain else f"{row['backend']}+{row['workload']}"
+
+
+def ratios_to_reference(run: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{dali backend: {workload: its img/s / dali-ref's img/s}}, same run, same workload."""
+    rates = throughput(run)
+    ref = rates.get(REFERENCE, {})
+    return {b: {w: rates[b][w] / ref[w] for w in rates[b] if w in ref}
+            for b in DALI_BACKENDS if b in rates and ref}
+
+
+def e2e_figures(run: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per loader in the e2e section (keyed by ``e2e_key``): efficiency, data wait, GPU idle and
+    step time vs synthetic."""
+    rows = {e2e_key(r): r for r in ok_rows(run, "e2e")}
+    light = rows.get(SYNTHETIC)
+    out = {}
+    for backend, r in rows.items():
+        step = r["consumer"].get("gpu_step_ms")
+        light_step = light["consumer"].get("gpu_step_ms") if light else None
+        out[backend] = {
+            "images_per_s": rate(r),
+            "efficiency": rate(r) / rate(light) if light else None,
+            "data_wait_frac": r["measurement"]["data_wait_frac"],
+            "gpu_idle_frac": r["consumer"].get("gpu_idle_frac"),
+            "gpu_step_ms": step,
+            "step_vs_synthetic": step / light_step if step and light_step else None,
+        }
+    return out
+
+
+def soak_figures(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per soaked backend: memory after the first timed epoch (epoch 2) and the last, growth."""
+    out = {}
+    for r in ok_rows(run, "soak"):
+        m = r["measurement"]
+        first, last = m["repeat_pss_mb"][0], m["repeat_pss_mb"][-1]
+        gpu = m.get("repeat_gpu_mb")
+        out[r["backend"]] = {
+            "epochs": len(m["repeat_pss_mb"]) + 1, "first_mb": first, "last_mb": last,
+            "growth_pct": 100.0 * (last - first) / first, "images_per_s": rate(r),
+            "gpu_growth_mb": gpu[-1] - gpu[0] if gpu else None, "memory_metric": m["memory_metric"],
+        }
+    return out
+
+
+def shards_figures(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per workload of the shards section: files and shards img/s, their ratio, CPU costs."""
+    rows = {(r["workload"], r["source"]): r for r in ok_rows(run, "shards")}
+    out = {}
+    for (workload, source), r in rows.items():
+        other = rows.get((workload, "shards"))
+        if source != "files" or other is None:
+            continue
+        out[workload] = {"backend": r["backend"], "files": rate(r), "shards": rate(other),
+                         "ratio": rate(other) / rate(r),
+                         "cpu_files": r["measurement"]["cpu_s_per_1000"],
+                         "cpu_shards": other["measurement"]["cpu_s_per_1000"]}
+    return out
+
+
+def summary(run: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """The JSON summary of a run (``python -m bench report --json``)."""
+    e2e = e2e_figures(run)
+    return {
+        "device": run["device"], "cpus": run["machine"]["cores"], "gpu": run["machine"]["gpu"],
+        "cpu_model": run["machine"]["cpu"], "command": run["command"], "date": run["date"],
+        "started": run["started"], "quick": run["quick"], "file": str(path) if path else None,
+        "throughput": throughput(run),
+        "train_aug_vs_train": aug_ratios(run),
+        "ratio_to_dali_ref": ratios_to_reference(run),
+        "e2e_efficiency": {b: f["efficiency"] for b, f in e2e.items() if b != SYNTHETIC},
+        "e2e_gpu_idle_frac": {b: f["gpu_idle_frac"] for b, f in e2e.items()},
+        "e2e_step_vs_synthetic": {b: f["step_vs_synthetic"] for b, f in e2e.items() if b != SYNTHETIC},
+        "soak_growth_pct": {b: f["growth_pct"] for b, f in soak_figures(run).items()},
+        "shards_vs_files": {w: f["ratio"] for w, f in shards_figures(run).items()},
+        "skipped": skipped(run),
+        "errors": sum(r["status"] == "error" for r in run["results"]),
+    }
