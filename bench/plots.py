@@ -14,7 +14,20 @@ import matplotlib.pyplot as plt  # after use("Agg"), deliberately
 from matplotlib.figure import Figure
 
 from bench.backends import REFERENCE
-from bench.queries import backends_of, e2e_key, ok_rows, rate, skipped, soak_figures, throughput, workloads_of
+from bench.queries import (
+    backends_of,
+    e2e_figures,
+    e2e_key,
+    hw_decoder_rows,
+    ok_rows,
+    overlap_efficiency,
+    rate,
+    scaling,
+    skipped,
+    soak_figures,
+    throughput,
+    workloads_of,
+)
 from bench.sweep import SYNTHETIC
 
 _logger = logging.getLogger(__name__)
@@ -70,18 +83,15 @@ def throughput_figure(run: dict[str, Any]) -> Figure | None:
 
 def scaling_figure(run: dict[str, Any]) -> Figure | None:
     """Train img/s over workers/threads, one line per backend."""
-    rows = ok_rows(run, "scaling")
-    if not rows:
+    found = scaling(run)
+    if not found.by_backend:
         return None
-    backends = list(dict.fromkeys(r["backend"] for r in rows))
-    rows += [r for r in ok_rows(run, "throughput", workload="train") if r["backend"] in backends]
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
-    for backend in backends:
-        points = sorted((r["workers"], rate(r)) for r in rows if r["backend"] == backend)
-        ax.plot(*zip(*points, strict=True), marker="o", color=colour(backend), label=backend)
-    counts = sorted({r["workers"] for r in rows})
+    for backend, rows in found.by_backend.items():
+        ax.plot(list(rows), [rate(r) for r in rows.values()], marker="o", color=colour(backend),
+                label=backend)
     ax.set_xscale("log", base=2)
-    ax.set_xticks(counts, [str(n) for n in counts])
+    ax.set_xticks(found.counts, [str(n) for n in found.counts])
     ax.minorticks_off()
     ax.set_xlabel("workers / threads")
     ax.set_ylabel("images / s (train)")
@@ -93,17 +103,19 @@ def scaling_figure(run: dict[str, Any]) -> Figure | None:
 
 def efficiency_figure(run: dict[str, Any]) -> Figure | None:
     """Loader efficiency (img/s / synthetic img/s): one panel per overlap step and one for e2e."""
-    panels = [(f"simulated {ms:g} ms step", ok_rows(run, "overlap", step_ms=ms))
-              for ms in sorted({r["step_ms"] for r in ok_rows(run, "overlap")})]
-    panels += [("GoogLeNet training step", ok_rows(run, "e2e"))] if ok_rows(run, "e2e") else []
-    panels = [(title, rows) for title, rows in panels if any(r["backend"] == SYNTHETIC for r in rows)]
+    panels = [(f"simulated {ms:g} ms step",
+               [(e2e_key(r), eff) for r, eff in group if r["backend"] != SYNTHETIC])
+              for ms, group in overlap_efficiency(run).items()
+              if any(r["backend"] == SYNTHETIC for r, _ in group)]
+    e2e = e2e_figures(run)
+    if SYNTHETIC in e2e:
+        panels.append(("GoogLeNet training step",
+                       [(name, f["efficiency"]) for name, f in e2e.items() if name != SYNTHETIC]))
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 5.2 * len(panels)), 4.4), squeeze=False)
-    for ax, (title, rows) in zip(axes[0], panels, strict=True):
-        light = rate(next(r for r in rows if r["backend"] == SYNTHETIC))
-        loaders = [r for r in rows if r["backend"] != SYNTHETIC]
-        _bars(ax, [e2e_key(r) for r in loaders], [rate(r) / light for r in loaders])
+    for ax, (title, bars) in zip(axes[0], panels, strict=True):
+        _bars(ax, [name for name, _ in bars], [eff for _, eff in bars])
         ax.axhline(1.0, color="gray", linewidth=0.8)
         ax.set_ylabel("efficiency (img/s / synthetic img/s)")
         ax.set_title(title)
@@ -113,7 +125,7 @@ def efficiency_figure(run: dict[str, Any]) -> Figure | None:
 
 def hw_decoder_figure(run: dict[str, Any]) -> Figure | None:
     """dali-gpu train img/s over hw_decoder_load."""
-    rows = sorted(ok_rows(run, "hw-decoder"), key=lambda r: r["hw_decoder_load"])
+    rows = hw_decoder_rows(run)
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -6,6 +6,7 @@ Every ratio is between figures of the same run on the same machine.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,43 @@ def shards_figures(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
                          "ratio": rate(other) / rate(r),
                          "cpu_files": r["measurement"]["cpu_s_per_1000"],
                          "cpu_shards": other["measurement"]["cpu_s_per_1000"]}
+    return out
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Train records over workers/threads: the counts measured and each backend's record at each."""
+
+    counts: list[int]  # ascending, over every backend
+    by_backend: dict[str, dict[int, dict[str, Any]]]  # backend -> {workers: record}, workers ascending
+
+
+def scaling(run: dict[str, Any]) -> Scaling:
+    """The scaling section's records plus, at the top count, the throughput section's train
+    record of each backend scaled (one record per backend and count: the first in run order)."""
+    rows = ok_rows(run, "scaling")
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    rows += [r for r in ok_rows(run, "throughput", workload="train") if r["backend"] in backends]
+    by_backend: dict[str, dict[int, dict[str, Any]]] = {b: {} for b in backends}
+    for r in sorted(rows, key=lambda r: r["workers"]):  # stable: run order among equal counts
+        by_backend[r["backend"]].setdefault(r["workers"], r)
+    return Scaling(sorted({r["workers"] for r in rows}), by_backend)
+
+
+def hw_decoder_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hw-decoder section's records by ascending hw_decoder_load."""
+    return sorted(ok_rows(run, "hw-decoder"), key=lambda r: r["hw_decoder_load"])
+
+
+def overlap_efficiency(run: dict[str, Any]) -> dict[float, list[tuple[dict[str, Any], float | None]]]:
+    """{step ms: [(record, its img/s / synthetic img/s at that step)]} of the overlap section,
+    steps ascending; the efficiency is None where the step has no synthetic record."""
+    rows = ok_rows(run, "overlap")
+    out = {}
+    for step in sorted({r["step_ms"] for r in rows}):
+        group = [r for r in rows if r["step_ms"] == step]
+        light = next((r for r in group if r["backend"] == SYNTHETIC), None)
+        out[step] = [(r, rate(r) / rate(light) if light else None) for r in group]
     return out
 
 

@@ -15,9 +15,11 @@ from bench.queries import (
     aug_ratios,
     backends_of,
     e2e_figures,
+    hw_decoder_rows,
     ok_rows,
-    rate,
+    overlap_efficiency,
     ratios_to_reference,
+    scaling,
     shards_figures,
     skipped,
     skipped_rows,
@@ -25,7 +27,6 @@ from bench.queries import (
     workloads_of,
 )
 from bench.records import save_run
-from bench.sweep import SYNTHETIC
 from dali_pipelines import atomic_write
 
 
@@ -132,21 +133,17 @@ def error_lines(run: dict[str, Any]) -> list[str]:
 
 def scaling_lines(run: dict[str, Any]) -> list[str]:
     """Train img/s over workers/threads (the throughput section's train row is the top count)."""
-    rows = ok_rows(run, "scaling")
-    if not rows:
+    found = scaling(run)
+    if not found.by_backend:
         return []
-    backends = list(dict.fromkeys(r["backend"] for r in rows))
-    rows += [r for r in ok_rows(run, "throughput", workload="train") if r["backend"] in backends]
-    counts = sorted({r["workers"] for r in rows})
-    table = [[f"`{b}`", *(_cell(next((r for r in rows if r["backend"] == b and r["workers"] == n), None))
-                          for n in counts)] for b in backends]
+    table = [[f"`{b}`", *(_cell(rows.get(n)) for n in found.counts)] for b, rows in found.by_backend.items()]
     return ["**Scaling over workers/threads** (train, images/s)", "",
-            *_table(["backend", *map(str, counts)], table)]
+            *_table(["backend", *map(str, found.counts)], table)]
 
 
 def hw_decoder_lines(run: dict[str, Any]) -> list[str]:
     """dali-gpu train img/s over hw_decoder_load."""
-    rows = sorted(ok_rows(run, "hw-decoder"), key=lambda r: r["hw_decoder_load"])
+    rows = hw_decoder_rows(run)
     table = [[f"{r['hw_decoder_load']:g}", _cell(r), f"{r['measurement']['cpu_s_per_1000']:.2f}"]
              for r in rows]
     return ["**`dali-gpu` over hw_decoder_load** (train)", "",
@@ -155,19 +152,14 @@ def hw_decoder_lines(run: dict[str, Any]) -> list[str]:
 
 def overlap_lines(run: dict[str, Any]) -> list[str]:
     """Each loader feeding a simulated accelerator step: efficiency and data wait."""
-    rows = ok_rows(run, "overlap")
-    table = []
-    for step in sorted({r["step_ms"] for r in rows}):
-        group = [r for r in rows if r["step_ms"] == step]
-        light = next((r for r in group if r["backend"] == SYNTHETIC), None)
-        for r in group:
-            eff = f"{rate(r) / rate(light):.2f}" if light else "-"
-            table.append([f"{step:g} ms", f"`{r['backend']}`", _cell(r), eff,
-                          _pct(r["measurement"]["data_wait_frac"])])
+    groups = overlap_efficiency(run)
+    table = [[f"{step:g} ms", f"`{r['backend']}`", _cell(r), "-" if eff is None else f"{eff:.2f}",
+              _pct(r["measurement"]["data_wait_frac"])] for step, group in groups.items() for r, eff in group]
     if not table:
         return []
+    batch = ok_rows(run, "overlap")[0]["batch_size"]
     title = ("**Overlap with a simulated accelerator step** (a sleep per batch, no CPU used; train, batch "
-             f"{rows[0]['batch_size']}): efficiency = img/s / img/s on synthetic data")
+             f"{batch}): efficiency = img/s / img/s on synthetic data")
     return [title, "", *_table(["step", "loader", "img/s", "efficiency", "data wait %"], table)]
 
 
