@@ -230,8 +230,8 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
 def run_command(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Check everything, prepare the data, then measure section by section, saving as it goes."""
     from bench.data import image_folder_root, load_jpeg_folder, make_temp_sample, shards_for
+    from bench.publish import publish, saver
     from bench.records import new_run
-    from bench.report import publish, saver
     from bench.sweep import data_sources, describe_plan, plan, run_sweep
 
     settings, left_out = resolve(args)
@@ -264,12 +264,13 @@ def report_command(args: argparse.Namespace) -> None:
     """Print the newest run in ``args.dir``: Markdown (files redrawn) or the JSON summary."""
     from bench.queries import summary
     from bench.records import newest_run
-    from bench.report import publish
 
     path, run = newest_run(args.dir)
     if args.json:
         print(json.dumps(summary(run, path), indent=1))
         return
+    from bench.publish import publish  # matplotlib: only when figures are drawn
+
     try:
         md = publish(run, args.dir, plots=True)
     except OSError as err:

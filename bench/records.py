@@ -1,9 +1,9 @@
 """The run file: who ran what where (machine, versions, command, settings) and one record per
-measurement; written atomically as JSON (plus a flat CSV) after every job, read back by ``report``."""
+measurement; ``publish`` writes it after every job, ``python -m bench report`` reads it
+back."""
 
 from __future__ import annotations
 
-import csv
 import datetime
 import importlib.metadata
 import json
@@ -18,17 +18,9 @@ from typing import Any
 import psutil
 import torch
 
-from dali_pipelines import atomic_write, write_json_atomic
-
 FORMAT = "dali-pipelines-bench/2"  # run files without it (older formats) are not read
 _PACKAGES = {"torch": "torch", "torchvision": "torchvision", "DALI": "nvidia-dali-cuda120",
              "tensorflow": "tensorflow-cpu", "pillow": "pillow", "numpy": "numpy"}
-CSV_COLUMNS = (
-    "section", "backend", "workload", "batch_size", "workers", "device", "source", "step_ms",
-    "hw_decoder_load", "status", "reason", "images_per_s", "images_per_s_min", "images_per_s_max",
-    "cpu_s_per_1000", "peak_pss_mb", "memory_metric", "peak_gpu_mb", "data_wait_frac",
-    "gpu_idle_frac", "gpu_step_ms", "repeats", "load_avg_1m",
-)
 
 
 def cpu_model() -> str:
@@ -91,23 +83,6 @@ def new_run(argv: list[str], settings: dict[str, Any], data: dict[str, Any],
             "machine": info, "versions": versions(), "device": settings["device"],
             "quick": settings["quick"], "settings": settings, "data": data, "left_out": left_out,
             "results": []}
-
-
-def flat_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row: the job's fields with the measurement's and consumer's fields inline."""
-    row = {**record, **(record.get("measurement") or {}), **record.get("consumer", {})}
-    return {column: row.get(column, "") for column in CSV_COLUMNS}
-
-
-def save_run(run: dict[str, Any], out_dir: Path) -> Path:
-    """Write ``<stem>.json`` and ``<stem>.csv`` into ``out_dir`` (each replaced whole); the JSON's path."""
-    json_path, csv_path = out_dir / f"{run['stem']}.json", out_dir / f"{run['stem']}.csv"
-    write_json_atomic(json_path, run)
-    with atomic_write(csv_path, newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(flat_row(r) for r in run["results"])
-    return json_path
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""What a run says: Markdown tables for people, and the files.
+"""What a run says, as Markdown tables for people.
 
 The report states what was measured; what the project aims at is said in the README, not
 decided here.
@@ -6,8 +6,6 @@ decided here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bench.backends import REFERENCE
@@ -26,8 +24,6 @@ from bench.queries import (
     soak_figures,
     workloads_of,
 )
-from bench.records import save_run
-from dali_pipelines import atomic_write
 
 
 def _cell(row: dict[str, Any] | None) -> str:
@@ -216,25 +212,3 @@ def render_markdown(run: dict[str, Any]) -> str:
              *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *soak_lines(run),
              *shards_lines(run)]
     return "\n".join(parts).rstrip() + "\n"
-
-
-def saver(run: dict[str, Any], out_dir: Path) -> Callable[[dict[str, Any]], None]:
-    """The sweep's callback: add a record to ``run`` and rewrite the run's files at once, so a
-    late failure (or Ctrl-C) loses nothing measured so far."""
-    def save(record: dict[str, Any]) -> None:
-        run["results"].append(record)
-        publish(run, out_dir, plots=False)
-    return save
-
-
-def publish(run: dict[str, Any], out_dir: Path, *, plots: bool) -> Path:
-    """Write the run's JSON, CSV, Markdown (PNGs too with ``plots``) into ``out_dir``; the Markdown path."""
-    save_run(run, out_dir)
-    md = out_dir / f"{run['stem']}.md"
-    with atomic_write(md, encoding="utf-8") as f:
-        f.write(render_markdown(run))
-    if plots:
-        from bench.plots import plot_run  # matplotlib: only when figures are drawn
-
-        plot_run(run, out_dir)
-    return md
