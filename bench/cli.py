@@ -16,15 +16,8 @@ from typing import Any
 import torch
 
 from bench.backends import BACKENDS, WORKLOADS
-from bench.sweep import (
-    DEFAULT_SECTIONS,
-    GPU_SECTIONS,
-    QUICK_SECTIONS,
-    QUICK_WORKLOADS,
-    SECTIONS,
-    TIMING,
-    Settings,
-)
+from bench.records import TIMING, Settings
+from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
 from dali_pipelines import DatasetError, argtypes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

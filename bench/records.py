@@ -12,6 +12,7 @@ import platform
 import re
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,30 @@ import psutil
 import torch
 
 FORMAT = "dali-pipelines-bench/2"  # run files without it (older formats) are not read
+# Least warm-up and repeat times, and batches per repeat: the full sweep, and --quick.
+TIMING = {"full": {"warmup_s": 1.0, "repeat_s": 2.0, "repeat_batches": 2},
+          "quick": {"warmup_s": 0.5, "repeat_s": 1.0, "repeat_batches": 1}}
 _PACKAGES = {"torch": "torch", "torchvision": "torchvision", "DALI": "nvidia-dali-cuda120",
              "tensorflow": "tensorflow-cpu", "pillow": "pillow", "numpy": "numpy"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A run's choices, resolved and validated by the command line."""
+
+    sections: tuple[str, ...]
+    backends: tuple[str, ...]
+    workloads: tuple[str, ...]
+    device: str  # "cpu" | "gpu": where batches are delivered
+    batch_size: int
+    max_workers: int
+    repeats: int = 3
+    warmup_s: float = TIMING["full"]["warmup_s"]
+    repeat_s: float = TIMING["full"]["repeat_s"]
+    repeat_batches: int = TIMING["full"]["repeat_batches"]  # each repeat has at least this many batches
+    soak_epochs: int = 30
+    timeout_s: float = 600.0
+    quick: bool = False
 
 
 def cpu_model() -> str:

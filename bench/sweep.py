@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.backends import BACKENDS, RunSpec
+from bench.records import Settings
 from dali_pipelines import DataSource, ImageFolderData
 
 _logger = logging.getLogger(__name__)
@@ -47,31 +48,9 @@ E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering f
 # doing it on CPU workers and copying to the GPU (torch-tv: faster than torch-pil at it).
 E2E_AUG_BACKENDS = ("dali-gpu", "torch-tv")
 DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and read from shards
-# Least warm-up and repeat times, and batches per repeat: the full sweep, and --quick.
-TIMING = {"full": {"warmup_s": 1.0, "repeat_s": 2.0, "repeat_batches": 2},
-          "quick": {"warmup_s": 0.5, "repeat_s": 1.0, "repeat_batches": 1}}
 START_S = 1.5  # rough per-job cost outside the timed loop (fork, imports, graph build): estimates only
 # Imported once in the server that forks every job; nothing here may touch CUDA or start threads.
 _PRELOAD = ["torch", "torchvision", "numpy", "PIL.Image", "psutil", "bench.measure"]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """A run's choices, resolved and validated by the command line."""
-
-    sections: tuple[str, ...]
-    backends: tuple[str, ...]
-    workloads: tuple[str, ...]
-    device: str  # "cpu" | "gpu": where batches are delivered
-    batch_size: int
-    max_workers: int
-    repeats: int = 3
-    warmup_s: float = TIMING["full"]["warmup_s"]
-    repeat_s: float = TIMING["full"]["repeat_s"]
-    repeat_batches: int = TIMING["full"]["repeat_batches"]  # each repeat has at least this many batches
-    soak_epochs: int = 30
-    timeout_s: float = 600.0
-    quick: bool = False
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ from bench.backends import BACKENDS, CROP, MEAN, STD, RunSpec
 from bench.backends.common import pil_transform, tensor_transform
 from bench.backends.dali import config_for
 from bench.backends.torchvision_gpu import GpuDecodedBatches
-from bench.sweep import Settings, plan, run_sweep
+from bench.records import Settings
+from bench.sweep import plan, run_sweep
 from dali_pipelines import ImageFolderData, scan_image_folder
 from dali_pipelines.augment import WARP_ARGS
 

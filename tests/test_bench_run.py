@@ -23,9 +23,9 @@ from bench.cli import main
 from bench.plots import COLOURS, FIGURES
 from bench.publish import saver
 from bench.queries import e2e_figures, summary
-from bench.records import new_run
+from bench.records import Settings, new_run
 from bench.report import render_markdown
-from bench.sweep import Settings, execute, plan, run_sweep
+from bench.sweep import execute, plan, run_sweep
 from dali_pipelines import scan_image_folder
 
 SECTIONS = ["throughput", "scaling", "overlap", "soak", "shards"]
