@@ -64,6 +64,19 @@ class Measurement:
         """JSON-ready dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        """The measurement ``to_dict`` wrote (lists become tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    """GPU figures of a training step's timed repeats; None where there was no gap to measure."""
+
+    gpu_idle_frac: float | None  # share of GPU time between steps: the loader was late
+    gpu_step_ms: float | None  # mean GPU time inside a step
+
 
 def measure(make_iterable: MakeIterable, *, warmup_s: float = 1.0, warmup_batches: int = 1,
             repeat_s: float = 2.0, repeat_images: int = 0, repeats: int = 3, passes: bool = False,
@@ -384,20 +397,20 @@ class GoogLeNetStep:
         self._current = []
         self._repeats.append(self._current)
 
-    def summary(self) -> dict[str, float | None]:
+    def summary(self) -> StepFigures:
         """GPU figures of the timed steps: idle share (gaps) and mean GPU time per step (ms)."""
         from train.timing import busy_and_gaps_ms
 
         spans = [s for s in self._repeats if s]
         steps = sum(len(s) for s in spans)
         if steps - len(spans) < 1:  # no gap to measure
-            return {"gpu_idle_frac": None, "gpu_step_ms": None}
+            return StepFigures(gpu_idle_frac=None, gpu_step_ms=None)
         spans[-1][-1][1].synchronize()
         busy = gaps = 0.0
         for repeat in spans:
             repeat_busy, repeat_gaps = busy_and_gaps_ms(repeat)
             busy, gaps = busy + repeat_busy, gaps + repeat_gaps
-        return {"gpu_idle_frac": gaps / (busy + gaps), "gpu_step_ms": busy / steps}
+        return StepFigures(gpu_idle_frac=gaps / (busy + gaps), gpu_step_ms=busy / steps)
 
 
 class SyntheticBatches:

@@ -178,7 +178,7 @@ def execute(job: Job, data: DataSource) -> dict[str, Any]:
     m = measure(make, warmup_s=job.warmup_s, warmup_batches=job.warmup_batches, repeat_s=job.repeat_s,
                 repeat_images=job.repeat_images, repeats=job.repeats, passes=job.passes, step=step,
                 gpu=job.spec.device == "gpu")
-    consumer = step.summary() if hasattr(step, "summary") else {}
+    consumer = dataclasses.asdict(step.summary()) if hasattr(step, "summary") else {}
     return _record(job, "ok", measurement=m.to_dict(), consumer=consumer)
 
 
