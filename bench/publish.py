@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.plots import plot_run
+from bench.records import Record, Run
 from bench.report import render_markdown
 from dali_pipelines import atomic_write, write_json_atomic
 
@@ -23,32 +24,33 @@ CSV_COLUMNS = (
 )
 
 
-def flat_row(record: dict[str, Any]) -> dict[str, Any]:
+def flat_row(record: Record) -> dict[str, Any]:
     """One CSV row: the job's fields with the measurement's and consumer's fields inline."""
-    row = {**record, **(record.get("measurement") or {}), **record.get("consumer", {})}
+    fields = record.to_dict()
+    row = {**fields, **(fields["measurement"] or {}), **fields["consumer"]}
     return {column: row.get(column, "") for column in CSV_COLUMNS}
 
 
-def save_run(run: dict[str, Any], out_dir: Path) -> Path:
+def save_run(run: Run, out_dir: Path) -> Path:
     """Write ``<stem>.json`` and ``<stem>.csv`` into ``out_dir`` (each replaced whole); the JSON's path."""
-    json_path, csv_path = out_dir / f"{run['stem']}.json", out_dir / f"{run['stem']}.csv"
-    write_json_atomic(json_path, run)
+    json_path, csv_path = out_dir / f"{run.stem}.json", out_dir / f"{run.stem}.csv"
+    write_json_atomic(json_path, run.to_dict())
     with atomic_write(csv_path, newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(flat_row(r) for r in run["results"])
+        writer.writerows(flat_row(r) for r in run.results)
     return json_path
 
 
-def write_markdown(run: dict[str, Any], out_dir: Path) -> Path:
+def write_markdown(run: Run, out_dir: Path) -> Path:
     """Write ``<stem>.md`` (every table of the run) into ``out_dir``; its path."""
-    md = out_dir / f"{run['stem']}.md"
+    md = out_dir / f"{run.stem}.md"
     with atomic_write(md, encoding="utf-8") as f:
         f.write(render_markdown(run))
     return md
 
 
-def publish(run: dict[str, Any], out_dir: Path, *, plots: bool) -> Path:
+def publish(run: Run, out_dir: Path, *, plots: bool) -> Path:
     """Write the run's JSON, CSV, Markdown (PNGs too with ``plots``) into ``out_dir``; the Markdown path."""
     save_run(run, out_dir)
     md = write_markdown(run, out_dir)
@@ -57,9 +59,9 @@ def publish(run: dict[str, Any], out_dir: Path, *, plots: bool) -> Path:
     return md
 
 
-def saver(run: dict[str, Any], out_dir: Path) -> Callable[[dict[str, Any]], None]:
+def saver(run: Run, out_dir: Path) -> Callable[[Record], None]:
     """The sweep's callback: add a record to ``run`` and rewrite the run's files at once."""
-    def save(record: dict[str, Any]) -> None:
-        run["results"].append(record)
+    def save(record: Record) -> None:
+        run.results.append(record)
         publish(run, out_dir, plots=False)
     return save

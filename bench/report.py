@@ -6,14 +6,15 @@ decided here.
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.backends import REFERENCE
+from bench.measure import Measurement
 from bench.queries import (
     aug_ratios,
     backends_of,
     e2e_figures,
+    failed_rows,
     hw_decoder_rows,
+    measured,
     ok_rows,
     overlap_efficiency,
     ratios_to_reference,
@@ -24,18 +25,19 @@ from bench.queries import (
     soak_figures,
     workloads_of,
 )
+from bench.records import Record, Run
 
 
-def _cell(row: dict[str, Any] | None) -> str:
+def _cell(row: Record | None) -> str:
     if row is None:
         return "-"
-    m = row["measurement"]
-    return f"{m['images_per_s']:.0f} ({m['images_per_s_min']:.0f}-{m['images_per_s_max']:.0f})"
+    m = measured(row)
+    return f"{m.images_per_s:.0f} ({m.images_per_s_min:.0f}-{m.images_per_s_max:.0f})"
 
 
-def _memory(m: dict[str, Any]) -> str:
-    value = f"{m['peak_pss_mb']:.0f}"
-    return value if m.get("memory_metric", "pss") == "pss" else f"{value} (RSS)"
+def _memory(m: Measurement) -> str:
+    value = f"{m.peak_pss_mb:.0f}"
+    return value if m.memory_metric == "pss" else f"{value} (RSS)"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -47,29 +49,29 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def header_lines(run: dict[str, Any]) -> list[str]:
+def header_lines(run: Run) -> list[str]:
     """Machine, versions, data, settings, date and command of the run."""
-    m, d, s = run["machine"], run["data"], run["settings"]
-    versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
+    m, d, s = run.machine, run.data, run.settings
+    versions = ", ".join(f"{k} {v}" for k, v in run.versions.items() if v)
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, GPU: {m['gpu'] or 'none'}  ",
+        f"Machine: {m.cpu}, {m.cores} cores, {m.memory_gb} GB RAM, GPU: {m.gpu or 'none'}  ",
         f"Versions: {versions}  ",
-        f"Data: {d['images']} JPEGs in {d['classes']} classes ({d['name']}); batches delivered to "
-        f"{run['device']}; started {run['started']}  ",
-        f"Timing: warm-up >= {s['warmup_s']:g} s, {s['repeats']} repeats of >= {s['repeat_s']:g} s and "
-        f">= {s['repeat_batches']} batches; figures are the median (min-max) of the repeats  ",
-        f"Command: `{run['command']}`",
+        f"Data: {d.images} JPEGs in {d.classes} classes ({d.name}); batches delivered to "
+        f"{run.device}; started {run.started}  ",
+        f"Timing: warm-up >= {s.warmup_s:g} s, {s.repeats} repeats of >= {s.repeat_s:g} s and "
+        f">= {s.repeat_batches} batches; figures are the median (min-max) of the repeats  ",
+        f"Command: `{run.command}`",
         "",
     ]
-    if run["left_out"]:
-        lines += ["Not run here: " + "; ".join(f"`{b}` ({why})" for b, why in run["left_out"].items()), ""]
+    if run.left_out:
+        lines += ["Not run here: " + "; ".join(f"`{b}` ({why})" for b, why in run.left_out.items()), ""]
     return lines
 
 
-def _throughput_row(run: dict[str, Any], backend: str, workloads: list[str], cpu_of: list[str],
+def _throughput_row(run: Run, backend: str, workloads: list[str], cpu_of: list[str],
                     with_ratio: bool) -> list[str] | None:
     """One backend's row of the throughput table; None when it has no record there."""
-    cells = {r["workload"]: r for r in ok_rows(run, "throughput", backend=backend)}
+    cells = {r.workload: r for r in ok_rows(run, "throughput", backend=backend)}
     skips = skipped(run).get(backend, {})
     if not cells and not skips:
         return None
@@ -77,16 +79,15 @@ def _throughput_row(run: dict[str, Any], backend: str, workloads: list[str], cpu
     if with_ratio:
         ratio = aug_ratios(run).get(backend)
         row.append("-" if ratio is None else f"{ratio:.2f}x")
-    row.append(" / ".join(f"{cells[w]['measurement']['cpu_s_per_1000']:.2f}" if w in cells else "-"
-                          for w in cpu_of))
+    row.append(" / ".join(f"{measured(cells[w]).cpu_s_per_1000:.2f}" if w in cells else "-" for w in cpu_of))
     main = cells.get(cpu_of[0]) or next(iter(cells.values()), None)
     if main is None:
         return [*row, "-", "-"]
-    m = main["measurement"]
-    return [*row, _memory(m), "-" if m["peak_gpu_mb"] is None else f"{m['peak_gpu_mb']:.0f}"]
+    m = measured(main)
+    return [*row, _memory(m), "-" if m.peak_gpu_mb is None else f"{m.peak_gpu_mb:.0f}"]
 
 
-def throughput_lines(run: dict[str, Any]) -> list[str]:
+def throughput_lines(run: Run) -> list[str]:
     """img/s per backend per workload, train-aug over train, CPU cost and peak memory of train."""
     workloads = workloads_of(run)
     if not workloads:
@@ -96,7 +97,7 @@ def throughput_lines(run: dict[str, Any]) -> list[str]:
     cpu_of = [main, "train-aug"] if with_ratio else [main]
     rows = [row for b in backends_of(run) if (row := _throughput_row(run, b, workloads, cpu_of, with_ratio))]
     first = (ok_rows(run, "throughput") or skipped_rows(run, "throughput"))[0]
-    title = (f"**Throughput, images/s** (batch {first['batch_size']}, {run['settings']['max_workers']} "
+    title = (f"**Throughput, images/s** (batch {first.batch_size}, {run.settings.max_workers} "
              f"workers or threads; `naive` is sequential)")
     header = ["backend", *workloads, *(["train-aug / train"] if with_ratio else []),
               f"CPU s / 1000 img ({' / '.join(cpu_of)})", f"peak PSS MiB ({main}; process + workers)",
@@ -106,28 +107,28 @@ def throughput_lines(run: dict[str, Any]) -> list[str]:
             *reference_lines(run, workloads)]
 
 
-def reference_lines(run: dict[str, Any], workloads: list[str]) -> list[str]:
+def reference_lines(run: Run, workloads: list[str]) -> list[str]:
     """Our DALI backends' img/s over dali-ref's, per workload (same run)."""
     ratios = ratios_to_reference(run)
     if not ratios:
         return []
     rows = [[f"`{b}`", *(f"{r[w]:.2f}x" if w in r else "-" for w in workloads)] for b, r in ratios.items()]
-    ref_device = "mixed decode, GPU" if run["device"] == "gpu" else "CPU"
+    ref_device = "mixed decode, GPU" if run.device == "gpu" else "CPU"
     stock = "; its train-aug runs DALI's stock RandAugment suite" if "train-aug" in workloads else ""
     return [f"**This project's DALI graphs against NVIDIA's example graph** (`{REFERENCE}`, "
             f"{ref_device}{stock}; img/s ratio, same run)", "", *_table(["backend", *workloads], rows)]
 
 
-def error_lines(run: dict[str, Any]) -> list[str]:
+def error_lines(run: Run) -> list[str]:
     """Jobs that failed, with the reason (skipped ones are not failures: their tables say why)."""
-    failed = [r for r in run["results"] if r["status"] == "error"]
+    failed = failed_rows(run)
     if not failed:
         return []
-    return ["**Failed jobs**", "", *(f"- {r['section']}: `{r['backend']}` {r['workload']}: {r['reason']}"
-                                     for r in failed), ""]
+    lines = [f"- {r.section}: `{r.backend}` {r.workload}: {r.reason}" for r in failed]
+    return ["**Failed jobs**", "", *lines, ""]
 
 
-def scaling_lines(run: dict[str, Any]) -> list[str]:
+def scaling_lines(run: Run) -> list[str]:
     """Train img/s over workers/threads (the throughput section's train row is the top count)."""
     found = scaling(run)
     if not found.by_backend:
@@ -137,29 +138,28 @@ def scaling_lines(run: dict[str, Any]) -> list[str]:
             *_table(["backend", *map(str, found.counts)], table)]
 
 
-def hw_decoder_lines(run: dict[str, Any]) -> list[str]:
+def hw_decoder_lines(run: Run) -> list[str]:
     """dali-gpu train img/s over hw_decoder_load."""
     rows = hw_decoder_rows(run)
-    table = [[f"{r['hw_decoder_load']:g}", _cell(r), f"{r['measurement']['cpu_s_per_1000']:.2f}"]
-             for r in rows]
+    table = [[f"{r.hw_decoder_load:g}", _cell(r), f"{measured(r).cpu_s_per_1000:.2f}"] for r in rows]
     return ["**`dali-gpu` over hw_decoder_load** (train)", "",
             *_table(["hw_decoder_load", "img/s", "CPU s / 1000 img"], table)] if rows else []
 
 
-def overlap_lines(run: dict[str, Any]) -> list[str]:
+def overlap_lines(run: Run) -> list[str]:
     """Each loader feeding a simulated accelerator step: efficiency and data wait."""
     groups = overlap_efficiency(run)
-    table = [[f"{step:g} ms", f"`{r['backend']}`", _cell(r), "-" if eff is None else f"{eff:.2f}",
-              _pct(r["measurement"]["data_wait_frac"])] for step, group in groups.items() for r, eff in group]
+    table = [[f"{step:g} ms", f"`{r.backend}`", _cell(r), "-" if eff is None else f"{eff:.2f}",
+              _pct(measured(r).data_wait_frac)] for step, group in groups.items() for r, eff in group]
     if not table:
         return []
-    batch = ok_rows(run, "overlap")[0]["batch_size"]
+    batch = ok_rows(run, "overlap")[0].batch_size
     title = ("**Overlap with a simulated accelerator step** (a sleep per batch, no CPU used; train, batch "
              f"{batch}): efficiency = img/s / img/s on synthetic data")
     return [title, "", *_table(["step", "loader", "img/s", "efficiency", "data wait %"], table)]
 
 
-def e2e_lines(run: dict[str, Any]) -> list[str]:
+def e2e_lines(run: Run) -> list[str]:
     """GoogLeNet training fed by each GPU loader (and with train-aug) and by synthetic data."""
     figures = e2e_figures(run)
     if not figures:
@@ -169,7 +169,7 @@ def e2e_lines(run: dict[str, Any]) -> list[str]:
               _pct(f["gpu_idle_frac"]), "-" if f["gpu_step_ms"] is None else f"{f['gpu_step_ms']:.1f}",
               "-" if f["step_vs_synthetic"] is None else f"{f['step_vs_synthetic']:.3f}"]
              for b, f in figures.items()]
-    batch = ok_rows(run, "e2e")[0]["batch_size"]
+    batch = ok_rows(run, "e2e")[0].batch_size
     return [f"**End to end: GoogLeNet training steps** (batch {batch}, bf16 autocast, channels_last, SGD)",
             "",
             "Efficiency = img/s / img/s on synthetic on-GPU data. GPU idle = gaps between steps on the GPU "
@@ -182,7 +182,7 @@ def e2e_lines(run: dict[str, Any]) -> list[str]:
                      "step time vs synthetic"], table)]
 
 
-def soak_lines(run: dict[str, Any]) -> list[str]:
+def soak_lines(run: Run) -> list[str]:
     """Memory per backend after epoch 2 and after the last epoch."""
     figures = soak_figures(run)
     out = []
@@ -194,7 +194,7 @@ def soak_lines(run: dict[str, Any]) -> list[str]:
     return ["**Soak: memory over many epochs of the train graph**", "", *out, ""] if out else []
 
 
-def shards_lines(run: dict[str, Any]) -> list[str]:
+def shards_lines(run: Run) -> list[str]:
     """The same images from WebDataset shards and from loose files."""
     figures = shards_figures(run)
     table = [[w, f"`{f['backend']}`", f"{f['files']:.0f}", f"{f['shards']:.0f}", f"{f['ratio']:.2f}x",
@@ -206,7 +206,7 @@ def shards_lines(run: dict[str, Any]) -> list[str]:
                      "CPU s / 1000 img, files / shards"], table)]
 
 
-def render_markdown(run: dict[str, Any]) -> str:
+def render_markdown(run: Run) -> str:
     """All tables of a run as Markdown."""
     parts = [*header_lines(run), *throughput_lines(run), *error_lines(run), *scaling_lines(run),
              *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *soak_lines(run),

@@ -24,7 +24,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.backends import BACKENDS, RunSpec
-from bench.records import Settings
+from bench.measure import Measurement, StepFigures
+from bench.records import Record, Settings, Status
 from dali_pipelines import DataSource, ImageFolderData
 
 _logger = logging.getLogger(__name__)
@@ -150,14 +151,14 @@ def plan(s: Settings) -> dict[str, list[Job]]:
 
 # ---------------------------------------------------------------- running one job (in the child)
 
-def _record(job: Job, status: str, reason: str = "", measurement: dict | None = None,
-            consumer: dict | None = None) -> dict[str, Any]:
-    """The one record type of a measurement: the job's fields, outcome, figures, machine load."""
-    return {**job.to_dict(), "status": status, "reason": reason, "measurement": measurement,
-            "consumer": consumer or {}, "load_avg_1m": os.getloadavg()[0]}
+def _record(job: Job, status: Status, reason: str = "", *, measurement: Measurement | None = None,
+            consumer: StepFigures | None = None, trace: str | None = None) -> Record:
+    """The record of ``job``: its fields, the outcome, the figures, the machine's load now."""
+    return Record(**job.to_dict(), status=status, reason=reason, measurement=measurement, consumer=consumer,
+                  load_avg_1m=os.getloadavg()[0], traceback=trace)
 
 
-def execute(job: Job, data: DataSource) -> dict[str, Any]:
+def execute(job: Job, data: DataSource) -> Record:
     """Measure ``job`` in this process over ``data`` (already verified); its record."""
     from bench.backends import get_backend
     from bench.measure import GoogLeNetStep, SleepStep, SyntheticBatches, measure
@@ -178,8 +179,7 @@ def execute(job: Job, data: DataSource) -> dict[str, Any]:
     m = measure(make, warmup_s=job.warmup_s, warmup_batches=job.warmup_batches, repeat_s=job.repeat_s,
                 repeat_images=job.repeat_images, repeats=job.repeats, passes=job.passes, step=step,
                 gpu=job.spec.device == "gpu")
-    consumer = dataclasses.asdict(step.summary()) if hasattr(step, "summary") else {}
-    return _record(job, "ok", measurement=m.to_dict(), consumer=consumer)
+    return _record(job, "ok", measurement=m, consumer=step.summary() if hasattr(step, "summary") else None)
 
 
 def _child(job: Job, data: DataSource, conn: Connection) -> None:
@@ -188,8 +188,7 @@ def _child(job: Job, data: DataSource, conn: Connection) -> None:
     try:
         conn.send(execute(job, data))
     except Exception as err:  # any failure becomes a record, never a lost run
-        record = _record(job, "error", f"{type(err).__name__}: {err}")
-        conn.send({**record, "traceback": traceback.format_exc()})
+        conn.send(_record(job, "error", f"{type(err).__name__}: {err}", trace=traceback.format_exc()))
     finally:
         conn.close()
 
@@ -202,7 +201,7 @@ def _context() -> Any:
     return ctx
 
 
-def run_job(job: Job, data: DataSource, timeout_s: float) -> dict[str, Any]:
+def run_job(job: Job, data: DataSource, timeout_s: float) -> Record:
     """``job`` measured in a fresh process; an error record if it fails, dies or times out."""
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
@@ -233,22 +232,21 @@ class Progress:
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
 
-    def __call__(self, job: Job, record: dict[str, Any]) -> None:
+    def __call__(self, job: Job, record: Record) -> None:
         self.done += 1
         minutes, seconds = divmod(int(time.perf_counter() - self.start), 60)
-        if record["status"] == "ok":
-            m = record["measurement"]
-            low, high = m["images_per_s_min"], m["images_per_s_max"]
-            outcome = f"{m['images_per_s']:.0f} img/s ({low:.0f}-{high:.0f})"
+        if record.measurement is not None:
+            m = record.measurement
+            outcome = f"{m.images_per_s:.0f} img/s ({m.images_per_s_min:.0f}-{m.images_per_s_max:.0f})"
         else:
-            outcome = f"{record['status']}: {record['reason']}"
+            outcome = f"{record.status}: {record.reason}"
         width = len(str(self.total))
         print(f"[{self.done:>{width}}/{self.total} {minutes}:{seconds:02d}] {job.label()}: {outcome}",
               file=self.stream, flush=True)
 
 
 def run_sweep(sections: dict[str, list[Job]], sources: dict[str, DataSource], timeout_s: float,
-              save: Callable[[dict[str, Any]], None]) -> None:
+              save: Callable[[Record], None]) -> None:
     """Run every job in order; ``save`` gets each record as soon as it exists."""
     progress = Progress(sum(len(jobs) for jobs in sections.values()))
     for jobs in sections.values():
