@@ -112,7 +112,7 @@ def efficiency_figure(run: Run) -> Figure | None:
     e2e = e2e_figures(run)
     if SYNTHETIC in e2e:
         panels.append(("GoogLeNet training step",
-                       [(name, f["efficiency"]) for name, f in e2e.items() if name != SYNTHETIC]))
+                       [(name, f.efficiency) for name, f in e2e.items() if name != SYNTHETIC]))
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 5.2 * len(panels)), 4.4), squeeze=False)
@@ -149,7 +149,7 @@ def soak_figure(run: Run) -> Figure | None:
     for r in rows:
         mem = measured(r).repeat_pss_mb
         ax.plot(range(2, len(mem) + 2), mem, marker=".", color=colour(r.backend), label=r.backend)
-    metric = soak_figures(run)[rows[0].backend]["memory_metric"].upper()
+    metric = soak_figures(run)[rows[0].backend].memory_metric.upper()
     ax.set_xlabel("epoch (epoch 1 is the warm-up)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(f"{metric} after the epoch, MiB (process + workers)")

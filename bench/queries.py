@@ -96,7 +96,19 @@ def _step_ms(row: Record | None) -> float | None:
     return None if row is None or row.consumer is None else row.consumer.gpu_step_ms
 
 
-def e2e_figures(run: Run) -> dict[str, dict[str, float | None]]:
+@dataclass(frozen=True)
+class E2EFigures:
+    """One loader feeding the e2e training step, against the same step fed synthetic data."""
+
+    images_per_s: float
+    efficiency: float | None  # img/s / synthetic img/s; None without a synthetic record
+    data_wait_frac: float
+    gpu_idle_frac: float | None
+    gpu_step_ms: float | None
+    step_vs_synthetic: float | None  # GPU time per step / the same on synthetic data
+
+
+def e2e_figures(run: Run) -> dict[str, E2EFigures]:
     """Per loader in the e2e section (keyed by ``e2e_key``): efficiency, data wait, GPU idle and
     step time vs synthetic."""
     rows = {e2e_key(r): r for r in ok_rows(run, "e2e")}
@@ -105,33 +117,58 @@ def e2e_figures(run: Run) -> dict[str, dict[str, float | None]]:
     out = {}
     for backend, r in rows.items():
         step = _step_ms(r)
-        out[backend] = {
-            "images_per_s": rate(r),
-            "efficiency": rate(r) / rate(light) if light else None,
-            "data_wait_frac": measured(r).data_wait_frac,
-            "gpu_idle_frac": None if r.consumer is None else r.consumer.gpu_idle_frac,
-            "gpu_step_ms": step,
-            "step_vs_synthetic": step / light_step if step and light_step else None,
-        }
+        out[backend] = E2EFigures(
+            images_per_s=rate(r),
+            efficiency=rate(r) / rate(light) if light else None,
+            data_wait_frac=measured(r).data_wait_frac,
+            gpu_idle_frac=None if r.consumer is None else r.consumer.gpu_idle_frac,
+            gpu_step_ms=step,
+            step_vs_synthetic=step / light_step if step and light_step else None,
+        )
     return out
 
 
-def soak_figures(run: Run) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class SoakFigures:
+    """A soaked backend's memory after the first timed epoch (epoch 2) and after the last."""
+
+    epochs: int  # the warm-up epoch included
+    first_mb: float
+    last_mb: float
+    growth_pct: float  # last over first
+    images_per_s: float
+    gpu_growth_mb: float | None  # device memory, last over first; None on CPU
+    memory_metric: str  # "pss", or "rss" where the OS has no PSS
+
+
+def soak_figures(run: Run) -> dict[str, SoakFigures]:
     """Per soaked backend: memory after the first timed epoch (epoch 2) and the last, growth."""
     out = {}
     for r in ok_rows(run, "soak"):
         m = measured(r)
         first, last = m.repeat_pss_mb[0], m.repeat_pss_mb[-1]
         gpu = m.repeat_gpu_mb
-        out[r.backend] = {
-            "epochs": len(m.repeat_pss_mb) + 1, "first_mb": first, "last_mb": last,
-            "growth_pct": 100.0 * (last - first) / first, "images_per_s": rate(r),
-            "gpu_growth_mb": gpu[-1] - gpu[0] if gpu else None, "memory_metric": m.memory_metric,
-        }
+        out[r.backend] = SoakFigures(
+            epochs=len(m.repeat_pss_mb) + 1, first_mb=first, last_mb=last,
+            growth_pct=100.0 * (last - first) / first, images_per_s=rate(r),
+            gpu_growth_mb=gpu[-1] - gpu[0] if gpu else None, memory_metric=m.memory_metric,
+        )
     return out
 
 
-def shards_figures(run: Run) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class ShardsFigures:
+    """One workload read from WebDataset shards and from the same images as loose files."""
+
+    backend: str
+    files: float  # img/s
+    shards: float  # img/s
+    ratio: float  # shards / files
+    cpu_files: float  # CPU s / 1000 img
+    cpu_shards: float
+
+
+def shards_figures(run: Run) -> dict[str, ShardsFigures]:
     """Per workload of the shards section: files and shards img/s, their ratio, CPU costs."""
     rows = {(r.workload, r.source): r for r in ok_rows(run, "shards")}
     out = {}
@@ -139,10 +176,9 @@ def shards_figures(run: Run) -> dict[str, dict[str, Any]]:
         other = rows.get((workload, "shards"))
         if source != "files" or other is None:
             continue
-        out[workload] = {"backend": r.backend, "files": rate(r), "shards": rate(other),
-                         "ratio": rate(other) / rate(r),
-                         "cpu_files": measured(r).cpu_s_per_1000,
-                         "cpu_shards": measured(other).cpu_s_per_1000}
+        out[workload] = ShardsFigures(backend=r.backend, files=rate(r), shards=rate(other),
+                                      ratio=rate(other) / rate(r), cpu_files=measured(r).cpu_s_per_1000,
+                                      cpu_shards=measured(other).cpu_s_per_1000)
     return out
 
 
@@ -193,11 +229,11 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         "throughput": throughput(run),
         "train_aug_vs_train": aug_ratios(run),
         "ratio_to_dali_ref": ratios_to_reference(run),
-        "e2e_efficiency": {b: f["efficiency"] for b, f in e2e.items() if b != SYNTHETIC},
-        "e2e_gpu_idle_frac": {b: f["gpu_idle_frac"] for b, f in e2e.items()},
-        "e2e_step_vs_synthetic": {b: f["step_vs_synthetic"] for b, f in e2e.items() if b != SYNTHETIC},
-        "soak_growth_pct": {b: f["growth_pct"] for b, f in soak_figures(run).items()},
-        "shards_vs_files": {w: f["ratio"] for w, f in shards_figures(run).items()},
+        "e2e_efficiency": {b: f.efficiency for b, f in e2e.items() if b != SYNTHETIC},
+        "e2e_gpu_idle_frac": {b: f.gpu_idle_frac for b, f in e2e.items()},
+        "e2e_step_vs_synthetic": {b: f.step_vs_synthetic for b, f in e2e.items() if b != SYNTHETIC},
+        "soak_growth_pct": {b: f.growth_pct for b, f in soak_figures(run).items()},
+        "shards_vs_files": {w: f.ratio for w, f in shards_figures(run).items()},
         "skipped": skipped(run),
         "errors": len(failed_rows(run)),
     }

@@ -164,10 +164,10 @@ def e2e_lines(run: Run) -> list[str]:
     figures = e2e_figures(run)
     if not figures:
         return []
-    table = [[f"`{b}`", f"{f['images_per_s']:.0f}",
-              "-" if f["efficiency"] is None else f"{f['efficiency']:.3f}", _pct(f["data_wait_frac"]),
-              _pct(f["gpu_idle_frac"]), "-" if f["gpu_step_ms"] is None else f"{f['gpu_step_ms']:.1f}",
-              "-" if f["step_vs_synthetic"] is None else f"{f['step_vs_synthetic']:.3f}"]
+    table = [[f"`{b}`", f"{f.images_per_s:.0f}",
+              "-" if f.efficiency is None else f"{f.efficiency:.3f}", _pct(f.data_wait_frac),
+              _pct(f.gpu_idle_frac), "-" if f.gpu_step_ms is None else f"{f.gpu_step_ms:.1f}",
+              "-" if f.step_vs_synthetic is None else f"{f.step_vs_synthetic:.3f}"]
              for b, f in figures.items()]
     batch = ok_rows(run, "e2e")[0].batch_size
     return [f"**End to end: GoogLeNet training steps** (batch {batch}, bf16 autocast, channels_last, SGD)",
@@ -187,18 +187,18 @@ def soak_lines(run: Run) -> list[str]:
     figures = soak_figures(run)
     out = []
     for backend, f in figures.items():
-        gpu = "" if f["gpu_growth_mb"] is None else f", GPU memory {f['gpu_growth_mb']:+.0f} MiB"
-        kind = "PSS" if f["memory_metric"] == "pss" else "RSS"
-        out.append(f"- `{backend}`: {kind} {f['first_mb']:.0f} MiB after epoch 2 -> {f['last_mb']:.0f} MiB "
-                   f"after epoch {f['epochs']} ({f['growth_pct']:+.1f}%){gpu}; {f['images_per_s']:.0f} img/s")
+        gpu = "" if f.gpu_growth_mb is None else f", GPU memory {f.gpu_growth_mb:+.0f} MiB"
+        kind = "PSS" if f.memory_metric == "pss" else "RSS"
+        out.append(f"- `{backend}`: {kind} {f.first_mb:.0f} MiB after epoch 2 -> {f.last_mb:.0f} MiB "
+                   f"after epoch {f.epochs} ({f.growth_pct:+.1f}%){gpu}; {f.images_per_s:.0f} img/s")
     return ["**Soak: memory over many epochs of the train graph**", "", *out, ""] if out else []
 
 
 def shards_lines(run: Run) -> list[str]:
     """The same images from WebDataset shards and from loose files."""
     figures = shards_figures(run)
-    table = [[w, f"`{f['backend']}`", f"{f['files']:.0f}", f"{f['shards']:.0f}", f"{f['ratio']:.2f}x",
-              f"{f['cpu_files']:.2f} / {f['cpu_shards']:.2f}"] for w, f in figures.items()]
+    table = [[w, f"`{f.backend}`", f"{f.files:.0f}", f"{f.shards:.0f}", f"{f.ratio:.2f}x",
+              f"{f.cpu_files:.2f} / {f.cpu_shards:.2f}"] for w, f in figures.items()]
     if not table:
         return []
     return ["**Shards vs loose files** (same images; page cache as the run found it)", "",

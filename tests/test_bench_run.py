@@ -235,7 +235,7 @@ def test_gpu_sections_render_from_their_records(small_run) -> None:
         record("hw-decoder", "dali-gpu", 15000.0, hw_decoder_load=1.0),
         record("hw-decoder", "dali-gpu", 12000.0, hw_decoder_load=0.0)])
     figures = e2e_figures(gpu_run)["dali-gpu"]
-    assert figures["efficiency"] == pytest.approx(0.9) and figures["step_vs_synthetic"] == pytest.approx(1.1)
+    assert figures.efficiency == pytest.approx(0.9) and figures.step_vs_synthetic == pytest.approx(1.1)
     assert summary(gpu_run)["e2e_efficiency"] == {"dali-gpu": pytest.approx(0.9),
                                                   "dali-gpu+train-aug": pytest.approx(0.92)}
     markdown = render_markdown(gpu_run)
