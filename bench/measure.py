@@ -7,7 +7,7 @@ Reusable outside the backends::
     print(m.images_per_s, m.images_per_s_min, m.images_per_s_max, m.cpu_s_per_1000)
 
 Warm-up and repeats are bounded below by time (and by images), not by a batch count, so a
-GPU loader at 15k img/s and a sequential one at 300 img/s are both timed over seconds.
+fast GPU loader and a slow sequential one are both timed over seconds.
 Also here: what consumes the batches (``SleepStep``, a simulated accelerator;
 ``GoogLeNetStep``, a real training step) and ``SyntheticBatches``, the "speed of light" input.
 """
@@ -286,10 +286,9 @@ def gpu_used_bytes() -> int | None:
 class PeakMonitor:
     """Samples PSS (RSS where PSS is unavailable) and GPU memory in a thread while the ``with`` block runs.
 
-    Reading PSS makes the kernel walk the page tables: ~2.5 ms per torch-sized process
-    (measured), so a 250 ms period costs ~1% of a core per process, charged to this
-    process's CPU time. A peak shorter than the period can be missed, so the final
-    reading is taken on exit as well.
+    Reading PSS makes the kernel walk the page tables of each process read, CPU time charged to this
+    process: the period keeps that cost small. A peak shorter than the period can be missed,
+    so the final reading is taken on exit as well.
     """
 
     def __init__(self, period_s: float = 0.25, *, gpu: bool = False) -> None:

@@ -35,14 +35,13 @@ GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
 DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards"),
                     "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards")}
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
-# What each loader pays for RandAugment is the CPU headline. On a GPU, train-aug doubles the jobs
-# (8 backends, plus 2 e2e loaders) and would push --quick past 2 minutes: the full sweep has it.
+# On CPU, what RandAugment costs each loader is the headline; on a GPU it doubles --quick's jobs.
 QUICK_WORKLOADS = {"cpu": ("train", "train-aug"), "gpu": ("train",)}
 SYNTHETIC = "synthetic"  # the "speed of light" input of the overlap and e2e sections
 
 SCALING_BACKENDS = ("torch-pil", "dali-cpu", "dali-gpu")  # the usual PyTorch loader and ours
 HW_DECODER_LOADS = (0.0, 0.65, 1.0)  # nvJPEG's share for the hardware decoder (0.65: DALI's default)
-OVERLAP_STEP_MS = (100.0, 250.0)  # simulated accelerator: 640 and 256 img/s at batch 64
+OVERLAP_STEP_MS = (100.0, 250.0)  # the simulated accelerator's time per batch
 E2E_BATCH_SIZE = 256
 E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering from GPU decoding
 # train-aug in e2e: RandAugment on the GPU (this project's graph) against the fastest DataLoader
