@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.backends import BACKENDS, RunSpec
-from bench.measure import Measurement, StepFigures
+from bench.backends import BACKENDS, RunSpec, get_backend
+from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
 from bench.records import Record, Settings, Status
 from dali_pipelines import DataSource, ImageFolderData
 
@@ -77,7 +77,7 @@ class Job:
                 f"w={self.spec.workers}{extra}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat JSON-ready dict (the spec's fields inline)."""
+        """The job's fields with the spec's inline: how its ``Record`` begins."""
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "spec"}
         return {**out, **self.spec.to_dict()}
 
@@ -159,9 +159,6 @@ def _record(job: Job, status: Status, reason: str = "", *, measurement: Measurem
 
 def execute(job: Job, data: DataSource) -> Record:
     """Measure ``job`` in this process over ``data`` (already verified); its record."""
-    from bench.backends import get_backend
-    from bench.measure import GoogLeNetStep, SleepStep, SyntheticBatches, measure
-
     step: Any = None
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
