@@ -11,20 +11,12 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from bench.backends import BACKENDS, WORKLOADS
-from bench.sweep import (
-    DEFAULT_SECTIONS,
-    GPU_SECTIONS,
-    QUICK_SECTIONS,
-    QUICK_WORKLOADS,
-    SECTIONS,
-    TIMING,
-    Settings,
-)
+from bench.records import TIMING, Run, Settings
+from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
 from dali_pipelines import DatasetError, argtypes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -227,11 +219,11 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
 # ---------------------------------------------------------------- commands
 
 
-def run_command(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def run_command(args: argparse.Namespace, tmp: Path) -> Run:
     """Check everything, prepare the data, then measure section by section, saving as it goes."""
     from bench.data import image_folder_root, load_jpeg_folder, make_temp_sample, shards_for
-    from bench.records import new_run
-    from bench.report import publish, saver
+    from bench.publish import publish, saver
+    from bench.records import RunData, new_run
     from bench.sweep import data_sources, describe_plan, plan, run_sweep
 
     settings, left_out = resolve(args)
@@ -250,25 +242,27 @@ def run_command(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     # Shards of a sample made for this run go with it; shards of --data are kept for later runs.
     shards = shards_for(files, args.shards, None if args.data else tmp) if "shards" in sections else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = new_run(args.argv, {**dataclasses.asdict(settings), "sections": list(sections)},
-                  {"name": str(root), "images": len(files), "classes": len(files.classes)}, left_out)
-    print(f"bench: {describe_plan(sections)}; results in {out_dir}/{run['stem']}.*", file=sys.stderr)
+    run = new_run(args.argv, dataclasses.replace(settings, sections=tuple(sections)),
+                  RunData(name=str(root), images=len(files), classes=len(files.classes)), left_out)
+    print(f"bench: {describe_plan(sections)}; results in {out_dir}/{run.stem}.*", file=sys.stderr)
     run_sweep(sections, data_sources(files, shards), settings.timeout_s, saver(run, out_dir))
     md = publish(run, out_dir, plots=True)
     print(md.read_text(encoding="utf-8"))
-    print(f"results: {out_dir}/{run['stem']}.{{json,csv,md}} and *.png", file=sys.stderr)
+    print(f"results: {out_dir}/{run.stem}.{{json,csv,md}} and *.png", file=sys.stderr)
     return run
 
 
 def report_command(args: argparse.Namespace) -> None:
     """Print the newest run in ``args.dir``: Markdown (files redrawn) or the JSON summary."""
+    from bench.queries import summary
     from bench.records import newest_run
-    from bench.report import publish, summary
 
     path, run = newest_run(args.dir)
     if args.json:
         print(json.dumps(summary(run, path), indent=1))
         return
+    from bench.publish import publish  # matplotlib: only when figures are drawn
+
     try:
         md = publish(run, args.dir, plots=True)
     except OSError as err:

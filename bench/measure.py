@@ -7,7 +7,7 @@ Reusable outside the backends::
     print(m.images_per_s, m.images_per_s_min, m.images_per_s_max, m.cpu_s_per_1000)
 
 Warm-up and repeats are bounded below by time (and by images), not by a batch count, so a
-GPU loader at 15k img/s and a sequential one at 300 img/s are both timed over seconds.
+fast GPU loader and a slow sequential one are both timed over seconds.
 Also here: what consumes the batches (``SleepStep``, a simulated accelerator;
 ``GoogLeNetStep``, a real training step) and ``SyntheticBatches``, the "speed of light" input.
 """
@@ -63,6 +63,19 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        """The measurement ``to_dict`` wrote (lists become tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    """GPU figures of a training step's timed repeats; None where there was no gap to measure."""
+
+    gpu_idle_frac: float | None  # share of GPU time between steps: the loader was late
+    gpu_step_ms: float | None  # mean GPU time inside a step
 
 
 def measure(make_iterable: MakeIterable, *, warmup_s: float = 1.0, warmup_batches: int = 1,
@@ -273,10 +286,9 @@ def gpu_used_bytes() -> int | None:
 class PeakMonitor:
     """Samples PSS (RSS where PSS is unavailable) and GPU memory in a thread while the ``with`` block runs.
 
-    Reading PSS makes the kernel walk the page tables: ~2.5 ms per torch-sized process
-    (measured), so a 250 ms period costs ~1% of a core per process, charged to this
-    process's CPU time. A peak shorter than the period can be missed, so the final
-    reading is taken on exit as well.
+    Reading PSS makes the kernel walk the page tables of each process read, CPU time charged to this
+    process: the period keeps that cost small. A peak shorter than the period can be missed,
+    so the final reading is taken on exit as well.
     """
 
     def __init__(self, period_s: float = 0.25, *, gpu: bool = False) -> None:
@@ -384,20 +396,20 @@ class GoogLeNetStep:
         self._current = []
         self._repeats.append(self._current)
 
-    def summary(self) -> dict[str, float | None]:
+    def summary(self) -> StepFigures:
         """GPU figures of the timed steps: idle share (gaps) and mean GPU time per step (ms)."""
         from train.timing import busy_and_gaps_ms
 
         spans = [s for s in self._repeats if s]
         steps = sum(len(s) for s in spans)
         if steps - len(spans) < 1:  # no gap to measure
-            return {"gpu_idle_frac": None, "gpu_step_ms": None}
+            return StepFigures(gpu_idle_frac=None, gpu_step_ms=None)
         spans[-1][-1][1].synchronize()
         busy = gaps = 0.0
         for repeat in spans:
             repeat_busy, repeat_gaps = busy_and_gaps_ms(repeat)
             busy, gaps = busy + repeat_busy, gaps + repeat_gaps
-        return {"gpu_idle_frac": gaps / (busy + gaps), "gpu_step_ms": busy / steps}
+        return StepFigures(gpu_idle_frac=gaps / (busy + gaps), gpu_step_ms=busy / steps)
 
 
 class SyntheticBatches:

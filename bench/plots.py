@@ -14,7 +14,22 @@ import matplotlib.pyplot as plt  # after use("Agg"), deliberately
 from matplotlib.figure import Figure
 
 from bench.backends import REFERENCE
-from bench.report import backends_of, e2e_key, ok_rows, rate, skipped, soak_figures, throughput, workloads_of
+from bench.queries import (
+    backends_of,
+    e2e_figures,
+    e2e_key,
+    hw_decoder_rows,
+    measured,
+    ok_rows,
+    overlap_efficiency,
+    rate,
+    scaling,
+    skipped,
+    soak_figures,
+    throughput,
+    workloads_of,
+)
+from bench.records import Run
 from bench.sweep import SYNTHETIC
 
 _logger = logging.getLogger(__name__)
@@ -42,7 +57,7 @@ def _bars(ax: Any, names: list[str], values: list[float], errors: list[list[floa
     return bars
 
 
-def throughput_figure(run: dict[str, Any]) -> Figure | None:
+def throughput_figure(run: Run) -> Figure | None:
     """One panel per workload measured: img/s per backend (min-max whiskers), each bar labelled
     with its ratio to dali-ref from the same run."""
     workloads = workloads_of(run)
@@ -52,10 +67,10 @@ def throughput_figure(run: dict[str, Any]) -> Figure | None:
     fig, axes = plt.subplots(1, len(workloads), figsize=(max(7.0, 4.6 * len(workloads)), 4.4), squeeze=False)
     for ax, workload in zip(axes[0], workloads, strict=True):
         rows = [r for b in backends_of(run) for r in ok_rows(run, "throughput", backend=b, workload=workload)]
-        names = [r["backend"] for r in rows]
+        names = [r.backend for r in rows]
         values = [rate(r) for r in rows]
-        errors = [[v - r["measurement"]["images_per_s_min"] for v, r in zip(values, rows, strict=True)],
-                  [r["measurement"]["images_per_s_max"] - v for v, r in zip(values, rows, strict=True)]]
+        errors = [[v - measured(r).images_per_s_min for v, r in zip(values, rows, strict=True)],
+                  [measured(r).images_per_s_max - v for v, r in zip(values, rows, strict=True)]]
         bars = _bars(ax, names, values, errors)
         ref = rates.get(REFERENCE, {}).get(workload)
         if ref:
@@ -64,24 +79,21 @@ def throughput_figure(run: dict[str, Any]) -> Figure | None:
         ax.set_title(workload + (f" ({', '.join(left_out)}: skipped)" if left_out else ""))
         ax.set_ylabel("images / s (median, min-max)")
     note = f"; labels: ratio to {REFERENCE}" if REFERENCE in rates else ""
-    fig.suptitle(f"Throughput ({run['machine']['cores']} cores, batches to {run['device']}){note}")
+    fig.suptitle(f"Throughput ({run.machine.cores} cores, batches to {run.device}){note}")
     return fig
 
 
-def scaling_figure(run: dict[str, Any]) -> Figure | None:
+def scaling_figure(run: Run) -> Figure | None:
     """Train img/s over workers/threads, one line per backend."""
-    rows = ok_rows(run, "scaling")
-    if not rows:
+    found = scaling(run)
+    if not found.by_backend:
         return None
-    backends = list(dict.fromkeys(r["backend"] for r in rows))
-    rows += [r for r in ok_rows(run, "throughput", workload="train") if r["backend"] in backends]
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
-    for backend in backends:
-        points = sorted((r["workers"], rate(r)) for r in rows if r["backend"] == backend)
-        ax.plot(*zip(*points, strict=True), marker="o", color=colour(backend), label=backend)
-    counts = sorted({r["workers"] for r in rows})
+    for backend, rows in found.by_backend.items():
+        ax.plot(list(rows), [rate(r) for r in rows.values()], marker="o", color=colour(backend),
+                label=backend)
     ax.set_xscale("log", base=2)
-    ax.set_xticks(counts, [str(n) for n in counts])
+    ax.set_xticks(found.counts, [str(n) for n in found.counts])
     ax.minorticks_off()
     ax.set_xlabel("workers / threads")
     ax.set_ylabel("images / s (train)")
@@ -91,19 +103,21 @@ def scaling_figure(run: dict[str, Any]) -> Figure | None:
     return fig
 
 
-def efficiency_figure(run: dict[str, Any]) -> Figure | None:
+def efficiency_figure(run: Run) -> Figure | None:
     """Loader efficiency (img/s / synthetic img/s): one panel per overlap step and one for e2e."""
-    panels = [(f"simulated {ms:g} ms step", ok_rows(run, "overlap", step_ms=ms))
-              for ms in sorted({r["step_ms"] for r in ok_rows(run, "overlap")})]
-    panels += [("GoogLeNet training step", ok_rows(run, "e2e"))] if ok_rows(run, "e2e") else []
-    panels = [(title, rows) for title, rows in panels if any(r["backend"] == SYNTHETIC for r in rows)]
+    panels = [(f"simulated {ms:g} ms step",
+               [(e2e_key(r), eff) for r, eff in group if r.backend != SYNTHETIC])
+              for ms, group in overlap_efficiency(run).items()
+              if any(r.backend == SYNTHETIC for r, _ in group)]
+    e2e = e2e_figures(run)
+    if SYNTHETIC in e2e:
+        panels.append(("GoogLeNet training step",
+                       [(name, f.efficiency) for name, f in e2e.items() if name != SYNTHETIC]))
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 5.2 * len(panels)), 4.4), squeeze=False)
-    for ax, (title, rows) in zip(axes[0], panels, strict=True):
-        light = rate(next(r for r in rows if r["backend"] == SYNTHETIC))
-        loaders = [r for r in rows if r["backend"] != SYNTHETIC]
-        _bars(ax, [e2e_key(r) for r in loaders], [rate(r) / light for r in loaders])
+    for ax, (title, bars) in zip(axes[0], panels, strict=True):
+        _bars(ax, [name for name, _ in bars], [eff for _, eff in bars])
         ax.axhline(1.0, color="gray", linewidth=0.8)
         ax.set_ylabel("efficiency (img/s / synthetic img/s)")
         ax.set_title(title)
@@ -111,13 +125,13 @@ def efficiency_figure(run: dict[str, Any]) -> Figure | None:
     return fig
 
 
-def hw_decoder_figure(run: dict[str, Any]) -> Figure | None:
+def hw_decoder_figure(run: Run) -> Figure | None:
     """dali-gpu train img/s over hw_decoder_load."""
-    rows = sorted(ok_rows(run, "hw-decoder"), key=lambda r: r["hw_decoder_load"])
+    rows = hw_decoder_rows(run)
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["hw_decoder_load"] for r in rows], [rate(r) for r in rows], marker="o",
+    ax.plot([r.hw_decoder_load for r in rows], [rate(r) for r in rows], marker="o",
             color=colour("dali-gpu"), label="dali-gpu")
     ax.set_xlabel("hw_decoder_load (share of images for the hardware JPEG decoder)")
     ax.set_ylabel("images / s (train)")
@@ -126,20 +140,20 @@ def hw_decoder_figure(run: dict[str, Any]) -> Figure | None:
     return fig
 
 
-def soak_figure(run: dict[str, Any]) -> Figure | None:
+def soak_figure(run: Run) -> Figure | None:
     """Memory after every epoch, one line per soaked backend."""
     rows = ok_rows(run, "soak")
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for r in rows:
-        mem = r["measurement"]["repeat_pss_mb"]
-        ax.plot(range(2, len(mem) + 2), mem, marker=".", color=colour(r["backend"]), label=r["backend"])
-    metric = soak_figures(run)[rows[0]["backend"]]["memory_metric"].upper()
+        mem = measured(r).repeat_pss_mb
+        ax.plot(range(2, len(mem) + 2), mem, marker=".", color=colour(r.backend), label=r.backend)
+    metric = soak_figures(run)[rows[0].backend].memory_metric.upper()
     ax.set_xlabel("epoch (epoch 1 is the warm-up)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(f"{metric} after the epoch, MiB (process + workers)")
-    ax.set_ylim(0, 1.2 * max(max(r["measurement"]["repeat_pss_mb"]) for r in rows))
+    ax.set_ylim(0, 1.2 * max(max(measured(r).repeat_pss_mb) for r in rows))
     ax.legend(fontsize=8)
     ax.set_title("Soak: memory per epoch (train graph)")
     return fig
@@ -149,14 +163,14 @@ FIGURES = {"throughput": throughput_figure, "scaling": scaling_figure, "efficien
            "hw-decoder": hw_decoder_figure, "soak": soak_figure}
 
 
-def plot_run(run: dict[str, Any], out_dir: Path) -> list[Path]:
+def plot_run(run: Run, out_dir: Path) -> list[Path]:
     """Every figure the run has data for, as ``<stem>-<kind>.png`` in ``out_dir``."""
     written = []
     for kind, make in FIGURES.items():
         fig = make(run)
         if fig is None:
             continue
-        path = out_dir / f"{run['stem']}-{kind}.png"
+        path = out_dir / f"{run.stem}-{kind}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -1,9 +1,10 @@
 """The run file: who ran what where (machine, versions, command, settings) and one record per
-measurement; written atomically as JSON (plus a flat CSV) after every job, read back by ``report``."""
+measurement, as dataclasses that read and write its JSON; ``publish`` writes it after every
+job, ``python -m bench report`` reads it back."""
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -12,23 +13,165 @@ import platform
 import re
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 import torch
 
-from dali_pipelines import atomic_write, write_json_atomic
+from bench.measure import Measurement, StepFigures
 
 FORMAT = "dali-pipelines-bench/2"  # run files without it (older formats) are not read
+# Least warm-up and repeat times, and batches per repeat: the full sweep, and --quick.
+TIMING = {"full": {"warmup_s": 1.0, "repeat_s": 2.0, "repeat_batches": 2},
+          "quick": {"warmup_s": 0.5, "repeat_s": 1.0, "repeat_batches": 1}}
+Status = Literal["ok", "skipped", "error"]  # skipped: the backend cannot do the workload
 _PACKAGES = {"torch": "torch", "torchvision": "torchvision", "DALI": "nvidia-dali-cuda120",
              "tensorflow": "tensorflow-cpu", "pillow": "pillow", "numpy": "numpy"}
-CSV_COLUMNS = (
-    "section", "backend", "workload", "batch_size", "workers", "device", "source", "step_ms",
-    "hw_decoder_load", "status", "reason", "images_per_s", "images_per_s_min", "images_per_s_max",
-    "cpu_s_per_1000", "peak_pss_mb", "memory_metric", "peak_gpu_mb", "data_wait_frac",
-    "gpu_idle_frac", "gpu_step_ms", "repeats", "load_avg_1m",
-)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A run's choices, resolved and validated by the command line."""
+
+    sections: tuple[str, ...]
+    backends: tuple[str, ...]
+    workloads: tuple[str, ...]
+    device: str  # "cpu" | "gpu": where batches are delivered
+    batch_size: int
+    max_workers: int
+    repeats: int = 3
+    warmup_s: float = TIMING["full"]["warmup_s"]
+    repeat_s: float = TIMING["full"]["repeat_s"]
+    repeat_batches: int = TIMING["full"]["repeat_batches"]  # each repeat has at least this many batches
+    soak_epochs: int = 30
+    timeout_s: float = 600.0
+    quick: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """The settings ``to_dict`` wrote (lists become tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The machine a run ran on."""
+
+    cpu: str  # the model string
+    cores: int | None
+    memory_gb: float
+    gpu: str | None  # CUDA device 0's name; None without a visible CUDA GPU
+    os: str
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The images a run read (every job the same verified list)."""
+
+    name: str  # the ImageFolder root
+    images: int
+    classes: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """One measurement as the run file keeps it: the job (its timing, then its ``RunSpec``
+    fields), the outcome, the figures and the machine's load when it ended."""
+
+    section: str
+    backend: str
+    warmup_s: float
+    repeat_s: float
+    repeat_images: int
+    repeats: int
+    warmup_batches: int
+    passes: bool
+    step_ms: float
+    source: str
+    workload: str
+    batch_size: int
+    workers: int
+    device: str
+    seed: int
+    hw_decoder_load: float | None
+    status: Status
+    reason: str  # why it was skipped or failed; "" when ok
+    measurement: Measurement | None  # None unless ok
+    consumer: StepFigures | None  # the training step's GPU figures (e2e); None for other consumers
+    load_avg_1m: float
+    traceback: str | None = None  # of a job that raised
+
+    @property
+    def ok(self) -> bool:
+        """Measured (neither skipped nor failed)."""
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback`` only when set."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["measurement"] = None if self.measurement is None else self.measurement.to_dict()
+        out["consumer"] = {} if self.consumer is None else dataclasses.asdict(self.consumer)
+        if self.traceback is None:
+            del out["traceback"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """The record ``to_dict`` wrote."""
+        m, consumer = data["measurement"], data["consumer"]
+        return cls(**{**data, "measurement": None if m is None else Measurement.from_dict(m),
+                      "consumer": StepFigures(**consumer) if consumer else None})
+
+
+@dataclass
+class Run:
+    """A run file: who ran what where, and one record per measurement (``results`` grows as the
+    sweep goes)."""
+
+    started: str  # ISO 8601, UTC, to the second
+    date: str
+    stem: str  # the run's file names without suffix: machine and start time
+    command: str
+    machine: Machine
+    versions: dict[str, str | None]  # library -> version; None: not installed
+    settings: Settings  # ``sections``: those that had jobs
+    data: RunData
+    left_out: dict[str, str]  # backend not run by default here -> why
+    results: list[Record] = dataclasses.field(default_factory=list)
+
+    @property
+    def device(self) -> str:
+        """Where batches were delivered: "cpu" or "gpu"."""
+        return self.settings.device
+
+    @property
+    def quick(self) -> bool:
+        """A ``--quick`` run."""
+        return self.settings.quick
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run file's JSON content."""
+        return {"format": FORMAT, "started": self.started, "date": self.date, "stem": self.stem,
+                "command": self.command, "machine": dataclasses.asdict(self.machine),
+                "versions": self.versions, "device": self.device, "quick": self.quick,
+                "settings": self.settings.to_dict(), "data": dataclasses.asdict(self.data),
+                "left_out": self.left_out, "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Run:
+        """The run ``to_dict`` wrote; ValueError for another format."""
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} run (format {data.get('format')!r})")
+        return cls(started=data["started"], date=data["date"], stem=data["stem"], command=data["command"],
+                   machine=Machine(**data["machine"]), versions=data["versions"],
+                   settings=Settings.from_dict(data["settings"]), data=RunData(**data["data"]),
+                   left_out=data["left_out"], results=[Record.from_dict(r) for r in data["results"]])
 
 
 def cpu_model() -> str:
@@ -43,15 +186,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> Machine:
     """CPU, cores, memory, GPU and OS of this machine."""
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "os": platform.platform(),
-    }
+    return Machine(
+        cpu=cpu_model(),
+        cores=os.cpu_count(),
+        memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
+        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        os=platform.platform(),
+    )
 
 
 def _version(dist: str) -> str | None:
@@ -69,10 +212,10 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def machine_slug(info: dict[str, Any]) -> str:
+def machine_slug(machine: Machine) -> str:
     """Short file-name-safe machine name, e.g. ``cpu-2core`` or ``nvidia-h100-80gb-hbm3-16core``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", (info.get("gpu") or "cpu").lower()).strip("-")
-    return f"{slug}-{info.get('cores')}core"
+    slug = re.sub(r"[^a-z0-9]+", "-", (machine.gpu or "cpu").lower()).strip("-")
+    return f"{slug}-{machine.cores}core"
 
 
 def command_line(argv: list[str]) -> str:
@@ -81,48 +224,36 @@ def command_line(argv: list[str]) -> str:
     return " ".join([prog, *map(shlex.quote, argv)])
 
 
-def new_run(argv: list[str], settings: dict[str, Any], data: dict[str, Any],
-            left_out: dict[str, str]) -> dict[str, Any]:
+def new_run(argv: list[str], settings: Settings, data: RunData, left_out: dict[str, str]) -> Run:
     """The header of a run, with an empty ``results`` list that the sweep fills."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    info = machine_info()
-    return {"format": FORMAT, "started": now.isoformat(timespec="seconds"), "date": now.strftime("%Y-%m-%d"),
-            "stem": f"{machine_slug(info)}-{now:%Y-%m-%d-%H%M%S}", "command": command_line(argv),
-            "machine": info, "versions": versions(), "device": settings["device"],
-            "quick": settings["quick"], "settings": settings, "data": data, "left_out": left_out,
-            "results": []}
+    machine = machine_info()
+    return Run(started=now.isoformat(timespec="seconds"), date=now.strftime("%Y-%m-%d"),
+               stem=f"{machine_slug(machine)}-{now:%Y-%m-%d-%H%M%S}", command=command_line(argv),
+               machine=machine, versions=versions(), settings=settings, data=data, left_out=left_out)
 
 
-def flat_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row: the job's fields with the measurement's and consumer's fields inline."""
-    row = {**record, **(record.get("measurement") or {}), **record.get("consumer", {})}
-    return {column: row.get(column, "") for column in CSV_COLUMNS}
-
-
-def save_run(run: dict[str, Any], out_dir: Path) -> Path:
-    """Write ``<stem>.json`` and ``<stem>.csv`` into ``out_dir`` (each replaced whole); the JSON's path."""
-    json_path, csv_path = out_dir / f"{run['stem']}.json", out_dir / f"{run['stem']}.csv"
-    write_json_atomic(json_path, run)
-    with atomic_write(csv_path, newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(flat_row(r) for r in run["results"])
-    return json_path
-
-
-def _read(path: Path) -> dict[str, Any] | None:
+def read_run(path: Path) -> Run | None:
+    """The run in ``path``; None for a file that is no run file of this format (another JSON, an
+    older format). ValueError, naming the file, for one of this format that does not read as a run."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    try:
+        return Run.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{path} is marked {FORMAT} but does not read as a run ({type(err).__name__}: "
+                         f"{err}); move it out of {path.parent}") from None
 
 
-def newest_run(out_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The run file in ``out_dir`` that started last, and its content."""
-    runs = [(path, run) for path in out_dir.glob("*.json") if (run := _read(path)) is not None]
+def newest_run(out_dir: Path) -> tuple[Path, Run]:
+    """The run file in ``out_dir`` that started last, and its run."""
+    runs = [(path, run) for path in out_dir.glob("*.json") if (run := read_run(path)) is not None]
     if not runs:
         raise FileNotFoundError(
             f"no benchmark run in {out_dir} (files of older formats are not read); "
             f"run `python -m bench --out {out_dir}` first")
-    return max(runs, key=lambda item: item[1]["started"])
+    return max(runs, key=lambda item: item[1].started)

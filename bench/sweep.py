@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.backends import BACKENDS, RunSpec
+from bench.backends import BACKENDS, RunSpec, get_backend
+from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
+from bench.records import Record, Settings, Status
 from dali_pipelines import DataSource, ImageFolderData
 
 _logger = logging.getLogger(__name__)
@@ -33,45 +35,22 @@ GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
 DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards"),
                     "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards")}
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
-# What each loader pays for RandAugment is the CPU headline. On a GPU, train-aug doubles the jobs
-# (8 backends, plus 2 e2e loaders) and would push --quick past 2 minutes: the full sweep has it.
+# On CPU, what RandAugment costs each loader is the headline; on a GPU it doubles --quick's jobs.
 QUICK_WORKLOADS = {"cpu": ("train", "train-aug"), "gpu": ("train",)}
 SYNTHETIC = "synthetic"  # the "speed of light" input of the overlap and e2e sections
 
 SCALING_BACKENDS = ("torch-pil", "dali-cpu", "dali-gpu")  # the usual PyTorch loader and ours
 HW_DECODER_LOADS = (0.0, 0.65, 1.0)  # nvJPEG's share for the hardware decoder (0.65: DALI's default)
-OVERLAP_STEP_MS = (100.0, 250.0)  # simulated accelerator: 640 and 256 img/s at batch 64
+OVERLAP_STEP_MS = (100.0, 250.0)  # the simulated accelerator's time per batch
 E2E_BATCH_SIZE = 256
 E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering from GPU decoding
 # train-aug in e2e: RandAugment on the GPU (this project's graph) against the fastest DataLoader
 # doing it on CPU workers and copying to the GPU (torch-tv: faster than torch-pil at it).
 E2E_AUG_BACKENDS = ("dali-gpu", "torch-tv")
 DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and read from shards
-# Least warm-up and repeat times, and batches per repeat: the full sweep, and --quick.
-TIMING = {"full": {"warmup_s": 1.0, "repeat_s": 2.0, "repeat_batches": 2},
-          "quick": {"warmup_s": 0.5, "repeat_s": 1.0, "repeat_batches": 1}}
 START_S = 1.5  # rough per-job cost outside the timed loop (fork, imports, graph build): estimates only
 # Imported once in the server that forks every job; nothing here may touch CUDA or start threads.
 _PRELOAD = ["torch", "torchvision", "numpy", "PIL.Image", "psutil", "bench.measure"]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """A run's choices, resolved and validated by the command line."""
-
-    sections: tuple[str, ...]
-    backends: tuple[str, ...]
-    workloads: tuple[str, ...]
-    device: str  # "cpu" | "gpu": where batches are delivered
-    batch_size: int
-    max_workers: int
-    repeats: int = 3
-    warmup_s: float = TIMING["full"]["warmup_s"]
-    repeat_s: float = TIMING["full"]["repeat_s"]
-    repeat_batches: int = TIMING["full"]["repeat_batches"]  # each repeat has at least this many batches
-    soak_epochs: int = 30
-    timeout_s: float = 600.0
-    quick: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +77,7 @@ class Job:
                 f"w={self.spec.workers}{extra}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat JSON-ready dict (the spec's fields inline)."""
+        """The job's fields with the spec's inline: how its ``Record`` begins."""
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "spec"}
         return {**out, **self.spec.to_dict()}
 
@@ -171,18 +150,15 @@ def plan(s: Settings) -> dict[str, list[Job]]:
 
 # ---------------------------------------------------------------- running one job (in the child)
 
-def _record(job: Job, status: str, reason: str = "", measurement: dict | None = None,
-            consumer: dict | None = None) -> dict[str, Any]:
-    """The one record type of a measurement: the job's fields, outcome, figures, machine load."""
-    return {**job.to_dict(), "status": status, "reason": reason, "measurement": measurement,
-            "consumer": consumer or {}, "load_avg_1m": os.getloadavg()[0]}
+def _record(job: Job, status: Status, reason: str = "", *, measurement: Measurement | None = None,
+            consumer: StepFigures | None = None, trace: str | None = None) -> Record:
+    """The record of ``job``: its fields, the outcome, the figures, the machine's load now."""
+    return Record(**job.to_dict(), status=status, reason=reason, measurement=measurement, consumer=consumer,
+                  load_avg_1m=os.getloadavg()[0], traceback=trace)
 
 
-def execute(job: Job, data: DataSource) -> dict[str, Any]:
+def execute(job: Job, data: DataSource) -> Record:
     """Measure ``job`` in this process over ``data`` (already verified); its record."""
-    from bench.backends import get_backend
-    from bench.measure import GoogLeNetStep, SleepStep, SyntheticBatches, measure
-
     step: Any = None
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
@@ -199,8 +175,7 @@ def execute(job: Job, data: DataSource) -> dict[str, Any]:
     m = measure(make, warmup_s=job.warmup_s, warmup_batches=job.warmup_batches, repeat_s=job.repeat_s,
                 repeat_images=job.repeat_images, repeats=job.repeats, passes=job.passes, step=step,
                 gpu=job.spec.device == "gpu")
-    consumer = step.summary() if hasattr(step, "summary") else {}
-    return _record(job, "ok", measurement=m.to_dict(), consumer=consumer)
+    return _record(job, "ok", measurement=m, consumer=step.summary() if hasattr(step, "summary") else None)
 
 
 def _child(job: Job, data: DataSource, conn: Connection) -> None:
@@ -209,8 +184,7 @@ def _child(job: Job, data: DataSource, conn: Connection) -> None:
     try:
         conn.send(execute(job, data))
     except Exception as err:  # any failure becomes a record, never a lost run
-        record = _record(job, "error", f"{type(err).__name__}: {err}")
-        conn.send({**record, "traceback": traceback.format_exc()})
+        conn.send(_record(job, "error", f"{type(err).__name__}: {err}", trace=traceback.format_exc()))
     finally:
         conn.close()
 
@@ -223,7 +197,7 @@ def _context() -> Any:
     return ctx
 
 
-def run_job(job: Job, data: DataSource, timeout_s: float) -> dict[str, Any]:
+def run_job(job: Job, data: DataSource, timeout_s: float) -> Record:
     """``job`` measured in a fresh process; an error record if it fails, dies or times out."""
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
@@ -254,22 +228,21 @@ class Progress:
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
 
-    def __call__(self, job: Job, record: dict[str, Any]) -> None:
+    def __call__(self, job: Job, record: Record) -> None:
         self.done += 1
         minutes, seconds = divmod(int(time.perf_counter() - self.start), 60)
-        if record["status"] == "ok":
-            m = record["measurement"]
-            low, high = m["images_per_s_min"], m["images_per_s_max"]
-            outcome = f"{m['images_per_s']:.0f} img/s ({low:.0f}-{high:.0f})"
+        if record.measurement is not None:
+            m = record.measurement
+            outcome = f"{m.images_per_s:.0f} img/s ({m.images_per_s_min:.0f}-{m.images_per_s_max:.0f})"
         else:
-            outcome = f"{record['status']}: {record['reason']}"
+            outcome = f"{record.status}: {record.reason}"
         width = len(str(self.total))
         print(f"[{self.done:>{width}}/{self.total} {minutes}:{seconds:02d}] {job.label()}: {outcome}",
               file=self.stream, flush=True)
 
 
 def run_sweep(sections: dict[str, list[Job]], sources: dict[str, DataSource], timeout_s: float,
-              save: Callable[[dict[str, Any]], None]) -> None:
+              save: Callable[[Record], None]) -> None:
     """Run every job in order; ``save`` gets each record as soon as it exists."""
     progress = Progress(sum(len(jobs) for jobs in sections.values()))
     for jobs in sections.values():

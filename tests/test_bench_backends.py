@@ -36,7 +36,8 @@ from bench.backends import BACKENDS, CROP, MEAN, STD, RunSpec
 from bench.backends.common import pil_transform, tensor_transform
 from bench.backends.dali import config_for
 from bench.backends.torchvision_gpu import GpuDecodedBatches
-from bench.sweep import Settings, plan, run_sweep
+from bench.records import Record, Settings
+from bench.sweep import plan, run_sweep
 from dali_pipelines import ImageFolderData, scan_image_folder
 from dali_pipelines.augment import WARP_ARGS
 
@@ -252,11 +253,11 @@ def test_tfdata_skips_train_aug_with_its_reason(val_root: Path) -> None:
         BACKENDS["tfdata"].factory()(data, RunSpec(workload="train-aug"))
     settings = Settings(sections=("throughput",), backends=("tfdata",), workloads=("train-aug",),
                         device="cpu", batch_size=8, max_workers=1)
-    records: list[dict] = []
+    records: list[Record] = []
     # A 1 s timeout: a job that did run in a process would come back as an error record.
     run_sweep(plan(settings), {"files": data}, 1.0, records.append)
     (record,) = records
-    assert (record["status"], record["reason"], record["measurement"]) == ("skipped", reason, None)
+    assert (record.status, record.reason, record.measurement) == ("skipped", reason, None)
 
 
 @pytest.mark.gpu

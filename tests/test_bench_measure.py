@@ -9,7 +9,8 @@ import torch
 
 from bench.backends import BACKENDS, WORKLOADS
 from bench.measure import measure
-from bench.sweep import DEFAULT_SECTIONS, TIMING, Settings, describe_plan, least_s, plan, worker_counts
+from bench.records import TIMING, Settings
+from bench.sweep import DEFAULT_SECTIONS, describe_plan, least_s, plan, worker_counts
 
 
 class CountingBatches:

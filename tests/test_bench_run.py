@@ -20,10 +20,13 @@ import torch
 
 from bench.backends import BACKENDS as BACKENDS_REGISTRY
 from bench.cli import main
+from bench.measure import StepFigures
 from bench.plots import COLOURS, FIGURES
-from bench.records import new_run
-from bench.report import e2e_figures, render_markdown, saver, summary
-from bench.sweep import Settings, execute, plan, run_sweep
+from bench.publish import saver
+from bench.queries import e2e_figures, summary
+from bench.records import Record, Run, RunData, Settings, new_run
+from bench.report import render_markdown
+from bench.sweep import execute, plan, run_sweep
 from dali_pipelines import scan_image_folder
 
 SECTIONS = ["throughput", "scaling", "overlap", "soak", "shards"]
@@ -128,7 +131,7 @@ def test_report_prints_every_table(small_run, capsys) -> None:
 
 @pytest.mark.slow
 def test_figures_have_legends_and_one_colour_per_backend(small_run) -> None:
-    _, run, _ = small_run
+    run = Run.from_dict(small_run[1])
     seen: dict[str, set[str]] = {}
     for make in FIGURES.values():
         fig = make(run)
@@ -155,13 +158,13 @@ def test_a_failed_job_is_recorded_and_the_run_file_kept_current(train_root: Path
                         batch_size=8, max_workers=1, warmup_s=0.0, repeat_s=0.0)
     ok, = plan(settings)["throughput"]
     too_big = dataclasses.replace(ok, spec=dataclasses.replace(ok.spec, batch_size=4096))  # no full batch
-    run = new_run(["--test"], dataclasses.asdict(settings), {"name": "t", "images": 72, "classes": 8}, {})
+    run = new_run(["--test"], settings, RunData(name="t", images=72, classes=8), {})
     save = saver(run, tmp_path)
     on_disk = []
 
-    def save_and_read(record: dict) -> None:
+    def save_and_read(record: Record) -> None:
         save(record)
-        on_disk.append(json.loads((tmp_path / f"{run['stem']}.json").read_text())["results"])
+        on_disk.append(json.loads((tmp_path / f"{run.stem}.json").read_text())["results"])
 
     run_sweep({"throughput": [ok, too_big]}, {"files": data}, 60.0, save_and_read)
     assert [len(results) for results in on_disk] == [1, 2]  # written after every job
@@ -180,10 +183,10 @@ def test_train_aug_beside_train_with_its_ratio_and_a_skipped_backend(val_root: P
                         device="cpu", batch_size=8, max_workers=1, warmup_s=0.0, repeat_s=0.1)
     jobs = plan(settings)["throughput"]
     jobs += plan(dataclasses.replace(settings, backends=("tfdata",), workloads=("train-aug",)))["throughput"]
-    run = new_run(["--test"], dataclasses.asdict(settings), {"name": "t", "images": 24, "classes": 8}, {})
+    run = new_run(["--test"], settings, RunData(name="t", images=24, classes=8), {})
     run_sweep({"throughput": jobs}, {"files": data}, 120.0, saver(run, tmp_path))
-    assert [r["status"] for r in run["results"]] == ["ok", "ok", "skipped"]
-    rates = {r["workload"]: r["measurement"]["images_per_s"] for r in run["results"][:2]}
+    assert [r.status for r in run.results] == ["ok", "ok", "skipped"]
+    rates = {r.workload: r.measurement.images_per_s for r in run.results[:2]}
     ratio = rates["train-aug"] / rates["train"]
     sums = summary(run)
     assert sums["throughput"] == {"naive": rates}
@@ -214,32 +217,33 @@ def test_e2e_records_gpu_idle_and_step_time_for_every_gpu_loader(val_root: Path)
         ("dali-gpu", "train-aug"), ("torch-tv", "train-aug")]
     for job in jobs:
         record = execute(dataclasses.replace(job, spec=dataclasses.replace(job.spec, batch_size=8)), data)
-        assert record["status"] == "ok", record.get("reason")
-        idle, step_ms = record["consumer"]["gpu_idle_frac"], record["consumer"]["gpu_step_ms"]
+        assert record.status == "ok", record.reason
+        idle, step_ms = record.consumer.gpu_idle_frac, record.consumer.gpu_step_ms
         assert 0.0 <= idle < 1.0 and step_ms > 0.0  # no clamp: < 0 or 1.0 would be a bug
-        assert record["measurement"]["peak_gpu_mb"] > 0
+        assert record.measurement.peak_gpu_mb > 0
 
 
 @pytest.mark.slow
 def test_gpu_sections_render_from_their_records(small_run) -> None:
     """The e2e and hw-decoder tables, summary and figures, from records shaped as a GPU run
     writes them (the measurements copied from this run's, the GPU figures set by hand)."""
-    _, run, _ = small_run
-    base = next(r for r in run["results"] if r["section"] == "throughput" and r["backend"] == "dali-cpu")
+    run = Run.from_dict(small_run[1])
+    base = next(r for r in run.results if r.section == "throughput" and r.backend == "dali-cpu")
 
-    def record(section: str, backend: str, rate: float, **fields) -> dict:
-        m = {**base["measurement"], "images_per_s": rate, "images_per_s_min": rate, "images_per_s_max": rate}
-        return {**base, "section": section, "backend": backend, "measurement": m, **fields}
+    def record(section: str, backend: str, rate: float, **fields) -> Record:
+        m = dataclasses.replace(base.measurement, images_per_s=rate, images_per_s_min=rate,
+                                images_per_s_max=rate)
+        return dataclasses.replace(base, section=section, backend=backend, measurement=m, **fields)
 
-    gpu_run = {**run, "device": "gpu", "results": [
-        record("e2e", "synthetic", 5000.0, consumer={"gpu_idle_frac": 0.01, "gpu_step_ms": 50.0}),
-        record("e2e", "dali-gpu", 4500.0, consumer={"gpu_idle_frac": 0.02, "gpu_step_ms": 55.0}),
+    gpu_run = dataclasses.replace(run, settings=dataclasses.replace(run.settings, device="gpu"), results=[
+        record("e2e", "synthetic", 5000.0, consumer=StepFigures(gpu_idle_frac=0.01, gpu_step_ms=50.0)),
+        record("e2e", "dali-gpu", 4500.0, consumer=StepFigures(gpu_idle_frac=0.02, gpu_step_ms=55.0)),
         record("e2e", "dali-gpu", 4600.0, workload="train-aug",
-               consumer={"gpu_idle_frac": 0.0, "gpu_step_ms": 50.0}),
+               consumer=StepFigures(gpu_idle_frac=0.0, gpu_step_ms=50.0)),
         record("hw-decoder", "dali-gpu", 15000.0, hw_decoder_load=1.0),
-        record("hw-decoder", "dali-gpu", 12000.0, hw_decoder_load=0.0)]}
+        record("hw-decoder", "dali-gpu", 12000.0, hw_decoder_load=0.0)])
     figures = e2e_figures(gpu_run)["dali-gpu"]
-    assert figures["efficiency"] == pytest.approx(0.9) and figures["step_vs_synthetic"] == pytest.approx(1.1)
+    assert figures.efficiency == pytest.approx(0.9) and figures.step_vs_synthetic == pytest.approx(1.1)
     assert summary(gpu_run)["e2e_efficiency"] == {"dali-gpu": pytest.approx(0.9),
                                                   "dali-gpu+train-aug": pytest.approx(0.92)}
     markdown = render_markdown(gpu_run)

@@ -1,0 +1,239 @@
+"""Queries over a run's records: the figures the Markdown report, the plots and the JSON
+summary all read, each computed here once.
+
+Every ratio is between figures of the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
+from bench.measure import Measurement
+from bench.records import Record, Run
+from bench.sweep import SYNTHETIC
+
+
+def ok_rows(run: Run, section: str, **match: object) -> list[Record]:
+    """Successful records of ``section`` whose fields equal ``match``."""
+    return [r for r in run.results if r.section == section and r.ok
+            and all(getattr(r, k) == v for k, v in match.items())]
+
+
+def measured(row: Record) -> Measurement:
+    """The measurement of an ok record; ValueError for a skipped or failed one (it has none)."""
+    if row.measurement is None:
+        raise ValueError(f"{row.section}: {row.backend} {row.workload} has no measurement ({row.status})")
+    return row.measurement
+
+
+def rate(row: Record) -> float:
+    """Median images/s of a record."""
+    return measured(row).images_per_s
+
+
+def backends_of(run: Run) -> list[str]:
+    """Backends measured in the run, in run order, synthetic data excluded."""
+    return list(dict.fromkeys(r.backend for r in run.results if r.backend != SYNTHETIC))
+
+
+def skipped_rows(run: Run, section: str) -> list[Record]:
+    """Records of ``section`` that a backend skipped (it cannot do the workload), with the reason."""
+    return [r for r in run.results if r.section == section and r.status == "skipped"]
+
+
+def failed_rows(run: Run) -> list[Record]:
+    """Records of jobs that failed (raised, died or timed out), in run order."""
+    return [r for r in run.results if r.status == "error"]
+
+
+def workloads_of(run: Run) -> list[str]:
+    """Workloads the throughput section measured (or a backend skipped), in declaration order."""
+    done = {r.workload for r in [*ok_rows(run, "throughput"), *skipped_rows(run, "throughput")]}
+    return [w for w in WORKLOADS if w in done]
+
+
+def throughput(run: Run) -> dict[str, dict[str, float]]:
+    """{backend: {workload: median img/s}} of the throughput section."""
+    out: dict[str, dict[str, float]] = {}
+    for r in ok_rows(run, "throughput"):
+        out.setdefault(r.backend, {})[r.workload] = rate(r)
+    return out
+
+
+def aug_ratios(run: Run) -> dict[str, float]:
+    """{backend: its train-aug img/s / its own train img/s}: what RandAugment costs each loader."""
+    return {b: r["train-aug"] / r["train"] for b, r in throughput(run).items()
+            if "train" in r and "train-aug" in r}
+
+
+def skipped(run: Run) -> dict[str, dict[str, str]]:
+    """{backend: {workload: why it was not run}} of the throughput section."""
+    out: dict[str, dict[str, str]] = {}
+    for r in skipped_rows(run, "throughput"):
+        out.setdefault(r.backend, {})[r.workload] = r.reason
+    return out
+
+
+def e2e_key(row: Record) -> str:
+    """An e2e loader's name: the backend, or ``backend+workload`` when it fed a workload other
+    than train (``dali-gpu+train-aug``); synthetic data is just ``synthetic``."""
+    plain = row.backend == SYNTHETIC or row.workload == "train"
+    return row.backend if plain else f"{row.backend}+{row.workload}"
+
+
+def ratios_to_reference(run: Run) -> dict[str, dict[str, float]]:
+    """{dali backend: {workload: its img/s / dali-ref's img/s}}, same run, same workload."""
+    rates = throughput(run)
+    ref = rates.get(REFERENCE, {})
+    return {b: {w: rates[b][w] / ref[w] for w in rates[b] if w in ref}
+            for b in DALI_BACKENDS if b in rates and ref}
+
+
+def _step_ms(row: Record | None) -> float | None:
+    return None if row is None or row.consumer is None else row.consumer.gpu_step_ms
+
+
+@dataclass(frozen=True)
+class E2EFigures:
+    """One loader feeding the e2e training step, against the same step fed synthetic data."""
+
+    images_per_s: float
+    efficiency: float | None  # img/s / synthetic img/s; None without a synthetic record
+    data_wait_frac: float
+    gpu_idle_frac: float | None
+    gpu_step_ms: float | None
+    step_vs_synthetic: float | None  # GPU time per step / the same on synthetic data
+
+
+def e2e_figures(run: Run) -> dict[str, E2EFigures]:
+    """Per loader in the e2e section (keyed by ``e2e_key``): efficiency, data wait, GPU idle and
+    step time vs synthetic."""
+    rows = {e2e_key(r): r for r in ok_rows(run, "e2e")}
+    light = rows.get(SYNTHETIC)
+    light_step = _step_ms(light)
+    out = {}
+    for backend, r in rows.items():
+        step = _step_ms(r)
+        out[backend] = E2EFigures(
+            images_per_s=rate(r),
+            efficiency=rate(r) / rate(light) if light else None,
+            data_wait_frac=measured(r).data_wait_frac,
+            gpu_idle_frac=None if r.consumer is None else r.consumer.gpu_idle_frac,
+            gpu_step_ms=step,
+            step_vs_synthetic=step / light_step if step and light_step else None,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class SoakFigures:
+    """A soaked backend's memory after the first timed epoch (epoch 2) and after the last."""
+
+    epochs: int  # the warm-up epoch included
+    first_mb: float
+    last_mb: float
+    growth_pct: float  # last over first
+    images_per_s: float
+    gpu_growth_mb: float | None  # device memory, last over first; None on CPU
+    memory_metric: str  # "pss", or "rss" where the OS has no PSS
+
+
+def soak_figures(run: Run) -> dict[str, SoakFigures]:
+    """Per soaked backend: memory after the first timed epoch (epoch 2) and the last, growth."""
+    out = {}
+    for r in ok_rows(run, "soak"):
+        m = measured(r)
+        first, last = m.repeat_pss_mb[0], m.repeat_pss_mb[-1]
+        gpu = m.repeat_gpu_mb
+        out[r.backend] = SoakFigures(
+            epochs=len(m.repeat_pss_mb) + 1, first_mb=first, last_mb=last,
+            growth_pct=100.0 * (last - first) / first, images_per_s=rate(r),
+            gpu_growth_mb=gpu[-1] - gpu[0] if gpu else None, memory_metric=m.memory_metric,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ShardsFigures:
+    """One workload read from WebDataset shards and from the same images as loose files."""
+
+    backend: str
+    files: float  # img/s
+    shards: float  # img/s
+    ratio: float  # shards / files
+    cpu_files: float  # CPU s / 1000 img
+    cpu_shards: float
+
+
+def shards_figures(run: Run) -> dict[str, ShardsFigures]:
+    """Per workload of the shards section: files and shards img/s, their ratio, CPU costs."""
+    rows = {(r.workload, r.source): r for r in ok_rows(run, "shards")}
+    out = {}
+    for (workload, source), r in rows.items():
+        other = rows.get((workload, "shards"))
+        if source != "files" or other is None:
+            continue
+        out[workload] = ShardsFigures(backend=r.backend, files=rate(r), shards=rate(other),
+                                      ratio=rate(other) / rate(r), cpu_files=measured(r).cpu_s_per_1000,
+                                      cpu_shards=measured(other).cpu_s_per_1000)
+    return out
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Train records over workers/threads: the counts measured and each backend's record at each."""
+
+    counts: list[int]  # ascending, over every backend
+    by_backend: dict[str, dict[int, Record]]  # backend -> {workers: record}, workers ascending
+
+
+def scaling(run: Run) -> Scaling:
+    """The scaling section's records plus, at the top count, the throughput section's train
+    record of each backend scaled (one record per backend and count: the first in run order)."""
+    rows = ok_rows(run, "scaling")
+    backends = list(dict.fromkeys(r.backend for r in rows))
+    rows += [r for r in ok_rows(run, "throughput", workload="train") if r.backend in backends]
+    by_backend: dict[str, dict[int, Record]] = {b: {} for b in backends}
+    for r in sorted(rows, key=lambda r: r.workers):  # stable: run order among equal counts
+        by_backend[r.backend].setdefault(r.workers, r)
+    return Scaling(sorted({r.workers for r in rows}), by_backend)
+
+
+def hw_decoder_rows(run: Run) -> list[Record]:
+    """The hw-decoder section's records by ascending hw_decoder_load."""
+    return sorted(ok_rows(run, "hw-decoder"), key=lambda r: r.hw_decoder_load or 0.0)
+
+
+def overlap_efficiency(run: Run) -> dict[float, list[tuple[Record, float | None]]]:
+    """{step ms: [(record, its img/s / synthetic img/s at that step)]} of the overlap section,
+    steps ascending; the efficiency is None where the step has no synthetic record."""
+    rows = ok_rows(run, "overlap")
+    out = {}
+    for step in sorted({r.step_ms for r in rows}):
+        group = [r for r in rows if r.step_ms == step]
+        light = next((r for r in group if r.backend == SYNTHETIC), None)
+        out[step] = [(r, rate(r) / rate(light) if light else None) for r in group]
+    return out
+
+
+def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
+    """The JSON summary of a run (``python -m bench report --json``)."""
+    e2e = e2e_figures(run)
+    return {
+        "device": run.device, "cpus": run.machine.cores, "gpu": run.machine.gpu,
+        "cpu_model": run.machine.cpu, "command": run.command, "date": run.date,
+        "started": run.started, "quick": run.quick, "file": str(path) if path else None,
+        "throughput": throughput(run),
+        "train_aug_vs_train": aug_ratios(run),
+        "ratio_to_dali_ref": ratios_to_reference(run),
+        "e2e_efficiency": {b: f.efficiency for b, f in e2e.items() if b != SYNTHETIC},
+        "e2e_gpu_idle_frac": {b: f.gpu_idle_frac for b, f in e2e.items()},
+        "e2e_step_vs_synthetic": {b: f.step_vs_synthetic for b, f in e2e.items() if b != SYNTHETIC},
+        "soak_growth_pct": {b: f.growth_pct for b, f in soak_figures(run).items()},
+        "shards_vs_files": {w: f.ratio for w, f in shards_figures(run).items()},
+        "skipped": skipped(run),
+        "errors": len(failed_rows(run)),
+    }
