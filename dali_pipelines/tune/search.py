@@ -5,16 +5,24 @@ given to the search, so the rules can be checked on a known surface with a fake 
 
 The rules both searches keep:
 - the defaults are scored first, always, even when the budget is smaller than one scoring;
-- no point outside the space is ever scored, and no point is scored twice;
-- another point is scored only while the time spent plus the dearest scoring so far fits the
-  budget, so a search ends within it unless a single scoring runs longer than all before it;
+- no point outside the space is ever scored, and none is explored twice;
 - a point replaces the defaults (or the climb's current point) only when it scores more than
-  ``1 + tolerance`` times as much: the defaults win ties, and noise alone does not move the choice.
+  ``1 + tolerance`` times as much: the defaults win ties;
+- a winner other than the defaults is confirmed: the defaults and the winner are scored again
+  (``confirm`` times each, in turn) and the winner is kept only if the median of its scores still
+  beats the defaults' median, so one lucky measurement on a busy machine does not move the choice
+  (with the default ``confirm=2`` each has three scores, and one outlier cannot decide); the
+  outcome's ``confirmed`` says whether the budget left room for it;
+- another point is explored only while the time spent plus the dearest scoring so far, times one
+  plus the confirmation's scorings, fits the budget; a search therefore ends within it unless a
+  single scoring runs longer than all before it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -105,74 +113,105 @@ class Score:
 
 @dataclass(frozen=True)
 class Trial:
-    """One scored point, in the order the search scored them."""
+    """One scoring of a point, in the order the search ran them."""
 
-    index: int
     point: Point
     score: Score
     seconds: float  # wall time of this scoring
+    phase: str = "explore"  # "explore", or "confirm": the defaults and the winner scored again
 
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """The points a search tried and the one it chose."""
+    """The scorings a search ran and the point it chose."""
 
     method: str  # "hill" or "grid"
     trials: tuple[Trial, ...]
-    chosen: Trial
+    chosen: Point
     complete: bool  # hill: it stopped at a point no neighbour beats; grid: every point was scored
+    confirmed: bool  # the winner was scored again against the defaults (False: no time, or no winner)
     seconds: float  # the search's wall time, first scoring to last
     budget_s: float
 
     @property
-    def defaults(self) -> Trial:
-        return self.trials[0]  # both searches score the defaults first
+    def defaults(self) -> Point:
+        return self.trials[0].point  # both searches score the defaults first
+
+    def value(self, point: Mapping[str, Any]) -> float:
+        """The median of ``point``'s scores (one, or more when confirmed)."""
+        return statistics.median(t.score.value for t in self.trials if t.point == point)
 
     @property
-    def best(self) -> Trial:
-        """The highest-scoring trial (the defaults on a tie); may differ from ``chosen`` by less than
-        the tolerance."""
-        return max(self.trials, key=lambda t: t.score.value)  # max keeps the first of equals
+    def best(self) -> Point:
+        """The point of the highest median score (the first scored of equals); it differs from
+        ``chosen`` when it did not beat the defaults by the tolerance, or lost its confirmation."""
+        points: list[Point] = []
+        for trial in self.trials:
+            if trial.point not in points:
+                points.append(trial.point)
+        return max(points, key=self.value)  # max keeps the first of equals
 
 
 ScoreFn = Callable[[Point], Score]
 
 
 class _Scoring:
-    """Scores points once each within a time budget; keeps the trials in order."""
+    """Runs scorings within a time budget, keeps them in order, and confirms a winner."""
 
-    def __init__(self, space: SearchSpace, score: ScoreFn, budget_s: float, clock: Clock) -> None:
-        if budget_s < 0:
-            raise ValueError(f"the search budget must be >= 0 seconds, got {budget_s}")
+    def __init__(self, space: SearchSpace, score: ScoreFn, *, budget_s: float, tolerance: float,
+                 confirm: int, clock: Clock) -> None:
+        if budget_s < 0 or tolerance < 0 or confirm < 0:
+            raise ValueError(f"the search needs budget_s, tolerance and confirm >= 0, got {budget_s}, "
+                             f"{tolerance}, {confirm}")
         self.space, self._score, self.budget_s, self._clock = space, score, budget_s, clock
+        self.tolerance, self.confirm = tolerance, confirm
         self.start = clock()
         self.trials: list[Trial] = []
-        self._by_point: dict[tuple[Any, ...], Trial] = {}
+        self._explored: dict[tuple[Any, ...], Trial] = {}
 
     def key(self, point: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(point[name] for name in self.space.names)
 
-    def scored(self, point: Mapping[str, Any]) -> Trial | None:
-        return self._by_point.get(self.key(point))
+    def explored(self, point: Mapping[str, Any]) -> Trial | None:
+        return self._explored.get(self.key(point))
 
-    def has_time(self) -> bool:
-        """Whether one more scoring, as dear as the dearest so far, still ends within the budget."""
+    def has_time(self, scorings: int) -> bool:
+        """Whether ``scorings`` more, each as dear as the dearest so far, still end within the budget."""
         dearest = max((t.seconds for t in self.trials), default=0.0)
-        return self._clock() - self.start + dearest <= self.budget_s
+        return self._clock() - self.start + dearest * scorings <= self.budget_s
 
-    def run(self, point: Mapping[str, Any]) -> Trial:
+    def may_explore(self) -> bool:
+        """Room for one more point and, after it, the confirmation of a winner."""
+        return self.has_time(1 + 2 * self.confirm)
+
+    def run(self, point: Mapping[str, Any], phase: str = "explore") -> Trial:
         if not self.space.contains(point):
             raise ValueError(f"point {dict(point)} lies outside the search space")
         began = self._clock()
         score = self._score(dict(point))
-        trial = Trial(index=len(self.trials), point=dict(point), score=score, seconds=self._clock() - began)
+        trial = Trial(point=dict(point), score=score, seconds=self._clock() - began, phase=phase)
         self.trials.append(trial)
-        self._by_point[self.key(point)] = trial
+        if phase == "explore":
+            self._explored[self.key(point)] = trial
         return trial
 
-    def outcome(self, method: str, chosen: Trial, complete: bool) -> SearchOutcome:
-        return SearchOutcome(method=method, trials=tuple(self.trials), chosen=chosen, complete=complete,
-                             seconds=self._clock() - self.start, budget_s=self.budget_s)
+    def finish(self, method: str, winner: Trial, complete: bool) -> SearchOutcome:
+        """Confirm ``winner`` against the defaults when it is not them; the outcome."""
+        defaults = self.trials[0]
+        confirmed = False
+        if winner.point != defaults.point:
+            for _ in range(self.confirm):
+                if not self.has_time(2):
+                    break
+                self.run(defaults.point, "confirm")
+                self.run(winner.point, "confirm")
+                confirmed = True
+        outcome = SearchOutcome(method=method, trials=tuple(self.trials), chosen=defaults.point,
+                                complete=complete, confirmed=confirmed, seconds=self._clock() - self.start,
+                                budget_s=self.budget_s)
+        if outcome.value(winner.point) > outcome.value(defaults.point) * (1.0 + self.tolerance):
+            outcome = dataclasses.replace(outcome, chosen=winner.point)
+        return outcome
 
 
 def beats(challenger: Trial, holder: Trial, tolerance: float) -> bool:
@@ -181,24 +220,24 @@ def beats(challenger: Trial, holder: Trial, tolerance: float) -> bool:
 
 
 def hill_climb(space: SearchSpace, score: ScoreFn, *, budget_s: float, tolerance: float = 0.02,
-               clock: Clock = time.monotonic) -> SearchOutcome:
+               confirm: int = 2, clock: Clock = time.monotonic) -> SearchOutcome:
     """Steepest-ascent hill climbing from the defaults, as tf.data's autotune climbs.
 
-    Each round scores the current point's unscored neighbours (one step along one dimension) and
+    Each round scores the current point's unexplored neighbours (one step along one dimension) and
     moves to the best of them if it beats the current point (``beats``); the climb ends at a point
-    none of its neighbours beats, or when the budget allows no further scoring (then the round cut
+    none of its neighbours beats, or when the budget allows no further point (then the round cut
     short still counts). Cost: about ``2 x dimensions`` scorings a round, rounds as long as the
-    scores keep rising.
+    scores keep rising, then ``2 x confirm`` to confirm a winner.
     """
-    scoring = _Scoring(space, score, budget_s, clock)
+    scoring = _Scoring(space, score, budget_s=budget_s, tolerance=tolerance, confirm=confirm, clock=clock)
     current = scoring.run(space.defaults())
     while True:
         round_best: Trial | None = None
         out_of_time = False
         for point in space.neighbours(current.point):
-            if scoring.scored(point) is not None:
+            if scoring.explored(point) is not None:
                 continue
-            if not scoring.has_time():
+            if not scoring.may_explore():
                 out_of_time = True
                 break
             trial = scoring.run(point)
@@ -208,23 +247,23 @@ def hill_climb(space: SearchSpace, score: ScoreFn, *, budget_s: float, tolerance
             current = round_best
             if not out_of_time:
                 continue
-        return scoring.outcome("hill", current, complete=not out_of_time)
+        return scoring.finish("hill", current, complete=not out_of_time)
 
 
 def grid_search(space: SearchSpace, score: ScoreFn, *, budget_s: float, tolerance: float = 0.02,
-                clock: Clock = time.monotonic) -> SearchOutcome:
+                confirm: int = 2, clock: Clock = time.monotonic) -> SearchOutcome:
     """Every point of the space, the defaults first, while the budget lasts; the best scored point
-    is chosen when it beats the defaults (``beats``), else the defaults."""
-    scoring = _Scoring(space, score, budget_s, clock)
+    is chosen when it beats the defaults (``beats``) and its confirmation, else the defaults."""
+    scoring = _Scoring(space, score, budget_s=budget_s, tolerance=tolerance, confirm=confirm, clock=clock)
     defaults = scoring.run(space.defaults())
     complete = True
     for point in _rest(space.grid()):
-        if not scoring.has_time():
+        if not scoring.may_explore():
             complete = False
             break
         scoring.run(point)
     best = max(scoring.trials, key=lambda t: t.score.value)
-    return scoring.outcome("grid", best if beats(best, defaults, tolerance) else defaults, complete)
+    return scoring.finish("grid", best if beats(best, defaults, tolerance) else defaults, complete)
 
 
 def _rest(points: Iterable[Point]) -> Iterator[Point]:
