@@ -125,3 +125,16 @@ def test_bad_arguments_are_refused_before_any_work(train_root: Path, base: Pipel
 def test_a_gpu_tuning_without_a_gpu_is_refused_first(train_root: Path, base: PipelineConfig) -> None:
     with pytest.raises(ValueError, match="needs a CUDA GPU and none is visible"):
         tune(scan_image_folder(train_root), base.replace(device="gpu"))
+
+
+def test_the_gpu_space_adds_the_decoder_share_and_dtype_and_keeps_the_defaults() -> None:
+    gpu = PipelineConfig(device="gpu", num_threads=5, prefetch_queue_depth=2, hw_decoder_load=0.65)
+    space = pipeline_space(gpu, cores=16)
+    values = {d.name: d.values for d in space.dimensions}
+    assert values == {"num_threads": (1, 2, 3, 4, 5, 6, 8, 12, 16), "prefetch_queue_depth": (1, 2, 3, 4),
+                      "hw_decoder_load": (0.0, 0.25, 0.5, 0.65, 0.75, 1.0), "dtype": ("float32", "float16")}
+    assert space.defaults() == {"num_threads": 5, "prefetch_queue_depth": 2, "hw_decoder_load": 0.65,
+                                "dtype": "float32"}
+    assert pipeline_space(gpu, cores=2, half_ok=False).names == (
+        "num_threads", "prefetch_queue_depth", "hw_decoder_load")  # a model without autocast: no float16
+    assert pipeline_space(gpu.replace(device="cpu"), cores=2).names == ("num_threads", "prefetch_queue_depth")

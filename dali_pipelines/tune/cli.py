@@ -20,7 +20,7 @@ from dali_pipelines.tune.search import Point, Score
 from dali_pipelines.tune.space import pipeline_space
 from dali_pipelines.tune.store import TuneStore, default_store_dir
 from dali_pipelines.tune.table import format_summary, format_table
-from dali_pipelines.tune.tuner import DEFAULT_SECONDS, DEFAULT_TOLERANCE, tune
+from dali_pipelines.tune.tuner import DEFAULT_SECONDS, DEFAULT_TOLERANCE, check_request, tune
 from dali_pipelines.verify import prepare_data
 
 _logger = logging.getLogger(__name__)
@@ -130,8 +130,9 @@ def run_tune(args: argparse.Namespace) -> int:
                            threads=args.threads, prefetch=args.prefetch,
                            hw_decoder_loads=args.hw_decoder_load, dtypes=args.dtypes)
     spec = MeasureSpec(warmup_s=args.warmup_s, repeat_s=args.repeat_s, repeats=args.repeats)
-    source = _verified(open_source(args.data, fmt=args.format, split=_split(args.data)))
     method = "grid" if args.grid else "hill"
+    check_request(base, model=args.model, seconds=args.seconds, method=method, amp=args.amp)
+    source = _verified(open_source(args.data, fmt=args.format, split=_split(args.data)))
     result = tune(source, base, model=args.model, seconds=args.seconds, method=method,
                   amp=args.amp, space=space, spec=spec, tolerance=args.tolerance, confirm=args.confirm,
                   store=None if args.no_save else TuneStore(), on_point=_print_point)

@@ -95,16 +95,7 @@ def tune(source: DataSource, base: PipelineConfig, *, model: str | None = None,
     verified first (one bad JPEG stops DALI).
     """
     started = time.monotonic()
-    if method not in SEARCHES:
-        raise ValueError(f"method must be one of {', '.join(SEARCHES)}; got {method!r}")
-    if not seconds > 0:
-        raise ValueError(f"seconds (the tuning's time budget) must be > 0, got {seconds}")
-    if amp not in AMP_MODES:
-        raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {amp!r}")
-    if model is not None:
-        check_model_name(model)
-    if base.device == "gpu" and not torch.cuda.is_available():
-        raise ValueError("device 'gpu' needs a CUDA GPU and none is visible; tune with device 'cpu'")
+    check_request(base, model=model, seconds=seconds, method=method, amp=amp)
     key = TuneKey.of(source, base, model=model, amp=amp, train=train)
     # float16 batches suit the loader alone and a model under autocast (searched on the GPU only).
     space = space or pipeline_space(base, half_ok=model is None or amp != "off")
@@ -124,6 +115,21 @@ def tune(source: DataSource, base: PipelineConfig, *, model: str | None = None,
     if store is not None:
         result = dataclasses.replace(result, path=store.save(key, result.to_record()))
     return result
+
+
+def check_request(base: PipelineConfig, *, model: str | None, seconds: float, method: str = "hill",
+                  amp: str = "bf16") -> None:
+    """Raise, naming the argument and the fix, for a tuning that cannot run; before any work."""
+    if method not in SEARCHES:
+        raise ValueError(f"method must be one of {', '.join(SEARCHES)}; got {method!r}")
+    if not seconds > 0:
+        raise ValueError(f"seconds (the tuning's time budget) must be > 0, got {seconds}")
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {amp!r}")
+    if model is not None:
+        check_model_name(model)
+    if base.device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("device 'gpu' needs a CUDA GPU and none is visible; tune with device 'cpu'")
 
 
 def load_or_tune(source: DataSource, base: PipelineConfig, *, model: str | None = None,
