@@ -20,6 +20,7 @@ from dali_pipelines.tune import (
     pipeline_space,
     tune,
 )
+from dali_pipelines.tune.scorers import AUX_WEIGHTS, build_classifier, classifier_loss
 
 # Short measurements: the figures are not compared with anything, only their plumbing is checked.
 QUICK = MeasureSpec(warmup_s=0.0, warmup_batches=1, repeat_s=0.0, repeat_batches=2, repeats=2)
@@ -56,17 +57,30 @@ def test_a_short_cpu_grid_returns_valid_settings_and_saves_its_record(train_root
 
 
 @pytest.mark.slow
-def test_a_googlenet_step_scores_the_loader_that_feeds_it(train_root: Path, base: PipelineConfig) -> None:
+def test_a_training_step_scores_the_loader_that_feeds_it(train_root: Path, base: PipelineConfig) -> None:
+    # SqueezeNet: the same TrainingStep as GoogLeNet's at a fraction of its first step's CPU cost.
     source = scan_image_folder(train_root)
     one_point = pipeline_space(base, threads=[2], prefetch=[2])
     tiny = MeasureSpec(warmup_s=0.0, warmup_batches=1, repeat_s=0.0, repeat_batches=1, repeats=1)
-    result = tune(source, base.replace(batch_size=4), model="googlenet", seconds=1, space=one_point,
+    result = tune(source, base.replace(batch_size=4), model="squeezenet1_1", seconds=1, space=one_point,
                   spec=tiny)
-    assert result.metric == "images/s of googlenet training steps fed by the loader"
-    assert result.key.model == "googlenet" and result.path is None  # no store given: nothing saved
+    assert result.metric == "images/s of squeezenet1_1 training steps fed by the loader"
+    assert result.key.model == "squeezenet1_1" and result.path is None  # no store given: nothing saved
     (trial,) = result.trials
     assert trial["images_per_s"] > 0 and 0.0 <= trial["detail"]["data_wait_frac"] <= 1.0
     assert result.settings == result.defaults == {"num_threads": 2, "prefetch_queue_depth": 2}
+
+
+def test_googlenet_is_built_with_aux_heads_and_its_loss_weighs_them_as_the_paper() -> None:
+    model = build_classifier("googlenet", num_classes=8).train()
+    targets = torch.tensor([1, 5])
+    criterion = torch.nn.CrossEntropyLoss()
+    with torch.no_grad():
+        outputs = model(torch.randn(2, 3, 64, 64))
+        loss = classifier_loss(outputs, targets, criterion, AUX_WEIGHTS["googlenet"])
+        heads = [criterion(logits, targets) for logits in outputs]  # logits, aux2, aux1
+    assert len(heads) == 3 and AUX_WEIGHTS["googlenet"] == 0.3
+    assert torch.allclose(loss, heads[0] + 0.3 * (heads[1] + heads[2]))
 
 
 def test_the_tune_command_prints_the_points_and_writes_the_settings(
