@@ -1,4 +1,4 @@
-"""``python -m dali_pipelines``: data set tools (make-sample, verify, to-shards)."""
+"""``python -m dali_pipelines``: data set tools (make-sample, verify, to-shards) and the loader tuner."""
 
 from dali_pipelines.cli import main
 

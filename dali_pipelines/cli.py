@@ -1,4 +1,5 @@
-"""``python -m dali_pipelines``: make a sample data set, verify images, convert to WebDataset shards."""
+"""``python -m dali_pipelines``: make a sample data set, verify images, convert to WebDataset shards, tune a
+loader."""
 
 from __future__ import annotations
 
@@ -13,26 +14,30 @@ from dali_pipelines.config import default_num_threads
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources.sample import make_sample_dataset
 from dali_pipelines.sources.to_shards import DEFAULT_IMAGES_PER_SHARD, convert_dataset
+from dali_pipelines.tune.cli import add_tune_parser, run_tune
 from dali_pipelines.verify import DEFAULT_MAX_PIXELS
 from dali_pipelines.verify.cli import run_verify
 
 _EXAMPLES = """examples:
   python -m dali_pipelines make-sample data/sample
   python -m dali_pipelines verify data/sample --clean-list clean.txt
-  python -m dali_pipelines to-shards data/sample data/sample-wds"""
+  python -m dali_pipelines to-shards data/sample data/sample-wds
+  python -m dali_pipelines tune data/sample --model googlenet --seconds 60"""
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The ``python -m dali_pipelines`` parser, reusable by other tools."""
     parser = argparse.ArgumentParser(
         prog="python -m dali_pipelines", description="Data set tools for the DALI pipelines: make a "
-        "sample data set, verify images before training, convert an ImageFolder to WebDataset shards.",
+        "sample data set, verify images before training, convert an ImageFolder to WebDataset shards, "
+        "tune a loader's settings on this machine.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      title="commands (each has --help)")
     _add_make_sample(commands)
     _add_verify(commands)
     _add_to_shards(commands)
+    add_tune_parser(commands)
     return parser
 
 
@@ -116,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "to-shards":
             return _to_shards(args)
+        if args.command == "tune":
+            return run_tune(args)
         return run_verify(args)
     except (DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -422,7 +422,7 @@ def test_cli_help_is_complete_at_every_level(capsys: pytest.CaptureFixture[str])
     top = capsys.readouterr().out
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     helps = {c.dest: c.help for c in commands._choices_actions}
-    assert set(helps) == set(commands.choices) == {"make-sample", "verify", "to-shards"}
+    assert set(helps) == set(commands.choices) == {"make-sample", "verify", "to-shards", "tune"}
     for name, sub in commands.choices.items():
         assert name in top and helps[name] and sub.description, name
         for action in sub._actions:
