@@ -25,7 +25,8 @@ from bench.sweep import (
     TIMING,
     Settings,
 )
-from dali_pipelines import DatasetError, argtypes
+from dali_pipelines import DatasetError
+from dali_pipelines._util import argtypes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCRATCH_DIR = RESULTS_DIR / "_scratch"  # git-ignored: quick runs never touch committed results

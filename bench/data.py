@@ -17,13 +17,13 @@ from dali_pipelines import (
     DatasetError,
     ImageFolderData,
     WebDatasetShards,
-    convert_image_folder,
-    default_cache_dir,
     make_sample_dataset,
     open_source,
     prepare_data,
     scan_image_folder,
 )
+from dali_pipelines.config import default_cache_dir
+from dali_pipelines.sources import convert_image_folder
 
 _logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = (".jpg", ".jpeg")

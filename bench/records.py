@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import torch
 
-from dali_pipelines import atomic_write, write_json_atomic
+from dali_pipelines._util.atomic import atomic_write, write_json_atomic
 
 FORMAT = "dali-pipelines-bench/2"  # run files without it (older formats) are not read
 _PACKAGES = {"torch": "torch", "torchvision": "torchvision", "DALI": "nvidia-dali-cuda120",

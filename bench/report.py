@@ -13,7 +13,7 @@ from typing import Any
 from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
 from bench.records import save_run
 from bench.sweep import SYNTHETIC
-from dali_pipelines import atomic_write
+from dali_pipelines._util.atomic import atomic_write
 
 # ---------------------------------------------------------------- reading records
 

@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from dali_pipelines import PipelineConfig, decoder_args, default_num_threads
+from dali_pipelines import PipelineConfig
+from dali_pipelines.config import default_num_threads
+from dali_pipelines.graphs import decoder_args
 
 _MAGNITUDE = "augment_magnitude (a bin of augment_magnitude_bins=31)"
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from dali_pipelines import atomic_write
+from dali_pipelines._util.atomic import atomic_write
 from train.config import FREE, INVOCATION, MATCH, ConfigError, TrainConfig, flag_of, names_with_rule
 from train.distributed import gather_to_main
 from train.model import bare_model, build_googlenet

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from dali_pipelines import AUGMENTS, argtypes
+from dali_pipelines._util import argtypes
+from dali_pipelines.config import AUGMENTS
 
 REFERENCE_BATCH = 256  # the learning rate given on the command line is per 256 images
 

@@ -1,4 +1,4 @@
 """Small helpers the library, ``train`` and ``bench`` share: atomic writes, native stderr, CLI types.
 
-Private: reach them through ``dali_pipelines`` (``atomic_write``, ``native_stderr``, ``argtypes``).
+Not part of the user API (``dali_pipelines.__all__``): import them from their modules.
 """
