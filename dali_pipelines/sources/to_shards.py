@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines.errors import DatasetError
-from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder, split_folders
+from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder
+from dali_pipelines.sources.splits import split_folders
 from dali_pipelines.sources.webdataset import (
     CLASSES_NAME,
     LABEL_EXT,
@@ -112,11 +113,11 @@ def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike
                                "deep_verify": deep_verify, "progress": progress}
     if not splits:
         return {"": convert_image_folder(src, out, **options)}
-    _check_split_out(out, splits)
+    _check_split_out(out, list(splits))
     for name in splits:
         _check_out(out / name, images_per_shard, seed)
     _logger.info("%s is a split data set (%s): converting each split", src, ", ".join(splits))
-    return {name: convert_image_folder(src / name, out / name, **options) for name in splits}
+    return {name: convert_image_folder(folder, out / name, **options) for name, folder in splits.items()}
 
 
 def _check_split_out(out: Path, splits: Sequence[str]) -> None:
