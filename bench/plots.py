@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from bench.backends import REFERENCE
 from bench.report import backends_of, e2e_key, ok_rows, rate, skipped, soak_figures, throughput, workloads_of
 from bench.sweep import SYNTHETIC
+from dali_pipelines._util.atomic import atomic_write
 
 _logger = logging.getLogger(__name__)
 
@@ -158,7 +159,8 @@ def plot_run(run: dict[str, Any], out_dir: Path) -> list[Path]:
             continue
         path = out_dir / f"{run['stem']}-{kind}.png"
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=110)
         plt.close(fig)
         written.append(path)
         _logger.info("wrote %s", path)

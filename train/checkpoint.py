@@ -30,7 +30,6 @@ layout error.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 import re
 import zipfile
@@ -97,23 +96,10 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
 
 
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file, fsync, then rename over ``path``.
-
-    A crash at any point leaves either the old file or the new one under ``path``, never a
-    partial one: rename is atomic on POSIX file systems.
-    """
+    """``torch.save`` durably: a crash at any point leaves the old file or the new one under
+    ``path``, never a partial one (``atomic_write``)."""
     with atomic_write(path, "wb") as handle:
         torch.save(payload, handle)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable across a power loss.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(run: Run, name: str) -> Path:

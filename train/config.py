@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from dali_pipelines._util import argtypes
+from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines.config import AUGMENTS
 
 REFERENCE_BATCH = 256  # the learning rate given on the command line is per 256 images
@@ -213,7 +213,7 @@ class TrainConfig:
 
     def save(self, path: Path, **derived: Any) -> None:
         """Write the config plus derived values (world size, scaled lr, ...) as JSON."""
-        path.write_text(json.dumps({**self.to_dict(), **derived}, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(path, {**self.to_dict(), **derived}, indent=2)
 
 
 def flag_of(name: str) -> str:
