@@ -43,12 +43,9 @@ def default_cache_dir() -> Path:
 
 
 # CPU threads per pipeline, by device. "cpu": every image is decoded and resized on these
-# threads, so up to 8 (more rarely helps one pipeline). "gpu": the threads only parse headers,
-# run the Huffman stage of images the hardware decoder does not take, and launch kernels; on an
-# H100 with 16 cores feeding GoogLeNet (bf16, batch 256; hw_decoder_load 1.0, training step on a
-# high-priority CUDA stream) NVIDIA's example train graph kept the model at 0.94 of its
-# synthetic-data speed with 4 threads, 0.91-0.92 with 8 or 16 and 0.82 with 2 (threads left
-# free serve the training loop).
+# threads; more than 8 rarely helps one pipeline. "gpu": they only parse headers, Huffman-decode
+# what the hardware decoder does not take and launch kernels, and the threads left free serve
+# the training loop (why 4: docs/gpu.md#threads).
 _MAX_DEFAULT_THREADS = {"cpu": 8, "gpu": 4}
 
 
@@ -92,31 +89,26 @@ class PipelineConfig:
     seed: int = declared(42, integer_in(0, 2**31 - 1))
     num_shards: int = declared(1, integer_in(1, 65536))
     shard_id: int = declared(0, integer_in(0, lambda cfg: cfg.num_shards - 1))
-    # Batches DALI prepares ahead of the consumer (GPU: not yet swept).
+    # Batches DALI prepares ahead of the consumer (DALI's default depth).
     prefetch_queue_depth: int = declared(2, integer_in(1, 32))
-    # float16 halves the bytes per batch but did not speed GoogLeNet up on an H100 (0.91 of its
-    # synthetic-data speed against 0.92 with float32), so float32 stays the default.
+    # float16 halves the bytes per batch; float32 is the default because the smaller batch did
+    # not make training faster (docs/gpu.md#output-dtype).
     dtype: str = declared("float32", one_of(DTYPES))
     layout: str = declared("NCHW", one_of(LAYOUTS))
-    # Fraction of images nvJPEG sends to the hardware JPEG decoder (A100/H100) when present; the
-    # rest go to CUDA cores, which the training step needs. On an H100 (batch 256, 8 threads,
-    # fancy upsampling off) the eval-style graph ran at 12.6k img/s with 1.0 against 10.8k with
-    # DALI's default 0.65, and NVIDIA's example train graph at 15.7-17.7k with 1.0 (12-16
-    # threads) against 14.2k with 0.65 (8 threads); feeding GoogLeNet with 4 threads, 1.0 kept
-    # the model at 0.94 of its synthetic-data speed and 0.0 at 0.58. Ignored without such a decoder.
+    # Fraction of images nvJPEG sends to the hardware JPEG decoder (A100/H100) when there is one;
+    # the rest go to CUDA cores, which the training step needs (why 1.0:
+    # docs/gpu.md#hardware-decoder). Ignored without such a decoder.
     hw_decoder_load: float = declared(1.0, number_in(0, 1))
     # nvJPEG scratch buffers grown up front so the first large images don't reallocate
-    # (a reallocation is a device sync). 0 keeps DALI's defaults. Not yet swept on a GPU.
+    # (a reallocation is a device sync). 0 keeps DALI's defaults.
     decoder_device_memory_padding: int = declared(64 * _MIB, integer_in(0, 2**34))
     decoder_host_memory_padding: int = declared(32 * _MIB, integer_in(0, 2**34))
     # libjpeg's "fancy" (smooth) chroma upsampling of 4:2:0 / 4:2:2 JPEGs, as PIL does it, on the
     # GPU decoder; DALI's CPU decoder always upsamples this way, so these only change "gpu".
-    # Train: off. nvImageCodec 0.9 / nvJPEG 12 cannot decode a region of interest with it and
-    # hands every such image to libjpeg-turbo on the CPU threads: on an H100 NVIDIA's example
-    # train graph ran at 5.7k img/s with it against 14.2-17.7k without. On random crops it only
-    # changes chroma edges (about 0.004 normalized units on the sample photos). Eval: on, so a
-    # full decode matches torchvision's; it costs throughput there too (H100, eval-style graph:
-    # 7.1k img/s on against 10.8k off), but eval sees few images per epoch.
+    # Train: off, because nvJPEG 12 (nvImageCodec 0.9) cannot decode a crop window with it and
+    # sends every such image to libjpeg-turbo on the CPU threads, while on random crops it only
+    # changes chroma edges. Eval: on, so a full decode matches torchvision's; eval reads few
+    # images per epoch (the costs of both: docs/gpu.md#fancy-upsampling).
     jpeg_fancy_upsampling_train: bool = declared(False, boolean)
     jpeg_fancy_upsampling_eval: bool = declared(True, boolean)
     # EXIF orientation: False reads pixels as stored, as torchvision's ImageFolder (PIL's

@@ -272,7 +272,7 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> int:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), 0, 0o444
     tar.addfile(info, io.BytesIO(data))
-    # tar.offset is now past the data and its padding to a 512-byte block.
+    # tar.offset points past the data and its padding to a 512-byte block.
     return tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 

@@ -16,7 +16,10 @@ from dali_pipelines.verify.headers import READ_ERROR
 
 _logger = logging.getLogger(__name__)
 
-_VERSION = 3  # 3: the header pass hands files it cannot vouch for to DALI's decoder
+# The file: {"version": 3, "entries": {path (relative to the root): [size, mtime_ns, ctime_ns,
+# "header" | "deep", max_pixels, reason or null]}}. A "header" result includes DALI's decode of
+# the files whose header cannot vouch for them. A file of any other version is ignored.
+_VERSION = 3
 
 
 def write_bad_list(folder: Path, root: str | os.PathLike[str], bad: dict[str, str]) -> Path:
