@@ -17,7 +17,8 @@ import torch
 from bench.backends import BACKENDS, WORKLOADS
 from bench.records import TIMING, Run, Settings
 from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
-from dali_pipelines import DatasetError, argtypes
+from dali_pipelines import DatasetError
+from dali_pipelines._util import argtypes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCRATCH_DIR = RESULTS_DIR / "_scratch"  # git-ignored: quick runs never touch committed results

@@ -17,13 +17,13 @@ from dali_pipelines import (
     DatasetError,
     ImageFolderData,
     WebDatasetShards,
-    convert_image_folder,
-    default_cache_dir,
     make_sample_dataset,
     open_source,
     prepare_data,
     scan_image_folder,
 )
+from dali_pipelines.config import default_cache_dir
+from dali_pipelines.sources import convert_image_folder, split_folders
 
 _logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -31,10 +31,8 @@ IMAGES_PER_SHARD = 1000  # when converting for the shards section
 
 
 def image_folder_root(path: Path) -> Path:
-    """``path/train`` when ``path`` holds train/ and val/ splits, else ``path`` itself."""
-    if (path / "train").is_dir() and (path / "val").is_dir():
-        return path / "train"
-    return path
+    """``path/train`` when ``path`` is a split data root with a train/ folder, else ``path`` itself."""
+    return split_folders(path).get("train", path)
 
 
 def make_temp_sample(images: int, parent: Path) -> Path:

@@ -31,6 +31,7 @@ from bench.queries import (
 )
 from bench.records import Run
 from bench.sweep import SYNTHETIC
+from dali_pipelines._util.atomic import atomic_write
 
 _logger = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ def efficiency_figure(run: Run) -> Figure | None:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 5.2 * len(panels)), 4.4), squeeze=False)
     for ax, (title, bars) in zip(axes[0], panels, strict=True):
-        _bars(ax, [name for name, _ in bars], [eff for _, eff in bars])
+        # Every panel has its synthetic record, so no efficiency here is None.
+        _bars(ax, [name for name, _ in bars], [eff or 0.0 for _, eff in bars])
         ax.axhline(1.0, color="gray", linewidth=0.8)
         ax.set_ylabel("efficiency (img/s / synthetic img/s)")
         ax.set_title(title)
@@ -131,7 +133,7 @@ def hw_decoder_figure(run: Run) -> Figure | None:
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r.hw_decoder_load for r in rows], [rate(r) for r in rows], marker="o",
+    ax.plot([r.hw_decoder_load or 0.0 for r in rows], [rate(r) for r in rows], marker="o",
             color=colour("dali-gpu"), label="dali-gpu")
     ax.set_xlabel("hw_decoder_load (share of images for the hardware JPEG decoder)")
     ax.set_ylabel("images / s (train)")
@@ -172,7 +174,8 @@ def plot_run(run: Run, out_dir: Path) -> list[Path]:
             continue
         path = out_dir / f"{run.stem}-{kind}.png"
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format="png", dpi=110)
         plt.close(fig)
         written.append(path)
         _logger.info("wrote %s", path)

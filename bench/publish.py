@@ -14,7 +14,7 @@ from typing import Any
 from bench.plots import plot_run
 from bench.records import Record, Run
 from bench.report import render_markdown
-from dali_pipelines import atomic_write, write_json_atomic
+from dali_pipelines._util.atomic import atomic_write, write_json_atomic
 
 CSV_COLUMNS = (
     "section", "backend", "workload", "batch_size", "workers", "device", "source", "step_ms",

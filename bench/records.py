@@ -44,7 +44,7 @@ class Settings:
     repeats: int = 3
     warmup_s: float = TIMING["full"]["warmup_s"]
     repeat_s: float = TIMING["full"]["repeat_s"]
-    repeat_batches: int = TIMING["full"]["repeat_batches"]  # each repeat has at least this many batches
+    repeat_batches: int = int(TIMING["full"]["repeat_batches"])  # each repeat has at least this many batches
     soak_epochs: int = 30
     timeout_s: float = 600.0
     quick: bool = False
@@ -56,7 +56,8 @@ class Settings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         """The settings ``to_dict`` wrote (lists become tuples)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

@@ -9,48 +9,35 @@ Public interface::
     for images, labels in loader:
         ...
 
-Layout: the core at the top (``config``, ``graphs`` with their ``readers`` and the train-time
-``augment`` policies, ``loader``);
-``sources/`` (ImageFolder trees, WebDataset shards, the converter, the sample maker);
-``verify/`` (what would stop DALI, found before a graph is built); ``_util/`` (small helpers).
-Everything ``train`` and ``bench`` use is exported here.
+What is exported here is what a user of the library calls, in four groups:
+
+- loading: ``PipelineConfig`` (every setting, validated), ``make_loader`` and the ``DaliLoader``
+  it returns; ``build_pipeline`` for a custom ``@pipeline_def`` graph (its building blocks:
+  ``dali_pipelines.readers``, ``dali_pipelines.graphs``, ``dali_pipelines.augment``);
+- data: ``open_source`` (a ``--data`` path to a source), ``scan_image_folder``,
+  ``read_file_list`` / ``write_file_list`` (DALI file lists), the source types ``DataSource``,
+  ``ImageFolderData``, ``WebDatasetShards``, and ``DatasetError``, which every data check raises;
+- verification before DALI sees a file: ``verify_data`` (a ``VerifyReport``), ``prepare_data``
+  (verify, then fail with ``BadFilesError`` or skip);
+- data set tools: ``convert_dataset`` (ImageFolder to WebDataset shards), ``make_sample_dataset``.
+
+Everything else (graph internals, constants, ``_util`` helpers) is imported from its own
+module. Layout: the core at the top (``config``, ``graphs`` with their ``readers`` and the
+train-time ``augment`` policies, ``loader``); ``sources/`` (ImageFolder trees, WebDataset
+shards, the converter, the sample maker); ``verify/`` (what would stop DALI, found before a
+graph is built); ``_util/`` (helpers the library, ``train`` and ``bench`` share).
 """
 
-from dali_pipelines._util import argtypes
-from dali_pipelines._util.atomic import atomic_write, write_json_atomic
-from dali_pipelines._util.native_stderr import NATIVE_LOG_ENV, collapse_native_logs, native_stderr
-from dali_pipelines.augment import augment_images
-from dali_pipelines.config import (
-    AUGMENTS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PipelineConfig,
-    default_cache_dir,
-    default_num_threads,
-)
+from dali_pipelines.config import PipelineConfig
 from dali_pipelines.errors import DatasetError
-from dali_pipelines.graphs import (
-    DALI_DTYPES,
-    DALI_LAYOUTS,
-    Graph,
-    build_pipeline,
-    center_crop_window,
-    decoder_args,
-    eval_graph,
-    labels_out,
-    resize_square,
-    train_graph,
-)
+from dali_pipelines.graphs import build_pipeline
 from dali_pipelines.loader import DaliLoader, make_loader
-from dali_pipelines.readers import READER_NAME, read_encoded
 from dali_pipelines.sources import (
     DataSource,
     ImageFolderData,
     WebDatasetShards,
     convert_dataset,
-    convert_image_folder,
     make_sample_dataset,
-    open_shards,
     open_source,
     read_file_list,
     scan_image_folder,
@@ -59,47 +46,22 @@ from dali_pipelines.sources import (
 from dali_pipelines.verify import BadFilesError, VerifyReport, prepare_data, verify_data
 
 __all__ = [
-    "AUGMENTS",
-    "DALI_DTYPES",
-    "DALI_LAYOUTS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "NATIVE_LOG_ENV",
-    "READER_NAME",
     "BadFilesError",
     "DaliLoader",
     "DataSource",
     "DatasetError",
-    "Graph",
     "ImageFolderData",
     "PipelineConfig",
     "VerifyReport",
     "WebDatasetShards",
-    "argtypes",
-    "atomic_write",
-    "augment_images",
     "build_pipeline",
-    "center_crop_window",
-    "collapse_native_logs",
     "convert_dataset",
-    "convert_image_folder",
-    "decoder_args",
-    "default_cache_dir",
-    "default_num_threads",
-    "eval_graph",
-    "labels_out",
     "make_loader",
     "make_sample_dataset",
-    "native_stderr",
-    "open_shards",
     "open_source",
     "prepare_data",
-    "read_encoded",
     "read_file_list",
-    "resize_square",
     "scan_image_folder",
-    "train_graph",
     "verify_data",
     "write_file_list",
-    "write_json_atomic",
 ]

@@ -124,8 +124,8 @@ def center_crop_window(jpegs: DataNode, cfg: PipelineConfig) -> tuple[DataNode, 
     torchvision sets the shorter side to ``resize_size`` and the longer one to
     ``int(resize_size * long / short)`` (truncated), then crops at ``int(round(excess / 2))``
     (Python rounds halves to even). DALI's ``resize_shorter`` rounds the longer side and its
-    centred crop can start on a half pixel: up to 0.22 normalized units apart on real photos.
-    The image size comes from the header (a parse, no decode: no cost measurable next to it).
+    centred crop can start on a half pixel: a window up to a pixel off torchvision's.
+    The image size comes from the header: a parse, no decode.
     """
     shape = fn.peek_image_shape(jpegs, dtype=types.INT64, adjust_orientation=cfg.apply_exif_orientation)
     height, width = shape[0], shape[1]

@@ -28,13 +28,7 @@ from torchvision.transforms import (
 )
 from torchvision.transforms.autoaugment import _apply_op  # the operations all three policies share
 
-from dali_pipelines import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PipelineConfig,
-    make_loader,
-    scan_image_folder,
-)
+from dali_pipelines import PipelineConfig, make_loader, scan_image_folder
 from dali_pipelines.augment import (
     AUTOAUGMENT_BINS,
     WARP_ARGS,
@@ -42,6 +36,7 @@ from dali_pipelines.augment import (
     randaugment_ops,
     trivialaugment_ops,
 )
+from dali_pipelines.config import IMAGENET_MEAN, IMAGENET_STD
 
 POLICIES = ("randaugment", "trivialaugment", "autoaugment")
 LOW = min(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
-from dali_pipelines import PipelineConfig, decoder_args, default_num_threads
+from dali_pipelines import PipelineConfig
+from dali_pipelines._util.fields import CHECK
+from dali_pipelines.config import default_num_threads
+from dali_pipelines.graphs import decoder_args
 
 _MAGNITUDE = "augment_magnitude (a bin of augment_magnitude_bins=31)"
 
@@ -31,6 +35,7 @@ _MAGNITUDE = "augment_magnitude (a bin of augment_magnitude_bins=31)"
         ("dtype", "int8", "dtype must be one of float32, float16"),
         ("layout", "CHW", "layout must be one of NCHW, NHWC"),
         ("hw_decoder_load", 1.5, "hw_decoder_load must be in [0, 1]"),
+        ("hw_decoder_load", True, "hw_decoder_load must be a number in [0, 1], got True"),
         ("decoder_host_memory_padding", -1, "decoder_host_memory_padding must be in"),
         ("jpeg_fancy_upsampling_train", 1, "jpeg_fancy_upsampling_train must be True or False, got 1"),
         ("jpeg_fancy_upsampling_eval", "yes", "jpeg_fancy_upsampling_eval must be True or False"),
@@ -48,6 +53,12 @@ def test_bad_value_names_field_and_range(field: str, value: object, expected: st
     """Each field rejects an out-of-range value with a message naming it."""
     with pytest.raises(ValueError, match=re.escape(expected)):
         PipelineConfig(**{field: value})
+
+
+def test_every_field_declares_the_values_it_accepts() -> None:
+    """One validation style: each field carries its check in its metadata, none is checked by hand."""
+    undeclared = [f.name for f in dataclasses.fields(PipelineConfig) if f.metadata.get(CHECK) is None]
+    assert undeclared == []
 
 
 def test_shard_id_must_be_below_num_shards() -> None:

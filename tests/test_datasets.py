@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from dali_pipelines import DatasetError, read_file_list, scan_image_folder, write_file_list
+from dali_pipelines import DatasetError, open_source, read_file_list, scan_image_folder, write_file_list
+from dali_pipelines.sources import split_folders
 
 
 def _jpeg(path: Path) -> None:
@@ -94,3 +95,19 @@ def test_file_list_bad_line(tmp_path: Path) -> None:
     listing.write_text("a.jpg 0\nb.jpg cat\n")
     with pytest.raises(DatasetError, match=r"list.txt:2: expected '<path> <integer label>'"):
         read_file_list(listing)
+
+
+def test_a_split_root_holds_only_split_folders(tmp_path: Path) -> None:
+    """One rule for every command: a split root's sub-folders are all train/, val/ or test/ (hidden
+    ones aside); anything else beside them makes it one data set, and training refuses it by name."""
+    for name in ("val", "train", ".ipynb_checkpoints"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    assert split_folders(tmp_path / "data") == {"train": tmp_path / "data" / "train",
+                                                "val": tmp_path / "data" / "val"}
+    (tmp_path / "data" / "notes").mkdir()
+    assert split_folders(tmp_path / "data") == {}
+    with pytest.raises(DatasetError, match=r"holds notes beside its split folders; .* move the others out"):
+        open_source(tmp_path / "data", split="train")
+    (tmp_path / "classes" / "test").mkdir(parents=True)  # an ImageFolder with a class called "test"...
+    (tmp_path / "classes" / "cat").mkdir()
+    assert split_folders(tmp_path / "classes") == {}  # ... stays one data set

@@ -16,7 +16,8 @@ import torch
 from jpeg_kinds import EDGE_KINDS, write_edge_kinds
 from PIL import Image
 
-from dali_pipelines import IMAGENET_MEAN, IMAGENET_STD, ImageFolderData, PipelineConfig, make_loader
+from dali_pipelines import ImageFolderData, PipelineConfig, make_loader
+from dali_pipelines.config import IMAGENET_MEAN, IMAGENET_STD
 
 LOW = min(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))
 HIGH = max((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))

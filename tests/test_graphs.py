@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dali_pipelines import IMAGENET_MEAN, IMAGENET_STD, PipelineConfig, make_loader, scan_image_folder
+from dali_pipelines import PipelineConfig, make_loader, scan_image_folder
+from dali_pipelines.config import IMAGENET_MEAN, IMAGENET_STD
 
 # Normalized values of pixel 0 and 255 for the most extreme channel: the output range.
 LOW = min(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from jpeg_kinds import jpeg, photo
 
-from dali_pipelines import NATIVE_LOG_ENV, collapse_native_logs, native_stderr
+from dali_pipelines._util.native_stderr import NATIVE_LOG_ENV, collapse_native_logs, native_stderr
 from dali_pipelines._util.stderr_relay import Relay, native_kind
 
 ROOT = Path(__file__).parents[1]

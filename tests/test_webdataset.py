@@ -18,12 +18,11 @@ from dali_pipelines import (
     PipelineConfig,
     WebDatasetShards,
     convert_dataset,
-    convert_image_folder,
     make_loader,
-    open_shards,
     open_source,
     scan_image_folder,
 )
+from dali_pipelines.sources import convert_image_folder, open_shards
 
 IMAGES = 24
 PER_SHARD = 7  # 4 shards: 7, 7, 7, 3

@@ -30,7 +30,6 @@ layout error.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 import re
 import zipfile
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from dali_pipelines import atomic_write
+from dali_pipelines._util.atomic import atomic_write
 from train.config import FREE, INVOCATION, MATCH, ConfigError, TrainConfig, flag_of, names_with_rule
 from train.distributed import gather_to_main
 from train.model import bare_model, build_googlenet
@@ -97,23 +96,10 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
 
 
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file, fsync, then rename over ``path``.
-
-    A crash at any point leaves either the old file or the new one under ``path``, never a
-    partial one: rename is atomic on POSIX file systems.
-    """
+    """``torch.save`` durably: a crash at any point leaves the old file or the new one under
+    ``path``, never a partial one (``atomic_write``)."""
     with atomic_write(path, "wb") as handle:
         torch.save(payload, handle)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable across a power loss.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(run: Run, name: str) -> Path:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dali_pipelines import AUGMENTS, argtypes
+from dali_pipelines._util import argtypes
+from dali_pipelines._util.atomic import write_json_atomic
+from dali_pipelines._util.fields import Check, check_fields, declared, parsed_by
+from dali_pipelines.config import AUGMENTS
 
 REFERENCE_BATCH = 256  # the learning rate given on the command line is per 256 images
 
@@ -54,15 +56,31 @@ def probability(text: str) -> float:
     return value
 
 
+def _accepts(default: Any, parse: Callable[[str], Any] | None, choices: tuple[str, ...] | None) -> Check:
+    """The check of a setting's values, in the command line's words."""
+    def check(value: Any, cfg: Any) -> str | None:
+        if value is None:
+            return None if default is None else "a value is required"
+        if isinstance(default, bool):
+            return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+        if choices is not None:
+            if value in choices:
+                return None
+            return f"invalid choice: {value!r} (choose from {', '.join(map(repr, choices))})"
+        if parse is None or parse is absolute_path:
+            return None if isinstance(value, str) else f"expected a path, got {value!r}"
+        # The argparse type declares what is accepted: it judges the value's text form too.
+        return parsed_by(parse)(value, cfg)
+    return check
+
+
 def setting(default: Any, help: str, *, group: str, resume: str, type: Callable[[str], Any] | None = None,
             choices: tuple[str, ...] | None = None, shown_default: str | None = None,
             metavar: str | None = None) -> Any:
-    """A dataclass field carrying its command-line declaration in ``metadata``."""
-    meta = {"help": help, "group": group, "resume": resume, "type": type, "choices": choices,
-            "shown_default": shown_default, "metavar": metavar}
-    if callable(default):
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
+    """A dataclass field carrying its command-line declaration in ``metadata``, and the check
+    of its values that follows from it (``_accepts``)."""
+    return declared(default, _accepts(default, type, choices), help=help, group=group, resume=resume,
+                    type=type, choices=choices, shown_default=shown_default, metavar=metavar)
 
 
 @dataclass(frozen=True)
@@ -173,10 +191,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """The one place values are checked, with the same rules as the command line."""
-        for spec in dataclasses.fields(self):
-            problem = _value_problem(spec, getattr(self, spec.name))
-            if problem:
-                raise ConfigError(f"{flag_of(spec.name)}: {problem}")
+        check_fields(self, lambda name, problem: ConfigError(f"{flag_of(name)}: {problem}"))
         if self.data is None and self.resume is None:
             raise ConfigError("--data is required (or --resume CKPT to continue a saved run)")
         if self.augment_magnitude >= self.augment_magnitude_bins:
@@ -212,7 +227,7 @@ class TrainConfig:
 
     def save(self, path: Path, **derived: Any) -> None:
         """Write the config plus derived values (world size, scaled lr, ...) as JSON."""
-        path.write_text(json.dumps({**self.to_dict(), **derived}, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(path, {**self.to_dict(), **derived}, indent=2)
 
 
 def flag_of(name: str) -> str:
@@ -223,28 +238,6 @@ def flag_of(name: str) -> str:
 def names_with_rule(rule: str) -> tuple[str, ...]:
     """The settings a resume treats by ``rule`` (MATCH, FREE or INVOCATION)."""
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resume"] == rule)
-
-
-def _value_problem(spec: dataclasses.Field, value: Any) -> str | None:
-    meta = spec.metadata
-    if value is None:
-        return None if spec.default is None else "a value is required"
-    if isinstance(spec.default, bool):
-        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
-    if meta["choices"] is not None:
-        if value in meta["choices"]:
-            return None
-        return f"invalid choice: {value!r} (choose from {', '.join(map(repr, meta['choices']))})"
-    if meta["type"] is None or meta["type"] is absolute_path:
-        return None if isinstance(value, str) else f"expected a path, got {value!r}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"expected a number, got {value!r}"
-    try:
-        # The argparse type declares what is accepted: apply it to the value's text form too.
-        meta["type"](str(value))
-    except argparse.ArgumentTypeError as err:
-        return str(err)
-    return None
 
 
 def _metavar(spec: dataclasses.Field) -> str | None:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dali_pipelines import atomic_write, native_stderr
+from dali_pipelines._util.atomic import atomic_write
+from dali_pipelines._util.native_stderr import native_stderr
 
 STEP_FIELDS = ("step", "epoch", "loss", "lr", "data_ms", "compute_ms", "images_per_s")
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",

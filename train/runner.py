@@ -24,12 +24,11 @@ from dali_pipelines import (
     DataSource,
     ImageFolderData,
     PipelineConfig,
-    default_cache_dir,
-    default_num_threads,
     make_loader,
     open_source,
     prepare_data,
 )
+from dali_pipelines.config import default_cache_dir, default_num_threads
 from train.checkpoint import (
     check_resumable,
     check_resumed_data,

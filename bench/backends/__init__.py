@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from bench.measure import Batch
-from dali_pipelines import IMAGENET_MEAN, IMAGENET_STD, DataSource
+from dali_pipelines import DataSource
+from dali_pipelines.config import IMAGENET_MEAN, IMAGENET_STD
 
 # name -> the work, identical in every backend.
 WORKLOADS: dict[str, str] = {

@@ -17,17 +17,9 @@ from nvidia.dali.pipeline import DataNode
 from bench.backends import RANDAUGMENT_BINS, RANDAUGMENT_MAGNITUDE, RANDAUGMENT_OPS, RunSpec
 from bench.backends.common import ToDevice
 from bench.measure import Batch
-from dali_pipelines import (
-    DALI_DTYPES,
-    DALI_LAYOUTS,
-    DataSource,
-    PipelineConfig,
-    decoder_args,
-    labels_out,
-    make_loader,
-    read_encoded,
-    resize_square,
-)
+from dali_pipelines import DataSource, PipelineConfig, make_loader
+from dali_pipelines.graphs import DALI_DTYPES, DALI_LAYOUTS, decoder_args, labels_out, resize_square
+from dali_pipelines.readers import read_encoded
 
 
 @pipeline_def(enable_checkpointing=True)

@@ -19,7 +19,8 @@ import torch
 from bench.backends import BACKENDS, CROP, MEAN, RATIO, RESIZE_SHORTER, SCALE, STD, RunSpec
 from bench.backends.common import ToDevice
 from bench.measure import Batch
-from dali_pipelines import ImageFolderData, native_stderr
+from dali_pipelines import ImageFolderData
+from dali_pipelines._util.native_stderr import native_stderr
 
 
 def _import_tf() -> Any:

@@ -1,4 +1,5 @@
-"""Small helpers the library, ``train`` and ``bench`` share: atomic writes, native stderr, CLI types.
+"""Small helpers the library, ``train`` and ``bench`` share: durable writes, native stderr, CLI
+types, settings declared with the values they accept (``fields``).
 
-Private: reach them through ``dali_pipelines`` (``atomic_write``, ``native_stderr``, ``argtypes``).
+Not part of the user API (``dali_pipelines.__all__``): import them from their modules.
 """

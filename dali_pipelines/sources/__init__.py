@@ -19,12 +19,14 @@ from dali_pipelines.sources.image_folder import (
     write_file_list,
 )
 from dali_pipelines.sources.sample import make_sample_dataset
+from dali_pipelines.sources.splits import SPLITS, split_folder, split_folders
 from dali_pipelines.sources.to_shards import convert_dataset, convert_image_folder
 from dali_pipelines.sources.webdataset import MANIFEST_NAME, PROGRESS_NAME, WebDatasetShards, open_shards
 
-__all__ = ["DataSource", "DatasetError", "ImageFolderData", "WebDatasetShards", "convert_dataset",
+__all__ = ["SPLITS", "DataSource", "DatasetError", "ImageFolderData", "WebDatasetShards", "convert_dataset",
            "convert_image_folder", "detect_format", "is_shard_dir", "make_sample_dataset", "open_shards",
-           "open_source", "read_file_list", "scan_image_folder", "write_file_list"]
+           "open_source", "read_file_list", "scan_image_folder", "split_folder", "split_folders",
+           "write_file_list"]
 
 _logger = logging.getLogger(__name__)
 
@@ -39,12 +41,12 @@ def open_source(path: str | os.PathLike[str], fmt: Format = "auto", split: str |
     """The data source at ``path`` (or ``path/split``): ImageFolder files or WebDataset shards.
 
     ``fmt="auto"`` picks shards when the folder holds ``.tar`` files (or a shard manifest)
-    and an ImageFolder tree otherwise. ``split`` ("train", "val") selects a sub-folder of a
-    split data set, as ``make-sample`` and ``to-shards`` lay them out.
+    and an ImageFolder tree otherwise. ``split`` ("train", "val") selects a folder of a
+    split data root (``split_folders``), as ``make-sample`` and ``to-shards`` lay them out.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-    root = _split_root(Path(path).expanduser(), split)
+    root = _data_root(Path(path).expanduser(), split)
     detected = detect_format(root) if fmt == "auto" else fmt
     _logger.info("data %s: %s", root, "WebDataset shards" if detected == "wds" else "ImageFolder")
     if detected == "wds":
@@ -54,19 +56,13 @@ def open_source(path: str | os.PathLike[str], fmt: Format = "auto", split: str |
     return scan_image_folder(root)
 
 
-def _split_root(path: Path, split: str | None) -> Path:
+def _data_root(path: Path, split: str | None) -> Path:
     if not path.exists():
         raise DatasetError(f"data path {path} does not exist; pass an ImageFolder tree or a shard directory")
     if not path.is_dir():
         raise DatasetError(f"data path {path} is not a folder; pass an ImageFolder tree or a shard directory "
                            "(a folder of .tar files), not a single file")
-    if split is None:
-        return path
-    candidate = path / split
-    if not candidate.is_dir():
-        raise DatasetError(f"{candidate} does not exist; pass a data root with a {split}/ folder inside "
-                           "(as make-sample and to-shards write them)")
-    return candidate
+    return path if split is None else split_folder(path, split)
 
 
 def is_shard_dir(root: Path) -> bool:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from dali_pipelines._util.atomic import atomic_write
 from dali_pipelines.errors import DatasetError
+from dali_pipelines.sources.splits import split_folders
 
 _logger = logging.getLogger(__name__)
 
 # Same extensions as torchvision.datasets.folder.IMG_EXTENSIONS, all decodable by DALI, so a
 # scan lists exactly the files ImageFolder would.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-SPLITS = ("train", "val", "test")  # sub-folder names of a split data set, as make-sample writes it
 
 
 @dataclass(frozen=True)
@@ -95,17 +95,6 @@ def _images_under(class_dir: Path) -> list[str]:
     return found
 
 
-def split_folders(root: Path) -> list[str]:
-    """The split sub-folders of ``root`` (``train``, ``val``, ``test``) when all its sub-folders are
-    splits, else [] (``root`` is then a single ImageFolder, or not a data set)."""
-    if not root.is_dir():
-        raise DatasetError(f"{root} is not a folder; pass an ImageFolder tree (root/<class>/<image>)")
-    subdirs = {entry.name for entry in os.scandir(root) if entry.is_dir()}
-    if subdirs and subdirs <= set(SPLITS):
-        return [name for name in SPLITS if name in subdirs]
-    return []
-
-
 def write_file_list(data: ImageFolderData, path: str | os.PathLike[str]) -> Path:
     """Write a DALI ``file_list`` ("<path> <label>" per line); returns its path.
 
@@ -163,5 +152,7 @@ def image_sets(path: str | os.PathLike[str], root: str | os.PathLike[str] | None
     if path.is_file():
         path = path.absolute()
         return {"": ImageFolderData(root=path.parent, files=(str(path),), labels=(0,), classes=("",))}
-    return {name: scan_image_folder(path / name) for name in split_folders(path)} or {
-        "": scan_image_folder(path)}
+    splits = split_folders(path)
+    if not splits:
+        return {"": scan_image_folder(path)}
+    return {name: scan_image_folder(folder) for name, folder in splits.items()}

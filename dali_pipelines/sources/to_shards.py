@@ -22,13 +22,14 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tqdm import tqdm
 
-from dali_pipelines._util.atomic import write_json_atomic
+from dali_pipelines._util.atomic import atomic_write, write_json_atomic
 from dali_pipelines.errors import DatasetError
-from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder, split_folders
+from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder
+from dali_pipelines.sources.splits import split_folders
 from dali_pipelines.sources.webdataset import (
     CLASSES_NAME,
     LABEL_EXT,
@@ -112,11 +113,11 @@ def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike
                                "deep_verify": deep_verify, "progress": progress}
     if not splits:
         return {"": convert_image_folder(src, out, **options)}
-    _check_split_out(out, splits)
+    _check_split_out(out, list(splits))
     for name in splits:
         _check_out(out / name, images_per_shard, seed)
     _logger.info("%s is a split data set (%s): converting each split", src, ", ".join(splits))
-    return {name: convert_image_folder(src / name, out / name, **options) for name in splits}
+    return {name: convert_image_folder(folder, out / name, **options) for name, folder in splits.items()}
 
 
 def _check_split_out(out: Path, splits: Sequence[str]) -> None:
@@ -232,16 +233,14 @@ def _finished_record(out: Path, shard: _Shard, plan_id: str) -> dict[str, Any] |
 
 
 def _write_shard(out: Path, shard: _Shard, src_root: Path, plan_id: str) -> dict[str, Any]:
-    """Write one tar + index under temporary names, rename both into place, then record it."""
+    """Write one tar, then its index, each replaced whole, then the record that vouches for both."""
     record_path = out / f"{shard.stem}.json"
     record_path.unlink(missing_ok=True)  # a stale record must never vouch for a half-written tar
     tar, index = out / f"{shard.stem}.tar", out / f"{shard.stem}.idx"
-    tmp_tar, tmp_index = tar.with_name(tar.name + ".partial"), index.with_name(index.name + ".partial")
-    lines = _write_tar(tmp_tar, shard)
-    write_index(tmp_index, lines)
-    _fsync(tmp_index)
-    os.replace(tmp_tar, tar)
-    os.replace(tmp_index, index)
+    # A fixed temporary name: a rerun overwrites what an interrupted conversion left.
+    with atomic_write(tar, "wb", temp=tar.with_name(tar.name + ".partial")) as handle:
+        lines = _write_tar(handle, shard)
+    write_index(index, lines)
     record = {"tar": tar.name, "index": index.name, "samples": len(shard.samples),
               "bytes": tar.stat().st_size, "sha256": _sha256(tar), "plan": plan_id,
               "sources": [os.path.relpath(path, src_root) for path, _ in shard.samples]}
@@ -249,20 +248,17 @@ def _write_shard(out: Path, shard: _Shard, src_root: Path, plan_id: str) -> dict
     return record
 
 
-def _write_tar(path: Path, shard: _Shard) -> list[str]:
+def _write_tar(handle: IO[bytes], shard: _Shard) -> list[str]:
     """Write the shard's members (``<key>.<ext>`` image, ``<key>.cls`` label); return its index lines."""
     lines = []
-    with path.open("wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for number, (image_path, label) in enumerate(shard.samples, start=shard.first_key):
             key = f"{number:0{_KEY_DIGITS}d}"
             image = Path(image_path).read_bytes()
             members = [(member_ext(image_path), image), (LABEL_EXT, str(label).encode("ascii"))]
             lines.append(index_line(key, [(ext, _add_member(tar, f"{key}.{ext}", data), len(data))
                                           for ext, data in members]))
-        tar.close()  # writes the end-of-archive blocks before the file is synced
-        f.flush()
-        os.fsync(f.fileno())
-    return lines
+    return lines  # the tar is closed (end-of-archive blocks written) before the caller syncs the file
 
 
 def member_ext(path: str) -> str:
@@ -276,7 +272,7 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> int:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), 0, 0o444
     tar.addfile(info, io.BytesIO(data))
-    # tar.offset is now past the data and its padding to a 512-byte block.
+    # tar.offset points past the data and its padding to a 512-byte block.
     return tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
@@ -286,8 +282,3 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as f:
-        os.fsync(f.fileno())

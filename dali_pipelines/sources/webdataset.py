@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dali_pipelines._util.atomic import write_atomic
 from dali_pipelines.errors import DatasetError
 
 _logger = logging.getLogger(__name__)
@@ -97,9 +98,8 @@ def index_line(key: str, members: Sequence[tuple[str, int, int]]) -> str:
 
 
 def write_index(path: Path, lines: Sequence[str]) -> None:
-    """Write an index file (header ``v1.2 <samples>`` then one line per sample)."""
-    path.write_text(f"{INDEX_VERSION} {len(lines)}\n" + "".join(f"{line}\n" for line in lines),
-                    encoding="utf-8")
+    """Write an index file (header ``v1.2 <samples>`` then one line per sample), durably."""
+    write_atomic(path, f"{INDEX_VERSION} {len(lines)}\n" + "".join(f"{line}\n" for line in lines))
 
 
 def read_index(path: str | os.PathLike[str]) -> list[IndexEntry]:

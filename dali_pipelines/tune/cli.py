@@ -14,6 +14,7 @@ from dali_pipelines._util import argtypes
 from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines.config import AUGMENTS, DTYPES, PipelineConfig, default_cache_dir
 from dali_pipelines.sources import FORMATS, DataSource, ImageFolderData, open_source
+from dali_pipelines.sources.splits import split_folders
 from dali_pipelines.tune.measure import MeasureSpec
 from dali_pipelines.tune.scorers import AMP_MODES
 from dali_pipelines.tune.search import Point, Score
@@ -58,8 +59,8 @@ def _load(text: str) -> float:
     return value
 
 
-def add_tune_parser(commands: argparse._SubParsersAction) -> None:
-    """The ``tune`` sub-command's arguments."""
+def add_tune_command(commands: argparse._SubParsersAction) -> None:
+    """The ``tune`` sub-command's arguments; its ``run`` default is ``run_tune``."""
     gpu = "gpu" if torch.cuda.is_available() else "cpu"
     tune_cmd = commands.add_parser(
         "tune", help="pick the loader's threads and prefetch depth (GPU: also hardware-decoder share and "
@@ -105,6 +106,7 @@ def add_tune_parser(commands: argparse._SubParsersAction) -> None:
                           "(default: none)")
     tune_cmd.add_argument("--no-save", action="store_true",
                           help=f"do not save the tuning in {default_store_dir()} (default: save)")
+    tune_cmd.set_defaults(run=run_tune)
 
 
 def _add_space(tune_cmd: argparse.ArgumentParser) -> None:
@@ -147,8 +149,8 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def _split(data: str) -> str | None:
-    """``train`` when DATA is a data root holding train/, else the folder itself."""
-    return "train" if (Path(data).expanduser() / "train").is_dir() else None
+    """``train`` when DATA is a split data root holding train/, else None (the folder itself)."""
+    return "train" if "train" in split_folders(Path(data).expanduser()) else None
 
 
 def _verified(source: DataSource) -> DataSource:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +36,7 @@ class MeasureSpec:
                              f"{self.warmup_batches}, {self.repeat_batches}, {self.repeats}")
 
 
-def endless(loader: Iterable[Batch]) -> Iterator[Batch]:
+def endless(loader: Iterable[Batch]) -> Generator[Batch, None, None]:
     """Batches across epoch ends (each ``for`` over a DaliLoader is a fresh epoch)."""
     while True:
         empty = True

@@ -11,19 +11,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dali_pipelines._util.atomic import atomic_write
+from dali_pipelines._util.atomic import write_atomic, write_json_atomic
 from dali_pipelines.verify.headers import READ_ERROR
 
 _logger = logging.getLogger(__name__)
 
-_VERSION = 3  # 3: the header pass hands files it cannot vouch for to DALI's decoder
+# The file: {"version": 3, "entries": {path (relative to the root): [size, mtime_ns, ctime_ns,
+# "header" | "deep", max_pixels, reason or null]}}. A "header" result includes DALI's decode of
+# the files whose header cannot vouch for them. A file of any other version is ignored.
+_VERSION = 3
 
 
 def write_bad_list(folder: Path, root: str | os.PathLike[str], bad: dict[str, str]) -> Path:
     """Write "<path><TAB><reason>" per bad file into ``folder``, named after the data set like its cache."""
     path = folder / f"bad-files-{_root_tag(root)}.tsv"
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{p}\t{r}\n" for p, r in bad.items()), encoding="utf-8")
+    write_atomic(path, "".join(f"{p}\t{r}\n" for p, r in bad.items()))
     return path
 
 
@@ -79,8 +81,7 @@ class VerifyCache:
     def save(self) -> None:
         """Write the cache if anything was stored (a temporary file, then a rename)."""
         if self.path is not None and self._stored:
-            with atomic_write(self.path, encoding="utf-8") as handle:
-                json.dump({"version": _VERSION, "entries": self._entries}, handle)
+            write_json_atomic(self.path, {"version": _VERSION, "entries": self._entries}, indent=None)
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:

@@ -1,11 +1,47 @@
-"""The ``verify`` command's work: verify each data set a path names, print what is bad, write clean lists."""
+"""The ``verify`` command: its arguments, and its work: verify each data set a path names, print
+what is bad, write clean lists."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from dali_pipelines._util.argtypes import positive_int
+from dali_pipelines.config import default_num_threads
 from dali_pipelines.sources.image_folder import image_sets, write_file_list
-from dali_pipelines.verify import verify_data
+from dali_pipelines.verify import DEFAULT_MAX_PIXELS, verify_data
+
+
+def add_verify_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``verify`` to ``python -m dali_pipelines``'s commands."""
+    verify = commands.add_parser(
+        "verify", help="check every image for what would stop DALI (exit 1 when any file is bad)",
+        description="Check images before training: one bad file kills a DALI pipeline. The header pass "
+        "(default) refuses empty, cut-short and unreadable files, content that is not an image or is "
+        "in a format DALI does not decode, and headers claiming too many pixels; files whose header "
+        "cannot show that DALI decodes them are decoded by DALI. Exit status: 0 all good, 1 a file "
+        "is bad, 2 a usage error.")
+    verify.add_argument("target", metavar="PATH",
+                        help="an ImageFolder root (one sub-folder per class), a split root (train/, val/, "
+                        "test/: each split is verified), a DALI file list ('<path> <label>' per line, "
+                        "paths relative to the list's folder) or a single image")
+    verify.add_argument("--deep", action="store_true",
+                        help="decode every file with DALI's CPU decoder (default: header pass)")
+    verify.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images whose header claims more pixels, before decoding "
+                        f"(default: {DEFAULT_MAX_PIXELS})")
+    verify.add_argument("--workers", type=positive_int, default=default_num_threads(),
+                        help=f"parallel reader/decoder threads (default: {default_num_threads()})")
+    verify.add_argument("--clean-list", metavar="OUT", type=Path, default=None,
+                        help="write a DALI file list of the good files, paths relative to its folder; a "
+                        "split root gets OUT-<split> per split (default: none)")
+    verify.add_argument("--root", type=Path, default=None,
+                        help="for a file list: the folder its paths are relative to, as DALI's file_root "
+                        "(default: the list's folder)")
+    verify.add_argument("--cache-dir", type=Path, default=None,
+                        help="reuse results for files unchanged since a run over the same folder "
+                        "(default: no cache)")
+    verify.set_defaults(run=run_verify)
 
 
 def run_verify(args: argparse.Namespace) -> int:
