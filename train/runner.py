@@ -30,14 +30,7 @@ from dali_pipelines import (
     open_source,
     prepare_data,
 )
-from train.checkpoint import (
-    check_resumable,
-    check_resumed_data,
-    estimated_bytes,
-    finished_message,
-    restore,
-    save_checkpoint,
-)
+from train.checkpoint import estimated_bytes, restore, save_checkpoint
 from train.config import TrainConfig
 from train.distributed import (
     DistContext,
@@ -50,6 +43,7 @@ from train.ema import WeightEma
 from train.metrics import MetricsLog
 from train.mix import BatchMixer, mixer_seed
 from train.model import build_googlenet
+from train.resume import check_resumable, check_resumed_data, finished_message
 from train.rundir import RunDir
 from train.trainer import EpochResult, Progress, StoppedBeforeTrainingError, StopRequest, Trainer
 
