@@ -34,18 +34,13 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from dali_pipelines import atomic_write
-from train.distributed import gather_to_main
 from train.model import bare_model, build_googlenet
-from train.trainer import Progress
-
-if TYPE_CHECKING:
-    from train.runner import Run
 
 FORMAT_VERSION = 3
 # Top-level keys and their types; a file without them was not written by this format.
@@ -108,33 +103,6 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def save_checkpoint(run: Run, name: str) -> Path:
-    """Write checkpoints/<name>.pt on rank 0; every rank must call (each holds its own part)."""
-    path = run.checkpoint_dir / f"{name}.pt"
-    progress, trainer = run.progress, run.trainer
-    mid_epoch = progress.epoch_step > 0 and trainer.meter is not None
-    # Each rank has its own shard position, augmentation and dropout RNG, and partial sums.
-    mine = {"loader": run.train_loader.state(), "rng": rng_state(trainer.device),
-            "epoch_sums": trainer.meter.state() if mid_epoch else None,
-            OPTIONAL_MIX_RNG: trainer.mixer.state() if trainer.mixer is not None else None}
-    ranks = gather_to_main(mine, run.ctx)
-    if not run.ctx.is_main:
-        return path
-    payload = {
-        "format_version": FORMAT_VERSION, "model": clean_state_dict(trainer.model),
-        "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
-        "scaler": trainer.scaler.state_dict(), "epoch": progress.epoch, "step": progress.step,
-        "epoch_step": progress.epoch_step, "best_top1": float(progress.best_top1), "ranks": ranks,
-        # Every rank's EMA has the same weights; rank 0's is saved. Its buffers are rank 0's
-        # model's; each rank's EMA takes its own model's again whenever it is used.
-        OPTIONAL_EMA: trainer.ema.state_dict() if trainer.ema is not None else None,
-        "config": run.cfg.to_dict(), "classes": list(run.classes), "train_files": run.train_files,
-        "run_id": run.run_id,
-    }
-    save_atomic(payload, path)
-    return path
 
 
 def estimated_bytes(num_classes: int, *, ema: bool = False) -> int:
@@ -236,23 +204,3 @@ def _describe(value: Any) -> str:
         keys = ", ".join(map(str, list(value)[:3]))
         return f"a dict of {len(value)} entries: {keys}{', ...' if len(value) > 3 else ''}"
     return f"a {type(value).__name__}"
-
-
-def restore(run: Run, payload: dict[str, Any]) -> None:
-    """Load weights (and their EMA), optimizer, schedule, scaler, this rank's RNGs (mixing's too)
-    and the partial epoch's sums."""
-    trainer = run.trainer
-    bare_model(trainer.model).load_state_dict(payload["model"])
-    trainer.optimizer.load_state_dict(payload["optimizer"])
-    trainer.scheduler.load_state_dict(payload["scheduler"])
-    if payload["scaler"]:
-        trainer.scaler.load_state_dict(payload["scaler"])
-    if trainer.ema is not None:
-        trainer.ema.load_state_dict(payload[OPTIONAL_EMA])
-    mine = payload["ranks"][run.ctx.rank]
-    restore_rng(mine["rng"], trainer.device)
-    if trainer.mixer is not None:
-        trainer.mixer.restore(mine[OPTIONAL_MIX_RNG])
-    trainer.carried = mine["epoch_sums"]
-    run.progress = Progress(epoch=payload["epoch"], step=payload["step"], epoch_step=payload["epoch_step"],
-                            best_top1=payload["best_top1"])

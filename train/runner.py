@@ -9,7 +9,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from dali_pipelines import (
     open_source,
     prepare_data,
 )
-from train.checkpoint import estimated_bytes, restore, save_checkpoint
+from train.checkpoint import estimated_bytes
 from train.config import TrainConfig
 from train.distributed import (
     DistContext,
@@ -48,29 +47,9 @@ from train.recipe import (
     wrap_model,
 )
 from train.resume import check_resumable, check_resumed_data, finished_message
+from train.run import Run
 from train.rundir import RunDir
 from train.trainer import EpochResult, Progress, StoppedBeforeTrainingError, StopRequest, Trainer
-
-
-@dataclass
-class Run:
-    """Everything a run holds between epochs."""
-
-    cfg: TrainConfig
-    ctx: DistContext
-    trainer: Trainer
-    train_loader: DaliLoader
-    val_loader: DaliLoader
-    classes: tuple[str, ...]
-    train_files: int
-    run_id: str
-    progress: Progress
-    out: Path
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out / "checkpoints"
-
 
 # --- data ---------------------------------------------------------------------------------------
 
@@ -177,7 +156,7 @@ def _assemble(cfg: TrainConfig, ctx: DistContext, *, device: torch.device, stop:
               run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
               out=Path(cfg.out))
     if payload is not None:
-        restore(run, payload)
+        run.restore(payload)
     else:
         # Dropout differs per rank; a resumed run continues the saved generator instead.
         torch.manual_seed(cfg.seed + 1000 * (ctx.rank + 1))
@@ -283,12 +262,12 @@ def _epochs(state: Run) -> int:
 
     def on_step(p: Progress) -> None:
         if p.step % cfg.save_every == 0:
-            save_checkpoint(state, "last")
+            state.save_checkpoint("last")
 
     while progress.epoch < cfg.epochs:
         result = trainer.train_epoch(state.train_loader, len(state.train_loader), progress, on_step)
         if result.stopped_by and result.stopped_by != "max-steps":
-            path = save_checkpoint(state, "last")
+            path = state.save_checkpoint("last")
             if state.ctx.is_main:
                 print(f"stopped by {result.stopped_by} at step {progress.step}; resume with: "
                       f"{resume_command(path, state.ctx)}", flush=True)
@@ -336,9 +315,9 @@ def _end_epoch(state: Run, result: EpochResult) -> None:
         top1 = best_by(scores)
         improved = top1 > progress.best_top1
         progress.best_top1 = max(progress.best_top1, top1)
-    save_checkpoint(state, "last")
+    state.save_checkpoint("last")
     if improved:
-        save_checkpoint(state, "best")
+        state.save_checkpoint("best")
 
 
 def best_by(scores: dict[str, float]) -> float:
