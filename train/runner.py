@@ -49,7 +49,8 @@ from train.recipe import (
 from train.resume import check_resumable, check_resumed_data, finished_message
 from train.run import Run
 from train.rundir import RunDir
-from train.trainer import EpochResult, Progress, StoppedBeforeTrainingError, StopRequest, Trainer
+from train.signals import StoppedBeforeTrainingError, StopRequest
+from train.trainer import EpochResult, Progress, Trainer
 
 # --- data ---------------------------------------------------------------------------------------
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any, TextIO
 
 import torch
@@ -22,44 +20,12 @@ from train.ema import WeightEma
 from train.metrics import MetricsLog
 from train.mix import BatchMixer
 from train.model import bare_model, googlenet_loss
+from train.signals import StopRequest
 from train.timing import EpochTiming, StepTimer
 
 _logger = logging.getLogger(__name__)
 
 PROGRESS_LINE_SECONDS = 10.0  # at most one plain progress line this often when stderr is not a terminal
-
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM; the training loop polls it between steps, saves, and exits 0."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> StopRequest:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.requested:
-            # A second signal means "now": fall back to the default behaviour.
-            self.uninstall()
-            signal.raise_signal(signum)
-            return
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-        _logger.warning("%s received: finishing this step, then saving a checkpoint", self.signal_name)
-
-
-class StoppedBeforeTrainingError(RuntimeError):
-    """A stop signal arrived during set-up: nothing was trained, changed or saved."""
 
 
 @dataclass
