@@ -1,14 +1,20 @@
 """The resume rules: a resumed run takes its settings from its checkpoint, and goes on only where
-the command, the data and the number of processes let it continue exactly."""
+the command, the data and the number of processes let it continue exactly; and the command that
+resumes a stopped run."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 from train.checkpoint import CheckpointError
 from train.config import FREE, INVOCATION, MATCH, ConfigError, TrainConfig, flag_of, names_with_rule
+from train.distributed import DistContext
 
 
 class ResumeError(ValueError):
@@ -101,3 +107,18 @@ def check_resumed_data(payload: dict[str, Any], cfg: TrainConfig, path: Path, *,
 def _few(names: Any) -> str:
     names = list(names)
     return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+
+def resume_command(checkpoint: Path, ctx: DistContext) -> str:
+    """The command that continues this run, ready to paste: the checkpoint brings the settings."""
+    target = f"--resume {shlex.quote(str(checkpoint))}"
+    if ctx.enabled:
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
+        nodes = max(1, ctx.world_size // max(1, per_node))
+        launcher = ("torchrun --standalone" if nodes == 1
+                    else f"torchrun --nnodes {nodes} <this run's --node_rank and rendezvous options>")
+        return f"{launcher} --nproc_per_node {per_node} -m train {target}"
+    if Path(sys.argv[0]).name == "dali-train":
+        return f"dali-train {target}"
+    on_path = next((name for name in ("python", "python3") if shutil.which(name) == sys.executable), None)
+    return f"{on_path or shlex.quote(sys.executable)} -m train {target}"

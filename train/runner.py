@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +43,7 @@ from train.recipe import (
     model_layout,
     wrap_model,
 )
-from train.resume import check_resumable, check_resumed_data, finished_message
+from train.resume import check_resumable, check_resumed_data, finished_message, resume_command
 from train.run import Run
 from train.rundir import RunDir
 from train.signals import StoppedBeforeTrainingError, StopRequest
@@ -241,21 +238,6 @@ def _announce(state: Run) -> None:
     if cfg.resume:
         p = state.progress
         print(f"resumed from {cfg.resume}: epoch {p.epoch}, step {p.step}", flush=True)
-
-
-def resume_command(checkpoint: Path, ctx: DistContext) -> str:
-    """The command that continues this run, ready to paste: the checkpoint brings the settings."""
-    target = f"--resume {shlex.quote(str(checkpoint))}"
-    if ctx.enabled:
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
-        nodes = max(1, ctx.world_size // max(1, per_node))
-        launcher = ("torchrun --standalone" if nodes == 1
-                    else f"torchrun --nnodes {nodes} <this run's --node_rank and rendezvous options>")
-        return f"{launcher} --nproc_per_node {per_node} -m train {target}"
-    if Path(sys.argv[0]).name == "dali-train":
-        return f"dali-train {target}"
-    on_path = next((name for name in ("python", "python3") if shutil.which(name) == sys.executable), None)
-    return f"{on_path or shlex.quote(sys.executable)} -m train {target}"
 
 
 def _epochs(state: Run) -> int:
