@@ -18,13 +18,13 @@ Layout (format 3): a dict whose values all load under ``torch.load(..., weights_
 - ``classes`` (names in label order), ``train_files`` (training images the loader read),
   ``run_id`` (also in the run's config.json: tells one run directory's records from another's).
 
-Extending it: a new setting needs nothing here (a checkpoint without it resumes with its
-default); a new top-level key that older code would misread needs ``FORMAT_VERSION + 1``.
-A key that only a new setting needs can instead be optional, read with a default: ``ema`` and
-``mix_rng`` came that way. A checkpoint without them predates --ema-decay and --mixup/--cutmix,
-so its settings say "off" and the defaults (None) are exactly right; older code refuses a newer
-checkpoint by its unknown settings. Where the saved settings need such a key, its absence is a
-layout error.
+Extending it: a new setting needs nothing here (a checkpoint without it resumes with the
+setting's default, see ``train.resume``); a new top-level key that code reading this format would
+misread needs ``FORMAT_VERSION + 1``. A key that only a new setting needs can instead be optional,
+read with a default, as ``ema`` and ``mix_rng`` are: a checkpoint without them resumes with
+--ema-decay and --mixup/--cutmix at their defaults (off), for which None is right, and code
+without a setting refuses a checkpoint that names it. Where the saved settings need such a key,
+its absence is a layout error.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ LAYOUT: dict[str, type | tuple[type, ...]] = {
 }
 RANK_LAYOUT: dict[str, type | tuple[type, ...]] = {"loader": (str, bytes), "rng": dict,
                                                    "epoch_sums": (dict, type(None))}
-# Optional keys (absent in checkpoints written before their settings existed): where, and which
+# Optional keys (a checkpoint whose settings lack their feature lacks them too): where, and which
 # saved setting makes them required when it is on.
 OPTIONAL_EMA = "ema"  # top level; --ema-decay
 OPTIONAL_MIX_RNG = "mix_rng"  # per rank; --mixup / --cutmix

@@ -83,8 +83,8 @@ def check_resumable(payload: dict[str, Any], cfg: TrainConfig, path: Path, world
 
 
 def _saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
-    """The saved settings, with the default of each setting the checkpoint predates (its run
-    trained without it: e.g. no --mixup, which a resume must not switch on)."""
+    """The saved settings, with the default of each setting the checkpoint lacks: its run trained
+    without that feature (no --mixup, say), which a resume must not switch on."""
     defaults = {spec.name: spec.default for spec in dataclasses.fields(TrainConfig)
                 if spec.default is not dataclasses.MISSING}
     return {**defaults, **saved}

@@ -106,7 +106,7 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
         raise StoppedBeforeTrainingError(f"stopped by {stop.signal_name or 'a signal on another rank'} "
                                          "before the first step; nothing was changed or saved")
     if run_dir is not None and cfg.overwrite:
-        run_dir.clear_previous_run()  # only now: a run that failed its checks deletes nothing
+        run_dir.clear_previous_run()  # after every check: a run that failed one deletes nothing
     # The records first: TensorBoard's import captures fd 2 for a moment, which must not catch
     # the loaders' native log lines.
     metrics = MetricsLog(Path(cfg.out), enabled=ctx.is_main,
@@ -207,12 +207,9 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
 
 @contextmanager
 def training_stream(device: torch.device) -> Iterator[None]:
-    """On the GPU, every torch operation of the training loop on a CUDA stream of higher priority
-    than DALI's own kernels (decoding, resizing), so the model's kernels go first when both are
-    ready: preprocessing on the GPU shares the SMs with training. The loader's copies out of DALI
-    run on it too (DALI's iterator copies on the current stream), so no cross-stream sync is
-    needed. On an H100 this took GoogLeNet fed by NVIDIA's example graph from 0.89 to 0.92 of its
-    synthetic-data speed."""
+    """On the GPU, the loop's torch work on a stream of higher priority than DALI's kernels, which
+    share its SMs: the model's kernels go first when both are ready (gain measured in docs/gpu.md).
+    DALI's iterator copies its output on the current stream, so no cross-stream sync is needed."""
     if device.type != "cuda":
         yield
         return
