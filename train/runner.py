@@ -149,16 +149,16 @@ def _assemble(cfg: TrainConfig, ctx: DistContext, *, device: torch.device, stop:
                       scaler=build_grad_scaler(cfg, device), criterion=build_criterion(cfg),
                       metrics=metrics, stop=stop, to_model_layout=model_layout(cfg.device),
                       mixer=build_mixer(cfg, len(train_data.classes), ctx.rank), ema=ema)
-    run = Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
-              classes=tuple(train_data.classes), train_files=len(train_data),
-              run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
-              out=Path(cfg.out))
+    state = Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
+                classes=tuple(train_data.classes), train_files=len(train_data),
+                run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
+                out=Path(cfg.out))
     if payload is not None:
-        run.restore(payload)
+        state.restore(payload)
     else:
         # Dropout differs per rank; a resumed run continues the saved generator instead.
         torch.manual_seed(cfg.seed + 1000 * (ctx.rank + 1))
-    return run
+    return state
 
 
 # --- the run ------------------------------------------------------------------------------------
