@@ -22,7 +22,8 @@ from train.metrics import EPOCH_FIELDS, MetricsLog
 from train.mix import BatchMixer, soft_targets
 from train.model import build_googlenet, googlenet_loss
 from train.runner import best_by
-from train.trainer import StopRequest, Trainer
+from train.signals import StopRequest
+from train.trainer import Trainer
 
 N, CLASSES, SIZE = 8, 10, 32
 

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.checkpoint import CheckpointError, check_resumable, load_checkpoint, resumed_config
+from train.checkpoint import CheckpointError, load_checkpoint
 from train.cli import main
+from train.resume import check_resumable, resumed_config
 from train.rundir import LOCK_NAME, RunDir, RunDirError
 
 CLASSES = ("astronaut", "space", "texture")

@@ -1,4 +1,4 @@
-"""The checkpoint format and its one owner: what is saved, how it is read back, what a resume checks.
+"""The checkpoint format: what a checkpoint file holds, how it is written and how it is read back.
 
 Layout (format 3): a dict whose values all load under ``torch.load(..., weights_only=True)``.
 
@@ -18,35 +18,28 @@ Layout (format 3): a dict whose values all load under ``torch.load(..., weights_
 - ``classes`` (names in label order), ``train_files`` (training images the loader read),
   ``run_id`` (also in the run's config.json: tells one run directory's records from another's).
 
-Extending it: a new setting needs nothing here (a checkpoint without it resumes with its
-default); a new top-level key that older code would misread needs ``FORMAT_VERSION + 1``.
-A key that only a new setting needs can instead be optional, read with a default: ``ema`` and
-``mix_rng`` came that way. A checkpoint without them predates --ema-decay and --mixup/--cutmix,
-so its settings say "off" and the defaults (None) are exactly right; older code refuses a newer
-checkpoint by its unknown settings. Where the saved settings need such a key, its absence is a
-layout error.
+Extending it: a new setting needs nothing here (a checkpoint without it resumes with the
+setting's default, see ``train.resume``); a new top-level key that code reading this format would
+misread needs ``FORMAT_VERSION + 1``. A key that only a new setting needs can instead be optional,
+read with a default, as ``ema`` and ``mix_rng`` are: a checkpoint without them resumes with
+--ema-decay and --mixup/--cutmix at their defaults (off), for which None is right, and code
+without a setting refuses a checkpoint that names it. Where the saved settings need such a key,
+its absence is a layout error.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from dali_pipelines._util.atomic import atomic_write
-from train.config import FREE, INVOCATION, MATCH, ConfigError, TrainConfig, flag_of, names_with_rule
-from train.distributed import gather_to_main
 from train.model import bare_model, build_googlenet
-from train.trainer import Progress
-
-if TYPE_CHECKING:
-    from train.runner import Run
 
 FORMAT_VERSION = 3
 # Top-level keys and their types; a file without them was not written by this format.
@@ -57,7 +50,7 @@ LAYOUT: dict[str, type | tuple[type, ...]] = {
 }
 RANK_LAYOUT: dict[str, type | tuple[type, ...]] = {"loader": (str, bytes), "rng": dict,
                                                    "epoch_sums": (dict, type(None))}
-# Optional keys (absent in checkpoints written before their settings existed): where, and which
+# Optional keys (a checkpoint whose settings lack their feature lacks them too): where, and which
 # saved setting makes them required when it is on.
 OPTIONAL_EMA = "ema"  # top level; --ema-decay
 OPTIONAL_MIX_RNG = "mix_rng"  # per rank; --mixup / --cutmix
@@ -65,10 +58,6 @@ OPTIONAL_MIX_RNG = "mix_rng"  # per rank; --mixup / --cutmix
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be used; the message names it and says why in one sentence."""
-
-
-class ResumeError(ValueError):
-    """A checkpoint is fine, but this command cannot continue its run exactly; the message lists why."""
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -100,33 +89,6 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
     ``path``, never a partial one (``atomic_write``)."""
     with atomic_write(path, "wb") as handle:
         torch.save(payload, handle)
-
-
-def save_checkpoint(run: Run, name: str) -> Path:
-    """Write checkpoints/<name>.pt on rank 0; every rank must call (each holds its own part)."""
-    path = run.checkpoint_dir / f"{name}.pt"
-    progress, trainer = run.progress, run.trainer
-    mid_epoch = progress.epoch_step > 0 and trainer.meter is not None
-    # Each rank has its own shard position, augmentation and dropout RNG, and partial sums.
-    mine = {"loader": run.train_loader.state(), "rng": rng_state(trainer.device),
-            "epoch_sums": trainer.meter.state() if mid_epoch else None,
-            OPTIONAL_MIX_RNG: trainer.mixer.state() if trainer.mixer is not None else None}
-    ranks = gather_to_main(mine, run.ctx)
-    if not run.ctx.is_main:
-        return path
-    payload = {
-        "format_version": FORMAT_VERSION, "model": clean_state_dict(trainer.model),
-        "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
-        "scaler": trainer.scaler.state_dict(), "epoch": progress.epoch, "step": progress.step,
-        "epoch_step": progress.epoch_step, "best_top1": float(progress.best_top1), "ranks": ranks,
-        # Every rank's EMA has the same weights; rank 0's is saved. Its buffers are rank 0's
-        # model's; each rank's EMA takes its own model's again whenever it is used.
-        OPTIONAL_EMA: trainer.ema.state_dict() if trainer.ema is not None else None,
-        "config": run.cfg.to_dict(), "classes": list(run.classes), "train_files": run.train_files,
-        "run_id": run.run_id,
-    }
-    save_atomic(payload, path)
-    return path
 
 
 def estimated_bytes(num_classes: int, *, ema: bool = False) -> int:
@@ -228,111 +190,3 @@ def _describe(value: Any) -> str:
         keys = ", ".join(map(str, list(value)[:3]))
         return f"a dict of {len(value)} entries: {keys}{', ...' if len(value) > 3 else ''}"
     return f"a {type(value).__name__}"
-
-
-def run_dir_of(path: Path, saved_out: str) -> Path:
-    """The run directory a checkpoint belongs to: the folder above its checkpoints/ folder."""
-    return path.parent.parent if path.parent.name == "checkpoints" else Path(saved_out)
-
-
-def resumed_config(payload: dict[str, Any], path: Path, given: dict[str, Any]) -> TrainConfig:
-    """The saved run's settings, with the flags given beside --resume laid over them.
-
-    Flags that must match the saved run are checked later by ``check_resumable`` (together with
-    the world size), so every difference is reported in one message.
-    """
-    saved = dict(payload["config"])
-    known = {spec.name for spec in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(saved) - known)
-    if unknown:
-        raise CheckpointError(f"--resume {path}: written by a newer version of train (unknown settings: "
-                              f"{', '.join(unknown)}); update this package")
-    for name in names_with_rule(INVOCATION):
-        saved.pop(name, None)
-    saved["out"] = str(run_dir_of(path, saved.get("out", "")))
-    try:
-        return TrainConfig(**{**saved, **given})
-    except ConfigError as err:
-        raise CheckpointError(f"--resume {path}: its saved settings are invalid here ({err})") from None
-
-
-def finished_message(payload: dict[str, Any], cfg: TrainConfig) -> str | None:
-    """Why there is nothing left to train, or None when the run can go on."""
-    where = f"run {cfg.out} is finished at step {payload['step']}"
-    if payload["epoch"] >= cfg.epochs:
-        return f"{where}: all {cfg.epochs} epochs done; nothing to resume"
-    if cfg.max_steps is not None and payload["step"] >= cfg.max_steps:
-        return f"{where} (--max-steps {cfg.max_steps}); pass a larger --max-steps to train on"
-    return None
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
-
-
-def check_resumable(payload: dict[str, Any], cfg: TrainConfig, path: Path, world_size: int) -> None:
-    """Every setting that decides the sample order, schedule or numerics, and the number of
-    processes, must equal the saved run's; all differences are listed in one ResumeError."""
-    saved = _saved_settings(payload["config"])
-    problems = [f"{flag_of(name)} {_shown(getattr(cfg, name))} (saved: {_shown(saved[name])})"
-                for name in names_with_rule(MATCH) if name in saved and saved[name] != getattr(cfg, name)]
-    fixes = []
-    if problems:
-        free = ", ".join(flag_of(n) for n in names_with_rule(FREE))
-        fixes.append(f"leave those flags out (the checkpoint supplies them; only {free} may change)")
-    saved_ranks = len(payload["ranks"])
-    if saved_ranks != world_size:
-        problems.append(f"{world_size} process(es) (saved: {saved_ranks})")
-        fixes.append(f"launch {saved_ranks} process(es) (torchrun --nnodes x --nproc_per_node)")
-    if problems:
-        raise ResumeError(f"--resume {path} cannot continue its run exactly with: {'; '.join(problems)}. "
-                          f"To continue it, {' and '.join(fixes)}; or start a new run with --overwrite.")
-
-
-def _saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
-    """The saved settings, with the default of each setting the checkpoint predates (its run
-    trained without it: e.g. no --mixup, which a resume must not switch on)."""
-    defaults = {spec.name: spec.default for spec in dataclasses.fields(TrainConfig)
-                if spec.default is not dataclasses.MISSING}
-    return {**defaults, **saved}
-
-
-def check_resumed_data(payload: dict[str, Any], cfg: TrainConfig, path: Path, *,
-                       classes: tuple[str, ...] | None = None, train_files: int | None = None) -> None:
-    """The data must be the saved run's: same classes, and the same number of usable files."""
-    saved_data = payload["config"].get("data")
-    if classes is not None and list(classes) != list(payload["classes"]):
-        raise ResumeError(f"--resume {path}: --data {cfg.data} has {len(classes)} classes "
-                          f"({_few(classes)}), the saved run trained on {len(payload['classes'])} "
-                          f"({_few(payload['classes'])}); pass its data (it used --data {saved_data})")
-    if train_files is not None and train_files != payload["train_files"]:
-        raise ResumeError(f"--resume {path}: --data {cfg.data} has {train_files} usable training images, "
-                          f"the saved run had {payload['train_files']}; a resume needs the same files "
-                          f"(it used --data {saved_data})")
-
-
-def _few(names: Any) -> str:
-    names = list(names)
-    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-
-
-def restore(run: Run, payload: dict[str, Any]) -> None:
-    """Load weights (and their EMA), optimizer, schedule, scaler, this rank's RNGs (mixing's too)
-    and the partial epoch's sums."""
-    trainer = run.trainer
-    bare_model(trainer.model).load_state_dict(payload["model"])
-    trainer.optimizer.load_state_dict(payload["optimizer"])
-    trainer.scheduler.load_state_dict(payload["scheduler"])
-    if payload["scaler"]:
-        trainer.scaler.load_state_dict(payload["scaler"])
-    if trainer.ema is not None:
-        trainer.ema.load_state_dict(payload[OPTIONAL_EMA])
-    mine = payload["ranks"][run.ctx.rank]
-    restore_rng(mine["rng"], trainer.device)
-    if trainer.mixer is not None:
-        trainer.mixer.restore(mine[OPTIONAL_MIX_RNG])
-    trainer.carried = mine["epoch_sums"]
-    run.progress = Progress(epoch=payload["epoch"], step=payload["step"], epoch_step=payload["epoch_step"],
-                            best_top1=payload["best_top1"])

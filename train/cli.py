@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 
 from dali_pipelines import DatasetError
-from train.checkpoint import CheckpointError, ResumeError, checkpoint_path, load_checkpoint, resumed_config
+from train.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from train.config import ConfigError, TrainConfig, get_args_parser
 from train.distributed import DistributedError, OtherRankFailedError
+from train.resume import ResumeError, resumed_config
 from train.rundir import RunDirError
-from train.trainer import StoppedBeforeTrainingError
+from train.signals import StoppedBeforeTrainingError
 
 # Errors every rank meets alike (same settings, same files): rank 0 reports them for all.
 SHARED_ERRORS = (ConfigError, CheckpointError, ResumeError, RunDirError, DatasetError, ValueError)

@@ -50,7 +50,7 @@ class MetricsLog:
         # banner (absl, oneDNN) ignores TF_CPP_MIN_LOG_LEVEL: capture fd 2 around it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with native_stderr():
-            from torch.utils.tensorboard import SummaryWriter  # ~1 s import; only rank 0 pays it
+            from torch.utils.tensorboard import SummaryWriter  # a slow import: only rank 0 pays it
 
             # purge_step hides events a crashed run wrote past the checkpoint.
             self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"),
@@ -84,7 +84,7 @@ def _isnan(value: Any) -> bool:
 
 def _keep_rows(path: Path, fields: tuple[str, ...], keep: Callable[[dict[str, str]], bool]) -> None:
     """Rewrite ``path`` (atomically) with only the rows ``keep`` accepts, under the header ``fields``
-    (a column the file lacked, written by an earlier version, stays empty in its rows)."""
+    (a column the file lacks stays empty in its rows)."""
     if not path.exists():
         return
     with open(path, newline="", encoding="utf-8") as handle:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import os
-import shlex
-import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.optim.lr_scheduler import LambdaLR
 
 from dali_pipelines import (
     DaliLoader,
@@ -29,14 +21,7 @@ from dali_pipelines import (
     prepare_data,
 )
 from dali_pipelines.config import default_cache_dir, default_num_threads
-from train.checkpoint import (
-    check_resumable,
-    check_resumed_data,
-    estimated_bytes,
-    finished_message,
-    restore,
-    save_checkpoint,
-)
+from train.checkpoint import estimated_bytes
 from train.config import TrainConfig
 from train.distributed import (
     DistContext,
@@ -45,33 +30,23 @@ from train.distributed import (
     main_process_first,
     shutdown,
 )
-from train.ema import WeightEma
 from train.metrics import MetricsLog
-from train.mix import BatchMixer, mixer_seed
-from train.model import build_googlenet
+from train.recipe import (
+    build_criterion,
+    build_ema,
+    build_grad_scaler,
+    build_mixer,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    model_layout,
+    wrap_model,
+)
+from train.resume import check_resumable, check_resumed_data, finished_message, resume_command
+from train.run import Run
 from train.rundir import RunDir
-from train.trainer import EpochResult, Progress, StoppedBeforeTrainingError, StopRequest, Trainer
-
-
-@dataclass
-class Run:
-    """Everything a run holds between epochs."""
-
-    cfg: TrainConfig
-    ctx: DistContext
-    trainer: Trainer
-    train_loader: DaliLoader
-    val_loader: DaliLoader
-    classes: tuple[str, ...]
-    train_files: int
-    run_id: str
-    progress: Progress
-    out: Path
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out / "checkpoints"
-
+from train.signals import StoppedBeforeTrainingError, StopRequest
+from train.trainer import EpochResult, Progress, Trainer
 
 # --- data ---------------------------------------------------------------------------------------
 
@@ -105,87 +80,6 @@ def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
     return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
 
 
-# --- model and optimizer ------------------------------------------------------------------------
-
-
-def build_model(num_classes: int, cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """GoogLeNet on ``device``, the same initial weights on every rank; channels_last on the GPU."""
-    torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts)
-    model = build_googlenet(num_classes).to(device)
-    if cfg.device == "gpu":
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def wrap_model(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
-    """The model DDP-wrapped, then optionally compiled (after the EMA's copy of the bare model).
-
-    Compiling the DDP module, as PyTorch documents, lets its optimizer split the graph at the
-    gradient buckets, so all-reduce overlaps the backward pass.
-    """
-    if ctx.enabled:
-        model = DistributedDataParallel(model, device_ids=[ctx.local_rank] if cfg.device == "gpu" else None)
-    if cfg.compile:
-        model = torch.compile(model)
-    return model
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig, world_size: int) -> torch.optim.SGD:
-    """SGD (no Nesterov, as the GoogLeNet/ResNet references); --no-decay-norm-bias puts
-    1-D tensors (BatchNorm scales/shifts, biases) in a group without weight decay."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.no_decay_norm_bias:
-        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    else:
-        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
-    return torch.optim.SGD(groups, lr=cfg.scaled_lr(world_size), momentum=cfg.momentum)
-
-
-def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str,
-              steps_per_epoch: int, step_epochs: int) -> float:
-    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
-    if warmup_steps and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "step":
-        return 0.1 ** (step // (step_epochs * steps_per_epoch))
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LambdaLR:
-    """Stepped once per optimizer step; spans --epochs even when --max-steps cuts a run short,
-    so a run stopped early and resumed follows the same curve as an uninterrupted one."""
-    total = cfg.epochs * steps_per_epoch
-    warmup = min(total, round(cfg.warmup_epochs * steps_per_epoch))
-    return LambdaLR(optimizer, lambda step: lr_factor(
-        step, total_steps=total, warmup_steps=warmup, schedule=cfg.schedule,
-        steps_per_epoch=steps_per_epoch, step_epochs=cfg.step_epochs))
-
-
-def build_mixer(cfg: TrainConfig, num_classes: int, rank: int) -> BatchMixer | None:
-    """Mixup / cutmix as --mixup, --cutmix, --mix-switch-prob and --mix-prob ask; None when both are off."""
-    if not cfg.mixing:
-        return None
-    return BatchMixer(num_classes=num_classes, mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
-                      switch_prob=cfg.mix_switch_prob, mix_prob=cfg.mix_prob, seed=mixer_seed(cfg.seed, rank))
-
-
-def build_ema(cfg: TrainConfig, model: nn.Module) -> WeightEma | None:
-    """The weights' EMA, following the bare model (copied before it is wrapped). Every rank keeps
-    one: after each step all ranks hold the same weights, so their averages agree. None when
-    --ema-decay is 0."""
-    if cfg.ema_decay == 0:
-        return None
-    return WeightEma(model, decay=cfg.ema_decay, every=cfg.ema_every, warmup=cfg.ema_warmup)
-
-
-def _model_layout(device: str):
-    if device == "gpu":
-        return lambda images: images.permute(0, 3, 1, 2)  # NHWC storage -> channels_last NCHW view
-    return lambda images: images
-
-
 # --- set-up -------------------------------------------------------------------------------------
 
 
@@ -211,7 +105,7 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
         raise StoppedBeforeTrainingError(f"stopped by {stop.signal_name or 'a signal on another rank'} "
                                          "before the first step; nothing was changed or saved")
     if run_dir is not None and cfg.overwrite:
-        run_dir.clear_previous_run()  # only now: a run that failed its checks deletes nothing
+        run_dir.clear_previous_run()  # after every check: a run that failed one deletes nothing
     # The records first: TensorBoard's import captures fd 2 for a moment, which must not catch
     # the loaders' native log lines.
     metrics = MetricsLog(Path(cfg.out), enabled=ctx.is_main,
@@ -249,23 +143,21 @@ def _assemble(cfg: TrainConfig, ctx: DistContext, *, device: torch.device, stop:
     ema = build_ema(cfg, model)
     model = wrap_model(model, cfg, ctx)
     optimizer = build_optimizer(model, cfg, ctx.world_size)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and cfg.device == "gpu")
     trainer = Trainer(cfg=cfg, ctx=ctx, device=device, model=model, optimizer=optimizer,
-                      scheduler=build_scheduler(optimizer, cfg, len(train_loader)), scaler=scaler,
-                      criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-                      metrics=metrics,
-                      stop=stop, to_model_layout=_model_layout(cfg.device),
+                      scheduler=build_scheduler(optimizer, cfg, len(train_loader)),
+                      scaler=build_grad_scaler(cfg, device), criterion=build_criterion(cfg),
+                      metrics=metrics, stop=stop, to_model_layout=model_layout(cfg.device),
                       mixer=build_mixer(cfg, len(train_data.classes), ctx.rank), ema=ema)
-    run = Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
-              classes=tuple(train_data.classes), train_files=len(train_data),
-              run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
-              out=Path(cfg.out))
+    state = Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
+                classes=tuple(train_data.classes), train_files=len(train_data),
+                run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
+                out=Path(cfg.out))
     if payload is not None:
-        restore(run, payload)
+        state.restore(payload)
     else:
         # Dropout differs per rank; a resumed run continues the saved generator instead.
         torch.manual_seed(cfg.seed + 1000 * (ctx.rank + 1))
-    return run
+    return state
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -314,12 +206,9 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
 
 @contextmanager
 def training_stream(device: torch.device) -> Iterator[None]:
-    """On the GPU, every torch operation of the training loop on a CUDA stream of higher priority
-    than DALI's own kernels (decoding, resizing), so the model's kernels go first when both are
-    ready: preprocessing on the GPU shares the SMs with training. The loader's copies out of DALI
-    run on it too (DALI's iterator copies on the current stream), so no cross-stream sync is
-    needed. On an H100 this took GoogLeNet fed by NVIDIA's example graph from 0.89 to 0.92 of its
-    synthetic-data speed."""
+    """On the GPU, the loop's torch work on a stream of higher priority than DALI's kernels, which
+    share its SMs: the model's kernels go first when both are ready (gain measured in docs/gpu.md).
+    DALI's iterator copies its output on the current stream, so no cross-stream sync is needed."""
     if device.type != "cuda":
         yield
         return
@@ -347,32 +236,17 @@ def _announce(state: Run) -> None:
         print(f"resumed from {cfg.resume}: epoch {p.epoch}, step {p.step}", flush=True)
 
 
-def resume_command(checkpoint: Path, ctx: DistContext) -> str:
-    """The command that continues this run, ready to paste: the checkpoint brings the settings."""
-    target = f"--resume {shlex.quote(str(checkpoint))}"
-    if ctx.enabled:
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
-        nodes = max(1, ctx.world_size // max(1, per_node))
-        launcher = ("torchrun --standalone" if nodes == 1
-                    else f"torchrun --nnodes {nodes} <this run's --node_rank and rendezvous options>")
-        return f"{launcher} --nproc_per_node {per_node} -m train {target}"
-    if Path(sys.argv[0]).name == "dali-train":
-        return f"dali-train {target}"
-    on_path = next((name for name in ("python", "python3") if shutil.which(name) == sys.executable), None)
-    return f"{on_path or shlex.quote(sys.executable)} -m train {target}"
-
-
 def _epochs(state: Run) -> int:
     cfg, progress, trainer = state.cfg, state.progress, state.trainer
 
     def on_step(p: Progress) -> None:
         if p.step % cfg.save_every == 0:
-            save_checkpoint(state, "last")
+            state.save_checkpoint("last")
 
     while progress.epoch < cfg.epochs:
         result = trainer.train_epoch(state.train_loader, len(state.train_loader), progress, on_step)
         if result.stopped_by and result.stopped_by != "max-steps":
-            path = save_checkpoint(state, "last")
+            path = state.save_checkpoint("last")
             if state.ctx.is_main:
                 print(f"stopped by {result.stopped_by} at step {progress.step}; resume with: "
                       f"{resume_command(path, state.ctx)}", flush=True)
@@ -420,9 +294,9 @@ def _end_epoch(state: Run, result: EpochResult) -> None:
         top1 = best_by(scores)
         improved = top1 > progress.best_top1
         progress.best_top1 = max(progress.best_top1, top1)
-    save_checkpoint(state, "last")
+    state.save_checkpoint("last")
     if improved:
-        save_checkpoint(state, "best")
+        state.save_checkpoint("best")
 
 
 def best_by(scores: dict[str, float]) -> float:

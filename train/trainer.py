@@ -1,20 +1,16 @@
-"""The epoch loop and evaluation: steps, running sums, progress, stop requests; no set-up, no files."""
+"""The training loop on one rank: optimizer steps, evaluation and the epoch's running sums.
+
+The Trainer is handed everything it uses (model, optimizer, schedule, records, stop request) and
+builds none of it."""
 
 from __future__ import annotations
 
-import logging
-import math
-import signal
-import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from train.config import TrainConfig
 from train.distributed import DistContext, all_reduce_sum, any_rank, broadcast_buffers
@@ -22,44 +18,9 @@ from train.ema import WeightEma
 from train.metrics import MetricsLog
 from train.mix import BatchMixer
 from train.model import bare_model, googlenet_loss
+from train.progress import ProgressDisplay
+from train.signals import StopRequest
 from train.timing import EpochTiming, StepTimer
-
-_logger = logging.getLogger(__name__)
-
-PROGRESS_LINE_SECONDS = 10.0  # at most one plain progress line this often when stderr is not a terminal
-
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM; the training loop polls it between steps, saves, and exits 0."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> StopRequest:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.requested:
-            # A second signal means "now": fall back to the default behaviour.
-            self.uninstall()
-            signal.raise_signal(signum)
-            return
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-        _logger.warning("%s received: finishing this step, then saving a checkpoint", self.signal_name)
-
-
-class StoppedBeforeTrainingError(RuntimeError):
-    """A stop signal arrived during set-up: nothing was trained, changed or saved."""
 
 
 @dataclass
@@ -115,42 +76,6 @@ class EpochMeter:
             [self.loss_sum.item(), self.correct.item(), float(timing.images)], device, ctx)
         return EpochResult(loss=total_loss / max(images, 1), top1=total_correct / max(images, 1),
                            timing=timing, stopped_by=stopped_by)
-
-
-class ProgressDisplay:
-    """A tqdm bar on a terminal. Elsewhere (a log file, a pipe) plain lines at log steps, at most
-    one per ``PROGRESS_LINE_SECONDS``: a redrawn bar is hundreds of carriage returns in a file."""
-
-    def __init__(self, *, total: int, done: int, desc: str, enabled: bool,
-                 stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled, self.total, self.done, self.desc = enabled, total, done, desc
-        self._bar = None
-        if enabled and getattr(self.stream, "isatty", lambda: False)():
-            self._bar = tqdm(total=total, initial=done, desc=desc, file=self.stream, unit="step",
-                             dynamic_ncols=True, leave=False)
-        self._last_line = -math.inf
-
-    def update(self) -> None:
-        self.done += 1
-        if self._bar is not None:
-            self._bar.update(1)
-
-    def report(self, *, loss: float, images_per_s: float) -> None:
-        """Called at log steps: the bar's postfix, or a plain line when one is due."""
-        if self._bar is not None:
-            self._bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{images_per_s:.0f}")
-            return
-        now = time.monotonic()
-        if self.enabled and now - self._last_line >= PROGRESS_LINE_SECONDS:
-            self._last_line = now
-            percent = 100 * self.done / max(self.total, 1)
-            print(f"{self.desc}: step {self.done}/{self.total} ({percent:.0f}%), loss {loss:.4f}, "
-                  f"{images_per_s:.0f} img/s", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 @dataclass

@@ -1,0 +1,88 @@
+"""The Run: everything a run holds between epochs, and its checkpoints (saving and restoring it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dali_pipelines import DaliLoader
+from train.checkpoint import (
+    FORMAT_VERSION,
+    OPTIONAL_EMA,
+    OPTIONAL_MIX_RNG,
+    clean_state_dict,
+    restore_rng,
+    rng_state,
+    save_atomic,
+)
+from train.config import TrainConfig
+from train.distributed import DistContext, gather_to_main
+from train.model import bare_model
+from train.trainer import Progress, Trainer
+
+
+@dataclass
+class Run:
+    """Everything a run holds between epochs."""
+
+    cfg: TrainConfig
+    ctx: DistContext
+    trainer: Trainer
+    train_loader: DaliLoader
+    val_loader: DaliLoader
+    classes: tuple[str, ...]
+    train_files: int
+    run_id: str
+    progress: Progress
+    out: Path
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where last.pt and best.pt go."""
+        return self.out / "checkpoints"
+
+    def save_checkpoint(self, name: str) -> Path:
+        """Write checkpoints/<name>.pt on rank 0; every rank must call (each holds its own part)."""
+        path = self.checkpoint_dir / f"{name}.pt"
+        progress, trainer = self.progress, self.trainer
+        mid_epoch = progress.epoch_step > 0 and trainer.meter is not None
+        # Each rank has its own shard position, augmentation and dropout RNG, and partial sums.
+        mine = {"loader": self.train_loader.state(), "rng": rng_state(trainer.device),
+                "epoch_sums": trainer.meter.state() if mid_epoch else None,
+                OPTIONAL_MIX_RNG: trainer.mixer.state() if trainer.mixer is not None else None}
+        ranks = gather_to_main(mine, self.ctx)
+        if not self.ctx.is_main:
+            return path
+        payload = {
+            "format_version": FORMAT_VERSION, "model": clean_state_dict(trainer.model),
+            "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
+            "scaler": trainer.scaler.state_dict(), "epoch": progress.epoch, "step": progress.step,
+            "epoch_step": progress.epoch_step, "best_top1": float(progress.best_top1), "ranks": ranks,
+            # Every rank's EMA has the same weights; rank 0's is saved. Its buffers are rank 0's
+            # model's; each rank's EMA takes its own model's again whenever it is used.
+            OPTIONAL_EMA: trainer.ema.state_dict() if trainer.ema is not None else None,
+            "config": self.cfg.to_dict(), "classes": list(self.classes), "train_files": self.train_files,
+            "run_id": self.run_id,
+        }
+        save_atomic(payload, path)
+        return path
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Load weights (and their EMA), optimizer, schedule, scaler, this rank's RNGs (mixing's too)
+        and the partial epoch's sums."""
+        trainer = self.trainer
+        bare_model(trainer.model).load_state_dict(payload["model"])
+        trainer.optimizer.load_state_dict(payload["optimizer"])
+        trainer.scheduler.load_state_dict(payload["scheduler"])
+        if payload["scaler"]:
+            trainer.scaler.load_state_dict(payload["scaler"])
+        if trainer.ema is not None:
+            trainer.ema.load_state_dict(payload[OPTIONAL_EMA])
+        mine = payload["ranks"][self.ctx.rank]
+        restore_rng(mine["rng"], trainer.device)
+        if trainer.mixer is not None:
+            trainer.mixer.restore(mine[OPTIONAL_MIX_RNG])
+        trainer.carried = mine["epoch_sums"]
+        self.progress = Progress(epoch=payload["epoch"], step=payload["step"],
+                                 epoch_step=payload["epoch_step"], best_top1=payload["best_top1"])
