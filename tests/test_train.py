@@ -71,9 +71,10 @@ def test_overfits_tiny_set(tiny_root: Path, tmp_path: Path, capsys: pytest.Captu
 
 
 def _resume_args(tiny_root: Path) -> list[str]:
-    """The settings of the resume runs: 3 steps per epoch, 4 epochs, everything random on."""
+    """The settings of the resume runs: 3 steps per epoch, 4 epochs, everything random on (random
+    erasing in the graph too), LARS with gradient clipping."""
     return ["--data", str(tiny_root), *FAST, *MIX_AND_EMA, "--epochs", "4", "--log-every", "1",
-            "--seed", "5"]
+            "--seed", "5", "--opt", "lars", "--clip-grad", "2", "--random-erase", "0.3"]
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +181,18 @@ def test_stop_on_an_epochs_last_step_resumes_into_the_next_epoch(resumed: dict, 
 
 
 @pytest.mark.slow
+def test_losses_are_the_main_heads_with_the_aux_share_apart(resumed: dict) -> None:
+    """GoogLeNet's records report the main head's loss (the footing of val_loss) and its auxiliary
+    heads' weighted share in a column of its own, per step and per epoch."""
+    for row in _rows(resumed["whole"] / "steps.csv"):
+        assert float(row["aux_loss"]) > 0 and float(row["loss"]) > 0
+    for row in _rows(resumed["whole"] / "epochs.csv"):
+        assert float(row["train_aux_loss"]) > 0 and row["train_size"] == "32"
+    optimizer = torch.load(resumed["whole"] / "checkpoints" / "last.pt", weights_only=True)["optimizer"]
+    assert optimizer["param_groups"][0]["trust_coeff"] == 1e-3  # LARS's state dict
+
+
+@pytest.mark.slow
 def test_step_records_the_learning_rate_the_step_used(resumed: dict) -> None:
     """steps.csv's lr is the rate step k trained with: k/6 of the peak over the 2-epoch warm-up
     (6 steps), the peak being --lr 0.1 scaled by the batch (9/256)."""
@@ -230,13 +243,13 @@ def _torchrun(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def ddp_runs(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """2-process gloo runs on the tiny set plus 2 bad files (skipped), mixing batches and keeping
-    an EMA: 2 epochs straight, and the same stopped at step 2 and resumed with only --resume and
-    --max-steps."""
+    an EMA, 2 batches of 2 per optimizer step (gradients all-reduced on the second only): 2 epochs
+    straight, and the same stopped at step 2 and resumed with only --resume and --max-steps."""
     base = tmp_path_factory.mktemp("ddp")
     root = _with_bad_files(tiny_root, base)
-    common = ["--data", str(root), "--device", "cpu", "--image-size", "32", "--batch-size", "4",
-              "--workers", "1", "--epochs", "2", "--log-every", "1", "--seed", "4", "--on-bad-file", "skip",
-              *MIX_AND_EMA]
+    common = ["--data", str(root), "--device", "cpu", "--image-size", "32", "--batch-size", "2",
+              "--accum-steps", "2", "--workers", "1", "--epochs", "2", "--log-every", "1", "--seed", "4",
+              "--on-bad-file", "skip", *MIX_AND_EMA]
     whole, parts = base / "whole", base / "parts"
     first = _torchrun(whole, *common)
     _torchrun(parts, *common, "--max-steps", "2")
@@ -250,7 +263,7 @@ def test_two_process_gloo_run_counts_val_once(ddp_runs: dict) -> None:
     assert "ranks: 2" in ddp_runs["first"].stdout
     epochs = _rows(ddp_runs["whole"] / "epochs.csv")  # rank 0 alone writes
     assert [int(row["val_images"]) for row in epochs] == [9, 9]
-    # 27 good images over 2 ranks: shards of 13 and 14, 3 full batches of 4 on each.
+    # 27 good images over 2 ranks: shards of 13 and 14, 6 full batches of 2 on each, 2 per step.
     assert [int(row["step"]) for row in epochs] == [3, 6]
 
 

@@ -1,5 +1,5 @@
 """Models by builder name, their input sizes, initial weights from a file (strict, --finetune), the
-progressive-resize schedule against FFCV's rule.
+progressive-resize schedule against FFCV's rule, and the size settings.
 
 Whole runs with them (and their exact resume) are in test_train_recipes.py.
 """
@@ -14,6 +14,7 @@ import pytest
 import torch
 import torchvision
 
+from train.config import ConfigError, TrainConfig
 from train.models import InputSizeError, build, check_input_sizes, classifier_keys, model_name
 from train.resolution import ResizeSchedule
 from train.weights import WeightsError, load_weights, read_weights
@@ -115,3 +116,26 @@ def test_progressive_sizes_follow_ffcv(spec: str, epochs: int) -> None:
 def test_bad_progressive_specs_are_refused(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ResizeSchedule.parse(spec)
+
+
+def test_size_settings(tmp_path: Path) -> None:
+    """--image-size sets both sizes; --train-size / --eval-size each one; --progressive-resize
+    evaluates at END; a config without the size settings (earlier checkpoints) keeps its sizes."""
+    data = str(tmp_path)
+    plain = TrainConfig(data=data, image_size=160)
+    assert (plain.train_crop_at(0), plain.eval_crop, plain.resize_size) == (160, 160, 183)
+    fixres = TrainConfig(data=data, train_size=128, eval_size=224)
+    assert (fixres.train_crop_at(5), fixres.eval_crop, fixres.resize_size) == (128, 224, 256)
+    ramp = TrainConfig(data=data, epochs=10, progressive_resize="160:192:2:6")
+    assert [ramp.train_crop_at(e) for e in range(10)] == [160, 160, 160, 160, 192, 192, 192, 192, 192, 192]
+    assert ramp.eval_crop == 192 and ramp.out == "runs/googlenet"
+    assert TrainConfig(data=data, model="resnet18").out == "runs/resnet18"
+    for settings, message in [
+            ({"train_size": 128, "progressive_resize": "160:192"}, "pass one of them"),
+            ({"progressive_resize": "160:192:1:12", "epochs": 10}, "TO_EPOCH 12 is not an epoch"),
+            ({"model": "vit_b_16", "train_size": 128}, "built for one input size"),
+            ({"finetune": True}, "pass --weights too"),
+            ({"opt": "adam"}, "--opt: invalid choice"),
+            ({"model": "resnet"}, "not a torchvision classification model")]:
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(data=data, **settings)
