@@ -231,6 +231,18 @@ def test_checkpoint_loads_into_torchvision(resumed: dict) -> None:
     assert payload["best_top1"] == pytest.approx(float(best["ema_val_top1"]), abs=1e-6)
 
 
+@pytest.mark.slow
+def test_eval_of_a_run_directory_scores_its_best_ema(resumed: dict, tmp_path: Path) -> None:
+    """python -m train eval RUN_DIR evaluates its best.pt with the EMA's weights (GoogLeNet without
+    its auxiliary heads) and finds the scores its epoch row recorded for them."""
+    assert main(["eval", str(resumed["whole"]), "--device", "cpu", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    best = max(_rows(resumed["whole"] / "epochs.csv"), key=lambda row: float(row["ema_val_top1"]))
+    assert summary["weights"] == "ema" and summary["checkpoint"].endswith("best.pt")
+    for key in ("loss", "top1", "top5"):
+        assert summary[key] == pytest.approx(float(best[f"ema_val_{key}"]), rel=1e-5, abs=1e-6), key
+
+
 def _torchrun(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """python -m train under torchrun: 2 CPU processes joined through gloo."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -1,22 +1,25 @@
 """Recipes beyond the default GoogLeNet run, on the CPU fallback: another model, LAMB with gradient
 clipping and accumulation, random erasing in the DALI graph, progressive resizing; their exact
-resume.
+resume; and the eval and export commands on the run's checkpoint.
 
-The optimizers on their own are in test_train_optim.py; models, weights files and sizes in
-test_train_models.py.
+Optimizer, weights-file and schedule rules on their own are in test_train_recipe_parts.py.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
+from dali_pipelines import PipelineConfig, make_loader, open_source
 from train.cli import main
+from train.trained import load_trained
 
 CLASSES = ("astronaut", "space", "texture")
 MODEL = "squeezenet1_1"  # the cheapest torchvision classifier to step on 2 cores (it has dropout)
@@ -96,3 +99,106 @@ def test_records_show_sizes_steps_and_one_rate(recipe: dict) -> None:
     assert config["scaled_lr"] == pytest.approx(0.5 * 10 / 256)
     assert config["pipeline"]["random_erase"] == 0.5 and config["pipeline"]["crop_size"] == 32
     assert (config["eval_pipeline"]["crop_size"], config["eval_pipeline"]["resize_size"]) == (64, 73)
+
+
+def _val_batches(root: Path, size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    cfg = PipelineConfig(batch_size=4, num_threads=2, device="cpu", crop_size=size, resize_size=73)
+    loader = make_loader(open_source(str(root), split="val"), cfg, train=False)
+    try:
+        return list(loader)
+    finally:
+        loader.close()
+
+
+@pytest.mark.slow
+def test_eval_command_reports_the_runs_scores_per_class(recipe: dict, tmp_path: Path) -> None:
+    """python -m train eval on the last checkpoint: the epoch's val top-1, top-5 and loss, as
+    training computed them; per-class rows and a confusion matrix over the 9 val images."""
+    out = tmp_path / "eval"
+    ckpt = recipe["whole"] / "checkpoints" / "last.pt"
+    assert main(["eval", str(ckpt), "--data", str(recipe["root"]), "--device", "cpu", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    last = _rows(recipe["whole"] / "epochs.csv")[-1]
+    assert summary["weights"] == "raw" and summary["images"] == 9 and summary["eval_size"] == 64
+    for key in ("loss", "top1", "top5"):
+        assert summary[key] == pytest.approx(float(last[f"val_{key}"]), rel=1e-5, abs=1e-6), key
+    per_class = _rows(out / "per_class.csv")
+    assert [row["class"] for row in per_class] == list(CLASSES)
+    assert sum(int(row["images"]) for row in per_class) == 9
+    hits = sum(float(row["top1"]) * int(row["images"]) for row in per_class)
+    assert hits == pytest.approx(summary["top1"] * 9)
+    with open(out / "confusion.csv", newline="", encoding="utf-8") as handle:
+        header, *lines = list(csv.reader(handle))
+    assert header[1:] == list(CLASSES)
+    matrix = [[int(v) for v in line[1:]] for line in lines]
+    assert sum(map(sum, matrix)) == 9 and [sum(r) for r in matrix] == [3, 3, 3]
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_export_gives_the_checkpoints_logits(recipe: dict, tmp_path: Path) -> None:
+    """python -m train export: weights.pt loads strictly into torchvision's model; the TorchScript
+    file gives the checkpoint's logits on every val image (fp32, within rounding)."""
+    ckpt = recipe["whole"] / "checkpoints" / "last.pt"
+    assert main(["export", str(ckpt), str(tmp_path)]) == 0
+    about = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    assert (about["model"], about["classes"], about["input"]["height"]) == (MODEL, list(CLASSES), 64)
+    model = torchvision.models.get_model(MODEL, weights=None, num_classes=3)
+    model.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))  # strict
+    reference = load_trained(ckpt).module()
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    with torch.no_grad():
+        for images, _ in _val_batches(recipe["root"]):
+            expected = reference(images)
+            torch.testing.assert_close(scripted(images), expected, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(model.eval()(images), expected, rtol=0, atol=1e-6)
+
+
+ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ONNX, reason="needs onnx, onnxscript and onnxruntime (the export extra)")
+def test_onnx_export_gives_the_checkpoints_logits(recipe: dict, tmp_path: Path) -> None:
+    """--format onnx: onnxruntime's logits on every val image, at any batch size, equal the
+    checkpoint's within fp32 rounding."""
+    import onnxruntime
+
+    ckpt = recipe["whole"] / "checkpoints" / "last.pt"
+    assert main(["export", str(ckpt), str(tmp_path), "--format", "onnx"]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    reference = load_trained(ckpt).module()
+    with torch.no_grad():
+        for images, _ in _val_batches(recipe["root"]):  # batches of 4 and a last one of 1
+            got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+            torch.testing.assert_close(got, reference(images), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_test_only_evaluates_a_weights_file(recipe: dict, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """--test-only --weights FILE --model NAME, as torchvision's reference: the file's weights are
+    scored on --data's val split and nothing is trained."""
+    weights = tmp_path / "w.pt"
+    torch.save(load_trained(recipe["whole"] / "checkpoints" / "last.pt").state, weights)
+    out = tmp_path / "eval"
+    assert main(["--test-only", "--weights", str(weights), "--model", MODEL, "--data", str(recipe["root"]),
+                 "--device", "cpu", "--eval-size", "64", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    last = _rows(recipe["whole"] / "epochs.csv")[-1]
+    assert summary["top1"] == pytest.approx(float(last["val_top1"]), abs=1e-6)
+    assert summary["loss"] == pytest.approx(float(last["val_loss"]), rel=1e-5)
+    assert "top-1" in capsys.readouterr().out and not (out.parent / "steps.csv").exists()
+
+
+def test_eval_and_export_refuse_what_is_not_a_checkpoint(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that is not a checkpoint is named in one line, before any work, by both commands."""
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not a checkpoint", encoding="utf-8")
+    for command in (["eval", str(bad), "--data", str(tmp_path)], ["export", str(bad), str(tmp_path / "out")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: checkpoint {bad}: not a checkpoint written by python -m train"), err
+        assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

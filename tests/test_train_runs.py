@@ -250,7 +250,7 @@ def test_resume_lists_every_mismatch_at_once(stopped_run: Path, capsys: pytest.C
 
 
 NEWER_SETTINGS = ("mixup", "cutmix", "mix_switch_prob", "mix_prob", "ema_decay", "ema_every", "ema_warmup",
-                  "model", "weights", "finetune", "opt", "clip_grad", "accum_steps",
+                  "model", "weights", "finetune", "test_only", "opt", "clip_grad", "accum_steps",
                   "random_erase", "train_size", "eval_size", "progressive_resize")
 
 

@@ -160,6 +160,9 @@ class TrainConfig:
                         group="run", resume=MATCH, type=argtypes.seed)
     log_every: int = setting(10, "steps between CSV/TensorBoard step records and progress lines",
                              group="run", resume=FREE, type=argtypes.positive_int)
+    test_only: bool = setting(False, "evaluate --resume CKPT (or --weights FILE) on the val split of "
+                              "--data and exit, as python -m train eval does", group="run",
+                              resume=INVOCATION, shown_default="off, train")
 
     # --- model: which network, from which weights
     model: str = setting(DEFAULT_MODEL, "torchvision classification model by builder name (resnet50, "
@@ -263,6 +266,8 @@ class TrainConfig:
     def _check_model_settings(self) -> None:
         if self.finetune and self.weights is None:
             raise ConfigError("--finetune starts the classifier of --weights FILE afresh; pass --weights too")
+        if self.test_only and self.resume is None and self.weights is None:
+            raise ConfigError("--test-only evaluates a checkpoint: pass --resume CKPT (or --weights FILE)")
 
     def _check_sizes(self) -> None:
         if self.progressive_resize is not None:
@@ -374,6 +379,8 @@ examples:
   torchrun --standalone --nproc_per_node 8 -m train --data /data/imagenet --out runs/in1k
   python -m train --data DIR --model resnet50 --opt lamb --lr 0.005 --progressive-resize 160:192
   python -m train --data DIR --model resnet50 --weights r50.pth --finetune --lr 0.01
+  python -m train eval runs/demo/checkpoints/best.pt --data data/sample   # top-1/5, per class
+  python -m train export runs/demo/checkpoints/best.pt runs/demo/export   # weights + TorchScript
 
 with --resume, these may differ from the saved run: {free}.
 The others decide the sample order, schedule or numerics and must match it.
@@ -390,7 +397,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog="python -m train", argument_default=argparse.SUPPRESS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a torchvision classifier (GoogLeNet with auxiliary heads by default) from DALI "
-        "pipelines, on the GPU or the CPU. Under torchrun every rank reads its own shard.",
+        "pipelines, on the GPU or the CPU. Under torchrun every rank reads its own shard. Sub-commands: "
+        "python -m train eval CKPT, python -m train export CKPT OUT (each with --help).",
         epilog=_EPILOG.format(free=", ".join(flag_of(n) for n in names_with_rule(FREE))),
     )
     groups: dict[str, Any] = {}
