@@ -30,7 +30,7 @@ from bench.queries import (
     workloads_of,
 )
 from bench.records import Run
-from bench.sweep import SYNTHETIC
+from bench.sweep import E2E_MODELS, SYNTHETIC
 from dali_pipelines._util.atomic import atomic_write
 
 _logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def efficiency_figure(run: Run) -> Figure | None:
               if any(r.backend == SYNTHETIC for r, _ in group)]
     e2e = e2e_figures(run)
     if SYNTHETIC in e2e:
-        panels.append(("GoogLeNet training step",
+        panels.append((f"{E2E_MODELS.get(run.settings.e2e_model, run.settings.e2e_model)} training step",
                        [(name, f.efficiency) for name, f in e2e.items() if name != SYNTHETIC]))
     if not panels:
         return None

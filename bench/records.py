@@ -48,10 +48,15 @@ class Settings:
     soak_epochs: int = 30
     timeout_s: float = 600.0
     quick: bool = False
+    e2e_model: str = "googlenet"  # the model e2e trains; a run file without the key: GoogLeNet
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """JSON-ready dict (tuples become lists); ``e2e_model`` only when it is not GoogLeNet, so a run
+        file written before the choice existed reads and writes back byte for byte."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if out["e2e_model"] == "googlenet":
+            del out["e2e_model"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:

@@ -26,6 +26,7 @@ from bench.queries import (
     workloads_of,
 )
 from bench.records import Record, Run
+from bench.sweep import E2E_MODELS
 
 
 def _cell(row: Record | None) -> str:
@@ -160,7 +161,7 @@ def overlap_lines(run: Run) -> list[str]:
 
 
 def e2e_lines(run: Run) -> list[str]:
-    """GoogLeNet training fed by each GPU loader (and with train-aug) and by synthetic data."""
+    """The e2e model's training fed by each GPU loader (and with train-aug) and by synthetic data."""
     figures = e2e_figures(run)
     if not figures:
         return []
@@ -170,7 +171,9 @@ def e2e_lines(run: Run) -> list[str]:
               "-" if f.step_vs_synthetic is None else f"{f.step_vs_synthetic:.3f}"]
              for b, f in figures.items()]
     batch = ok_rows(run, "e2e")[0].batch_size
-    return [f"**End to end: GoogLeNet training steps** (batch {batch}, bf16 autocast, channels_last, SGD)",
+    model = E2E_MODELS.get(run.settings.e2e_model, run.settings.e2e_model)
+    return [f"**End to end: {model} training steps** "
+            f"(batch {batch}, bf16 autocast, channels_last, SGD)",
             "",
             "Efficiency = img/s / img/s on synthetic on-GPU data. GPU idle = gaps between steps on the GPU "
             "timeline (the loader was late). Step time vs synthetic = GPU time inside a step over the "

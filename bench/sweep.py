@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.backends import BACKENDS, RunSpec, get_backend
-from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
+from bench.measure import Measurement, SleepStep, StepFigures, SyntheticBatches, TrainingStep, measure
 from bench.records import Record, Settings, Status
 from dali_pipelines import DataSource, ImageFolderData
 
@@ -43,6 +43,7 @@ SCALING_BACKENDS = ("torch-pil", "dali-cpu", "dali-gpu")  # the usual PyTorch lo
 HW_DECODER_LOADS = (0.0, 0.65, 1.0)  # nvJPEG's share for the hardware decoder (0.65: DALI's default)
 OVERLAP_STEP_MS = (100.0, 250.0)  # the simulated accelerator's time per batch
 E2E_BATCH_SIZE = 256
+E2E_MODELS = {"googlenet": "GoogLeNet", "resnet50": "ResNet-50"}  # e2e's model (Settings.e2e_model): its name
 E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering from GPU decoding
 # train-aug in e2e: RandAugment on the GPU (this project's graph) against the fastest DataLoader
 # doing it on CPU workers and copying to the GPU (torch-tv: faster than torch-pil at it).
@@ -68,6 +69,7 @@ class Job:
     passes: bool = False  # each repeat one full epoch (soak)
     step_ms: float = 0.0  # overlap: simulated accelerator step per batch
     source: str = "files"  # "files" | "shards" (shards section)
+    model: str = "googlenet"  # e2e: the trained model (its records: the run's Settings.e2e_model)
 
     def label(self) -> str:
         """Short human label for progress lines and logs."""
@@ -78,7 +80,7 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """The job's fields with the spec's inline: how its ``Record`` begins."""
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "spec"}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("spec", "model")}
         return {**out, **self.spec.to_dict()}
 
     def skip_reason(self) -> str | None:
@@ -130,8 +132,8 @@ def plan_section(s: Settings, section: str) -> list[Job]:
         if "train-aug" in s.workloads:
             loaders += [("train-aug", b) for b in E2E_AUG_BACKENDS if b in s.backends]
         # More warm-up batches: cuDNN picks its kernels on the first steps.
-        return [_job(s, section, b, workload=w, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
-                for w, b in (("train", SYNTHETIC), *loaders)] if loaders else []
+        return [_job(s, section, b, workload=w, batch_size=E2E_BATCH_SIZE, warmup_batches=5,
+                     model=s.e2e_model) for w, b in (("train", SYNTHETIC), *loaders)] if loaders else []
     backend = DALI_FOR_DEVICE[s.device]
     if backend not in s.backends:
         return []
@@ -163,7 +165,7 @@ def execute(job: Job, data: DataSource) -> Record:
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
     elif job.section == "e2e":
-        step = GoogLeNetStep(len(data.classes))
+        step = TrainingStep(len(data.classes), job.model)
     if job.backend == SYNTHETIC:
         def make() -> SyntheticBatches:
             return SyntheticBatches(job.spec.batch_size, len(data.classes), job.spec.torch_device)

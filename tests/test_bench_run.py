@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from bench.backends import BACKENDS as BACKENDS_REGISTRY
-from bench.cli import main
+from bench.cli import get_args_parser, main, resolve
 from bench.measure import StepFigures
 from bench.plots import COLOURS, FIGURES
 from bench.publish import saver
@@ -203,6 +203,20 @@ def test_train_aug_beside_train_with_its_ratio_and_a_skipped_backend(val_root: P
     assert [ax.get_title() for ax in figure.axes] == ["train", "train-aug (tfdata: skipped)"]
 
 
+def test_e2e_model_reaches_every_e2e_job() -> None:
+    """--e2e-model resnet50 is in the run's settings and every e2e job trains it; no other section's
+    job changes."""
+    args = get_args_parser().parse_args(["--device", "cpu", "--e2e-model", "resnet50"])
+    assert resolve(args)[0].e2e_model == "resnet50"
+    settings = Settings(sections=("e2e", "throughput"), backends=("dali-gpu", "dali-ref"),
+                        workloads=("train",), device="gpu", batch_size=8, max_workers=2, e2e_model="resnet50")
+    jobs = plan(settings)
+    assert [(job.backend, job.model) for job in jobs["e2e"]] == [
+        ("synthetic", "resnet50"), ("dali-gpu", "resnet50"), ("dali-ref", "resnet50")]
+    assert {job.model for job in jobs["throughput"]} == {"googlenet"}
+    assert "model" not in jobs["e2e"][0].to_dict()  # the records name it once, in the run's settings
+
+
 @pytest.mark.gpu
 def test_e2e_records_gpu_idle_and_step_time_for_every_gpu_loader(val_root: Path) -> None:
     """GoogLeNet fed by synthetic data and by each GPU loader, and with train-aug by dali-gpu and
@@ -221,6 +235,11 @@ def test_e2e_records_gpu_idle_and_step_time_for_every_gpu_loader(val_root: Path)
         idle, step_ms = record.consumer.gpu_idle_frac, record.consumer.gpu_step_ms
         assert 0.0 <= idle < 1.0 and step_ms > 0.0  # no clamp: < 0 or 1.0 would be a bug
         assert record.measurement.peak_gpu_mb > 0
+    resnet = plan(dataclasses.replace(settings, e2e_model="resnet50"))["e2e"]  # --e2e-model resnet50
+    assert {job.model for job in resnet} == {"resnet50"}
+    fed = resnet[1]  # dali-gpu, train
+    record = execute(dataclasses.replace(fed, spec=dataclasses.replace(fed.spec, batch_size=8)), data)
+    assert record.status == "ok" and record.consumer.gpu_step_ms > 0, record.reason
 
 
 @pytest.mark.slow
@@ -257,3 +276,10 @@ def test_gpu_sections_render_from_their_records(small_run) -> None:
     assert not legend["dali-gpu"].get_hatch() and legend["dali-gpu+train-aug"].get_hatch() == "//"
     made = {kind for kind, make in FIGURES.items() if make(gpu_run) is not None}
     assert made == {"efficiency", "hw-decoder"}
+    assert "**End to end: GoogLeNet training steps**" in markdown
+    assert "e2e_model" not in run.settings.to_dict()  # GoogLeNet's runs: their files as before
+    resnet_settings = dataclasses.replace(gpu_run.settings, e2e_model="resnet50")
+    resnet = dataclasses.replace(gpu_run, settings=resnet_settings)
+    assert "**End to end: ResNet-50 training steps**" in render_markdown(resnet)
+    assert FIGURES["efficiency"](resnet).axes[0].get_title() == "ResNet-50 training step"
+    assert Settings.from_dict(resnet.settings.to_dict()).e2e_model == "resnet50"
