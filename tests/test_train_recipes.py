@@ -1,6 +1,7 @@
 """Recipes beyond the default GoogLeNet run, on the CPU fallback: another model, LAMB with gradient
 clipping and accumulation, random erasing in the DALI graph, progressive resizing; their exact
-resume; and the eval and export commands on the run's checkpoint.
+resume; the eval and export commands on the run's checkpoint; and the progressive-resize benchmark
+reading the run's records.
 
 Optimizer, weights-file and schedule rules on their own are in test_train_recipe_parts.py.
 """
@@ -17,8 +18,11 @@ import pytest
 import torch
 import torchvision
 
+from bench import progressive
 from dali_pipelines import PipelineConfig, make_loader, open_source
 from train.cli import main
+from train.config import TrainConfig, get_args_parser
+from train.resolution import ResizeSchedule
 from train.trained import load_trained
 
 CLASSES = ("astronaut", "space", "texture")
@@ -202,3 +206,29 @@ def test_eval_and_export_refuse_what_is_not_a_checkpoint(tmp_path: Path,
         assert err.startswith(f"error: checkpoint {bad}: not a checkpoint written by python -m train"), err
         assert len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_progressive_benchmark_reads_a_progressive_run(recipe: dict, tmp_path: Path) -> None:
+    """bench.progressive: its training command is K epochs at START then K at END, evaluated at END;
+    the run's epochs.csv gives the time per image by size with each size's first epoch (graph build,
+    warm-up) left out; the ratio is judged against (START/END)^2 x 1.2; bad input is named."""
+    args = progressive.get_args_parser().parse_args(["--data", str(recipe["root"]), "--sizes", "128:192",
+                                                     "--epochs-per-size", "3", "--model", MODEL])
+    command = progressive.train_command(args, ResizeSchedule.parse(args.sizes), tmp_path / "run")
+    assert command[1:3] == ["-m", "train"]
+    cfg = TrainConfig(**vars(get_args_parser().parse_args(command[3:])))
+    assert [cfg.train_crop_at(e) for e in range(cfg.epochs)] == [128] * 3 + [192] * 3 and cfg.eval_crop == 192
+    epochs = progressive.read_epochs(recipe["whole"] / "epochs.csv")  # 32 px in epoch 0, 64 in 1 and 2
+    assert [(row["epoch"], row["train_size"]) for row in epochs] == [(0, 32), (1, 64), (2, 64)]
+    times = progressive.per_image_seconds(epochs)
+    assert times == {32: [], 64: [1 / epochs[2]["images_per_s"]]}
+    with pytest.raises(ValueError, match="no epoch at 32 px after the first one"):
+        progressive.figures(times, ResizeSchedule(32, 64))
+    result = progressive.figures({128: [0.5, 0.4, 0.6], 192: [1.0, 1.2]}, ResizeSchedule(128, 192))
+    assert result["ratio"] == pytest.approx(0.5 / 1.1) and result["target"] == pytest.approx(4 / 9 * 1.2)
+    assert result["meets_target"] and result["start_range_ms"] == pytest.approx([400, 600])
+    assert not progressive.figures({128: [0.6], 192: [1.0]}, ResizeSchedule(128, 192))["meets_target"]
+    no_val = progressive.get_args_parser().parse_args(["--data", str(recipe["root"] / "train")])
+    assert progressive.input_error(no_val).startswith(f"--data {recipe['root'] / 'train'}: no train/ or val/")
+    assert progressive.main(["--data", str(recipe["root"]), "--sizes", "64:32"]) == 2
