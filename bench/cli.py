@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bench.backends import BACKENDS, WORKLOADS
+from bench.backends import BACKENDS, PEERS, WORKLOADS
 from bench.sweep import (
     DEFAULT_SECTIONS,
     GPU_SECTIONS,
@@ -85,7 +85,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                            + f" (default: all that apply to the device; {'+'.join(QUICK_SECTIONS['cpu'])} "
                              f"on CPU, {'+'.join(QUICK_SECTIONS['gpu'])} on GPU with --quick)")
     what.add_argument("--backends", metavar="LIST", type=_names("--backends", list(BACKENDS)), default=None,
-                      help=f"comma list of {','.join(BACKENDS)} (default: all that can run here)")
+                      help=f"comma list of {','.join(BACKENDS)} (default: all that can run here; "
+                           f"with --quick all but {','.join(PEERS)})")
     what.add_argument("--workloads", metavar="LIST", type=_names("--workloads", list(WORKLOADS)),
                       default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in WORKLOADS.items())
@@ -201,6 +202,9 @@ def _backends(args: argparse.Namespace, device: str) -> tuple[tuple[str, ...], d
         if bad:
             raise ValueError(f"--backends: {'; '.join(bad)}")
         return tuple(name for name in BACKENDS if name in args.backends), {}  # registry order
+    if args.quick:  # the peers would take --quick past its 2 minutes; named in --backends, they run
+        quick_note = "not in --quick by default: name it in --backends"
+        reasons.update({n: quick_note for n in PEERS if not reasons[n]})
     return (tuple(n for n, why in reasons.items() if not why),
             {n: why for n, why in reasons.items() if why})
 
