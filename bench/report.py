@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
 from bench.records import save_run
-from bench.sweep import SYNTHETIC
+from bench.sweep import DALI_FOR_DEVICE, SYNTHETIC
 from dali_pipelines import atomic_write
 
 # ---------------------------------------------------------------- reading records
@@ -82,6 +82,16 @@ def ratios_to_reference(run: dict[str, Any]) -> dict[str, dict[str, float]]:
             for b in DALI_BACKENDS if b in rates and ref}
 
 
+def ratios_to_ours(run: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{other backend: {workload: its img/s / this project's graph's on the run's device}}, same run
+    (``dali-cpu`` on a CPU run, ``dali-gpu`` on a GPU run): above 1, that loader is faster."""
+    rates = throughput(run)
+    ours = DALI_FOR_DEVICE[run["device"]]
+    mine = rates.get(ours, {})
+    return {b: {w: r[w] / mine[w] for w in r if w in mine} for b, r in rates.items()
+            if b not in (ours, REFERENCE) and mine}
+
+
 def e2e_figures(run: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """Per loader in the e2e section (keyed by ``e2e_key``): efficiency, data wait, GPU idle and
     step time vs synthetic."""
@@ -142,6 +152,7 @@ def summary(run: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
         "throughput": throughput(run),
         "train_aug_vs_train": aug_ratios(run),
         "ratio_to_dali_ref": ratios_to_reference(run),
+        "ratio_to_ours": ratios_to_ours(run),
         "e2e_efficiency": {b: f["efficiency"] for b, f in e2e.items() if b != SYNTHETIC},
         "e2e_gpu_idle_frac": {b: f["gpu_idle_frac"] for b, f in e2e.items()},
         "e2e_step_vs_synthetic": {b: f["step_vs_synthetic"] for b, f in e2e.items() if b != SYNTHETIC},
@@ -232,7 +243,7 @@ def throughput_lines(run: dict[str, Any]) -> list[str]:
               "peak GPU MiB"]
     notes = [f"- `{b}` {w}: skipped, {why}" for b, whys in skipped(run).items() for w, why in whys.items()]
     return [title, "", *_table(header, rows), *([*notes, ""] if notes else []),
-            *reference_lines(run, workloads)]
+            *reference_lines(run, workloads), *ours_lines(run, workloads)]
 
 
 def reference_lines(run: dict[str, Any], workloads: list[str]) -> list[str]:
@@ -245,6 +256,21 @@ def reference_lines(run: dict[str, Any], workloads: list[str]) -> list[str]:
     stock = "; its train-aug runs DALI's stock RandAugment suite" if "train-aug" in workloads else ""
     return [f"**This project's DALI graphs against NVIDIA's example graph** (`{REFERENCE}`, "
             f"{ref_device}{stock}; img/s ratio, same run)", "", *_table(["backend", *workloads], rows)]
+
+
+def ours_lines(run: dict[str, Any], workloads: list[str]) -> list[str]:
+    """Every other loader's img/s over this project's graph on the run's device; faster ones in bold."""
+    ratios = ratios_to_ours(run)
+    if not ratios:
+        return []
+
+    def cell(ratio: float | None) -> str:
+        return "-" if ratio is None else f"**{ratio:.2f}x**" if ratio > 1.0 else f"{ratio:.2f}x"
+
+    rows = [[f"`{b}`", *(cell(r.get(w)) for w in workloads)] for b, r in ratios.items()]
+    ours = DALI_FOR_DEVICE[run["device"]]
+    return [f"**Every other loader against this project's graph** (`{ours}`; img/s ratio, same run; "
+            f"**bold**: faster than `{ours}` on that workload)", "", *_table(["backend", *workloads], rows)]
 
 
 def error_lines(run: dict[str, Any]) -> list[str]:
