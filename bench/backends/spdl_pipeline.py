@@ -176,7 +176,15 @@ class SpdlBatches:
 
 
 def make_batches(data: ImageFolderData, spec: RunSpec) -> SpdlBatches:
-    """Batches of ``spec.workload`` from SPDL: FFmpeg on ``spec.workers`` threads, or nvJPEG on gpu."""
-    if spec.device == "gpu" and not torch.cuda.is_available():
-        raise RuntimeError("backend spdl with --device gpu needs a CUDA GPU")
+    """Batches of ``spec.workload`` from SPDL: FFmpeg on ``spec.workers`` threads, or nvJPEG on gpu.
+
+    On the CPU, torch runs one intra-op thread, as in a DataLoader worker: the tensor work inside
+    SPDL's threads (the batch's float conversion, train-aug's policy) then uses no more cores
+    than ``spec.workers``, the parallelism every backend is given.
+    """
+    if spec.device == "gpu":
+        if not torch.cuda.is_available():
+            raise RuntimeError("backend spdl with --device gpu needs a CUDA GPU")
+    else:
+        torch.set_num_threads(1)
     return SpdlBatches(data, spec)
