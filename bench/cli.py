@@ -86,7 +86,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                              f"on CPU, {'+'.join(QUICK_SECTIONS['gpu'])} on GPU with --quick)")
     what.add_argument("--backends", metavar="LIST", type=_names("--backends", list(BACKENDS)), default=None,
                       help=f"comma list of {','.join(BACKENDS)} (default: all that can run here; "
-                           f"with --quick all but {','.join(PEERS)})")
+                           f"with --quick or --device gpu all but {','.join(PEERS)})")
     what.add_argument("--workloads", metavar="LIST", type=_names("--workloads", list(WORKLOADS)),
                       default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in WORKLOADS.items())
@@ -202,9 +202,11 @@ def _backends(args: argparse.Namespace, device: str) -> tuple[tuple[str, ...], d
         if bad:
             raise ValueError(f"--backends: {'; '.join(bad)}")
         return tuple(name for name in BACKENDS if name in args.backends), {}  # registry order
-    if args.quick:  # the peers would take --quick past its 2 minutes; named in --backends, they run
-        quick_note = "not in --quick by default: name it in --backends"
-        reasons.update({n: quick_note for n in PEERS if not reasons[n]})
+    # The peers would take --quick past its 2 minutes and the full GPU sweep past its 8 (the GPU
+    # check's budget); named in --backends, they run.
+    if args.quick or device == "gpu":
+        why = "not in --quick" if args.quick else "not in a GPU run"
+        reasons.update({n: f"{why} by default: name it in --backends" for n in PEERS if not reasons[n]})
     return (tuple(n for n, why in reasons.items() if not why),
             {n: why for n, why in reasons.items() if why})
 
