@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import spdl.io
 import torch
@@ -57,7 +57,10 @@ def eval_sizes(height: int, width: int) -> tuple[int, int, int, int]:
 
 
 def filter_desc(workload: str, height: int, width: int) -> str:
-    """The FFmpeg filter graph that does ``workload``'s geometry on one decoded image, ending in RGB."""
+    """The FFmpeg filter graph that does ``workload``'s geometry on one decoded image, ending in RGB.
+
+    For the train workloads it draws the crop window and the flip, from torch's global generator.
+    """
     scale = f"scale=w={CROP}:h={CROP}:flags={SCALE_FLAGS}"
     if workload == "resize":
         steps = [scale]
@@ -158,12 +161,10 @@ class SpdlBatches:
 
     def __init__(self, data: ImageFolderData, spec: RunSpec) -> None:
         self.batches = math.ceil(len(data) / spec.batch_size)
-        stages: CpuDecode | GpuDecode = GpuDecode(spec.workload) if spec.device == "gpu" else CpuDecode(
-            spec.workload)
-        decode: Callable = stages.decode
+        stages = GpuDecode(spec.workload) if spec.device == "gpu" else CpuDecode(spec.workload)
         self.loader = DataLoader(
-            Samples(data, spec), preprocessor=decode, batch_size=spec.batch_size, aggregator=stages.batch,
-            buffer_size=BUFFER_BATCHES, num_threads=spec.workers,
+            Samples(data, spec), preprocessor=stages.decode, batch_size=spec.batch_size,
+            aggregator=stages.batch, buffer_size=BUFFER_BATCHES, num_threads=spec.workers,
             # File order for eval and resize (as every backend keeps it); training takes whatever
             # image finishes first.
             output_order="completion" if spec.train else "input")
