@@ -22,8 +22,24 @@ $(VENV)/.deps-demo: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[sample,tf,dev]'
+	$(PY) -m pip install --quiet -e '.[sample,tf,dev,peers]'
 	touch $@ $(VENV)/.deps-demo
+
+# SPDL (the [peers] extra) loads FFmpeg's shared libraries from the system. Where it finds none,
+# root with apt-get installs the newest libavdevice this distribution has (it pulls in
+# libavcodec, libavformat, libavfilter, libswscale, libavutil; Debian 12: libavdevice59, about
+# 90 packages, under a minute). Without root or apt-get the spdl tests skip and say why; a
+# failed install is reported and tried again by the next make.
+SPDL_FINDS_FFMPEG := $(PY) -c 'import spdl.io.utils as u; print("FFmpeg", u.get_ffmpeg_versions()["libavutil"])'
+$(VENV)/.ffmpeg-libs: | $(VENV)/.deps-test
+	@if $(SPDL_FINDS_FFMPEG) 2>/dev/null; then touch $@; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "FFmpeg's shared libraries are missing; installing them needs root and apt-get: the spdl tests will skip"; \
+		touch $@; \
+	elif apt-get update -qq && pkg=$$(apt-cache pkgnames libavdevice | grep -E '^libavdevice[0-9]+$$' | sort -V | tail -n 1) \
+		&& [ -n "$$pkg" ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$$pkg" \
+		&& $(SPDL_FINDS_FFMPEG); then touch $@; \
+	else echo "installing FFmpeg's shared libraries failed: the spdl tests will skip"; fi
 
 $(DATA)/train: | $(VENV)/.deps-demo
 	$(PY) -m dali_pipelines make-sample $(DATA) --images $(SAMPLE_IMAGES)
@@ -35,11 +51,11 @@ demo: $(VENV)/.deps-demo $(DATA)/train
 
 check: lint test
 
-test: $(VENV)/.deps-test
+test: $(VENV)/.deps-test $(VENV)/.ffmpeg-libs
 	$(PY) -m pytest -q
 
 # The suite without the tests marked slow (pytest.mark.slow), for the edit-test loop.
-test-fast: $(VENV)/.deps-test
+test-fast: $(VENV)/.deps-test $(VENV)/.ffmpeg-libs
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.deps-test
@@ -53,7 +69,7 @@ typecheck: $(VENV)/.deps-test
 	$(PY) tools/mypy_baseline.py
 
 # The full sweep (every section that applies to this machine), then the run as one JSON object.
-bench: $(VENV)/.deps-test $(DATA)/train
+bench: $(VENV)/.deps-test $(VENV)/.ffmpeg-libs $(DATA)/train
 	$(PY) -m bench --data $(DATA) --out bench/results
 	$(PY) -m bench report bench/results --json > bench/results/summary.json
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bench.backends import BACKENDS, WORKLOADS
+from bench.backends import BACKENDS, PEERS, WORKLOADS
 from bench.records import TIMING, Run, Settings
 from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
 from dali_pipelines import DatasetError
@@ -78,7 +78,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                            + f" (default: all that apply to the device; {'+'.join(QUICK_SECTIONS['cpu'])} "
                              f"on CPU, {'+'.join(QUICK_SECTIONS['gpu'])} on GPU with --quick)")
     what.add_argument("--backends", metavar="LIST", type=_names("--backends", list(BACKENDS)), default=None,
-                      help=f"comma list of {','.join(BACKENDS)} (default: all that can run here)")
+                      help=f"comma list of {','.join(BACKENDS)} (default: all that can run here; "
+                           f"with --quick or --device gpu all but {','.join(PEERS)})")
     what.add_argument("--workloads", metavar="LIST", type=_names("--workloads", list(WORKLOADS)),
                       default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in WORKLOADS.items())
@@ -194,6 +195,11 @@ def _backends(args: argparse.Namespace, device: str) -> tuple[tuple[str, ...], d
         if bad:
             raise ValueError(f"--backends: {'; '.join(bad)}")
         return tuple(name for name in BACKENDS if name in args.backends), {}  # registry order
+    # The peers would take --quick past its 2 minutes and the full GPU sweep past its 8 (the GPU
+    # check's budget); named in --backends, they run.
+    if args.quick or device == "gpu":
+        why = "not in --quick" if args.quick else "not in a GPU run"
+        reasons.update({n: f"{why} by default: name it in --backends" for n in PEERS if not reasons[n]})
     return (tuple(n for n, why in reasons.items() if not why),
             {n: why for n, why in reasons.items() if why})
 

@@ -13,7 +13,7 @@ from typing import Any
 from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
 from bench.measure import Measurement
 from bench.records import Record, Run
-from bench.sweep import SYNTHETIC
+from bench.sweep import DALI_FOR_DEVICE, SYNTHETIC
 
 
 def ok_rows(run: Run, section: str, **match: object) -> list[Record]:
@@ -90,6 +90,16 @@ def ratios_to_reference(run: Run) -> dict[str, dict[str, float]]:
     ref = rates.get(REFERENCE, {})
     return {b: {w: rates[b][w] / ref[w] for w in rates[b] if w in ref}
             for b in DALI_BACKENDS if b in rates and ref}
+
+
+def ratios_to_ours(run: Run) -> dict[str, dict[str, float]]:
+    """{other backend: {workload: its img/s / this project's graph's on the run's device}}, same run
+    (``dali-cpu`` on a CPU run, ``dali-gpu`` on a GPU run): above 1, that loader is faster."""
+    rates = throughput(run)
+    ours = DALI_FOR_DEVICE[run.device]
+    mine = rates.get(ours, {})
+    return {b: {w: r[w] / mine[w] for w in r if w in mine} for b, r in rates.items()
+            if b not in (ours, REFERENCE) and mine}
 
 
 def _step_ms(row: Record | None) -> float | None:
@@ -229,6 +239,7 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         "throughput": throughput(run),
         "train_aug_vs_train": aug_ratios(run),
         "ratio_to_dali_ref": ratios_to_reference(run),
+        "ratio_to_ours": ratios_to_ours(run),
         "e2e_efficiency": {b: f.efficiency for b, f in e2e.items() if b != SYNTHETIC},
         "e2e_gpu_idle_frac": {b: f.gpu_idle_frac for b, f in e2e.items()},
         "e2e_step_vs_synthetic": {b: f.step_vs_synthetic for b, f in e2e.items() if b != SYNTHETIC},

@@ -17,6 +17,7 @@ from bench.queries import (
     measured,
     ok_rows,
     overlap_efficiency,
+    ratios_to_ours,
     ratios_to_reference,
     scaling,
     shards_figures,
@@ -26,6 +27,7 @@ from bench.queries import (
     workloads_of,
 )
 from bench.records import Record, Run
+from bench.sweep import DALI_FOR_DEVICE
 
 
 def _cell(row: Record | None) -> str:
@@ -104,7 +106,7 @@ def throughput_lines(run: Run) -> list[str]:
               "peak GPU MiB"]
     notes = [f"- `{b}` {w}: skipped, {why}" for b, whys in skipped(run).items() for w, why in whys.items()]
     return [title, "", *_table(header, rows), *([*notes, ""] if notes else []),
-            *reference_lines(run, workloads)]
+            *reference_lines(run, workloads), *ours_lines(run, workloads)]
 
 
 def reference_lines(run: Run, workloads: list[str]) -> list[str]:
@@ -117,6 +119,21 @@ def reference_lines(run: Run, workloads: list[str]) -> list[str]:
     stock = "; its train-aug runs DALI's stock RandAugment suite" if "train-aug" in workloads else ""
     return [f"**This project's DALI graphs against NVIDIA's example graph** (`{REFERENCE}`, "
             f"{ref_device}{stock}; img/s ratio, same run)", "", *_table(["backend", *workloads], rows)]
+
+
+def ours_lines(run: Run, workloads: list[str]) -> list[str]:
+    """Every other loader's img/s over this project's graph on the run's device; faster ones in bold."""
+    ratios = ratios_to_ours(run)
+    if not ratios:
+        return []
+
+    def cell(ratio: float | None) -> str:
+        return "-" if ratio is None else f"**{ratio:.2f}x**" if ratio > 1.0 else f"{ratio:.2f}x"
+
+    rows = [[f"`{b}`", *(cell(r.get(w)) for w in workloads)] for b, r in ratios.items()]
+    ours = DALI_FOR_DEVICE[run.device]
+    return [f"**Every other loader against this project's graph** (`{ours}`; img/s ratio, same run; "
+            f"**bold**: faster than `{ours}` on that workload)", "", *_table(["backend", *workloads], rows)]
 
 
 def error_lines(run: Run) -> list[str]:
