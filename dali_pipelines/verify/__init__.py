@@ -10,17 +10,20 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from dali_pipelines.config import default_num_threads
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources.image_folder import ImageFolderData
-from dali_pipelines.verify.cache import VerifyCache, write_bad_list
-from dali_pipelines.verify.decode import deep_decode
-from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, check_path, os_reason
+from dali_pipelines.verify.cache import VerifyCache, stat_key, write_bad_list
+from dali_pipelines.verify.decode import deep_decode, read_local
+from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, Header, check_path, os_reason
 
 _logger = logging.getLogger(__name__)
 
@@ -67,14 +70,14 @@ def verify_data(data: ImageFolderData, *, deep: bool = False, max_pixels: int = 
         except OSError as err:
             results[path] = os_reason(err)
             continue
-        hit, results[path] = cache.lookup(path, todo[path])
+        hit, results[path] = cache.lookup(path, stat_key(todo[path]))
         if hit:
             report.cached += 1
             del todo[path]
     results.update(_check_many(list(todo), deep=deep, max_pixels=max_pixels,
                                workers=workers or default_num_threads()))
     for path, st in todo.items():
-        cache.store(path, st, results[path])
+        cache.store(path, stat_key(st), results[path])
     cache.save()
     report.checked, report.bad = len(todo), {p: r for p in data.files if (r := results[p]) is not None}
     _logger.info("verified %d files under %s (%s; %d checked, %d from cache) in %.2f s: %d bad", len(data),
@@ -83,16 +86,20 @@ def verify_data(data: ImageFolderData, *, deep: bool = False, max_pixels: int = 
     return report
 
 
-def _check_many(paths: list[str], *, deep: bool, max_pixels: int, workers: int) -> dict[str, str | None]:
-    """Header pass on threads (mostly waiting on I/O); DALI decodes what the headers cannot vouch for."""
+def _check_many(paths: list[str], *, deep: bool, max_pixels: int, workers: int,
+                check: Callable[[str, int], Header] = check_path,
+                read: Callable[[str], np.ndarray] = read_local) -> dict[str, str | None]:
+    """Header pass on threads (mostly waiting on I/O); DALI decodes what the headers cannot vouch for.
+    ``check`` and ``read`` reach the files (local ones by default)."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        headers = dict(zip(paths, pool.map(lambda p: check_path(p, max_pixels), paths), strict=True))
+        headers = dict(zip(paths, pool.map(lambda p: check(p, max_pixels), paths), strict=True))
     results: dict[str, str | None] = {p: h.reason for p, h in headers.items()}
     decode = [p for p, h in headers.items() if h.reason is None and (deep or h.needs_decode)]
     if decode:
         _logger.info("%d of %d files go on to DALI's decoder%s", len(decode), len(paths),
                      "" if deep else ": their headers cannot show that DALI decodes them")
-        results.update(deep_decode(decode, workers=workers, pixels={p: headers[p].pixels for p in decode}))
+        results.update(deep_decode(decode, workers=workers, pixels={p: headers[p].pixels for p in decode},
+                                   read=read))
     return results
 
 
