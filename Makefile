@@ -21,7 +21,7 @@ $(VENV)/.deps-demo: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[sample,tf,dev]'
+	$(PY) -m pip install --quiet -e '.[sample,tf,s3,dev]'
 	touch $@ $(VENV)/.deps-demo
 
 $(DATA)/train: | $(VENV)/.deps-demo
