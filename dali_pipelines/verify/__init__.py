@@ -21,6 +21,7 @@ import numpy as np
 from dali_pipelines.config import default_num_threads
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources.image_folder import ImageFolderData
+from dali_pipelines.sources.s3 import S3ImageFolder
 from dali_pipelines.verify.cache import VerifyCache, stat_key, write_bad_list
 from dali_pipelines.verify.decode import deep_decode, read_local
 from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, Header, check_path, os_reason
@@ -60,6 +61,10 @@ def verify_data(data: ImageFolderData, *, deep: bool = False, max_pixels: int = 
     """Check every file of ``data``; results for unchanged files come from ``cache_dir``."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    if isinstance(data, S3ImageFolder):  # objects in a bucket: ranged reads, cached by ETag
+        from dali_pipelines.verify.remote import verify_objects
+
+        return verify_objects(data, deep=deep, max_pixels=max_pixels, workers=workers, cache_dir=cache_dir)
     start, report = time.perf_counter(), VerifyReport(data)
     cache = VerifyCache(cache_dir, data.root, deep=deep, max_pixels=max_pixels)
     results: dict[str, str | None] = {}
