@@ -15,6 +15,7 @@ from dali_pipelines.config import PipelineConfig
 from dali_pipelines.graphs import Graph, build_pipeline
 from dali_pipelines.readers import READER_NAME
 from dali_pipelines.sources import DataSource
+from dali_pipelines.sources.s3 import read_failure
 
 _logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class DaliLoader:
             )
         self.cfg = cfg
         self.train = train
+        self.source = source
         self.num_samples = len(source)
         begin, end = shard_bounds(len(source), cfg.shard_id, cfg.num_shards)
         self.shard_size = end - begin
@@ -73,6 +75,15 @@ class DaliLoader:
         return math.ceil(self.shard_size / self.cfg.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        try:
+            yield from self._batches()
+        except RuntimeError as err:  # DALI's pipeline is dead; a bucket's read failure said in one line
+            failure = read_failure(err, self.source)
+            if failure is None:
+                raise
+            raise failure from err
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yielded = 0
         for outputs in self._iterator:
             batch = outputs[0]

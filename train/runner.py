@@ -30,6 +30,7 @@ from dali_pipelines import (
     open_source,
     prepare_data,
 )
+from dali_pipelines.sources.s3 import BucketReadError
 from train.checkpoint import (
     check_resumable,
     check_resumed_data,
@@ -301,7 +302,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
         state = setup(cfg, ctx, stop, payload, run_dir, device=device)
         try:
             _announce(state)
-            with training_stream(device):
+            with training_stream(device), resume_hint_on_read_failure(state):
                 return _epochs(state)
         finally:
             state.trainer.metrics.close()
@@ -361,6 +362,20 @@ def resume_command(checkpoint: Path, ctx: DistContext) -> str:
         return f"dali-train {target}"
     on_path = next((name for name in ("python", "python3") if shutil.which(name) == sys.executable), None)
     return f"{on_path or shlex.quote(sys.executable)} -m train {target}"
+
+
+@contextmanager
+def resume_hint_on_read_failure(state: Run) -> Iterator[None]:
+    """A bucket that stopped answering mid-run: its one line gains the checkpoint to resume from
+    (saved before the failure, so it is whole) and the command, for when the endpoint is back."""
+    try:
+        yield
+    except BucketReadError as err:
+        last = state.checkpoint_dir / "last.pt"
+        if not last.is_file():
+            raise BucketReadError(f"{err}; no checkpoint was saved yet: run again once it answers") from err
+        raise BucketReadError(f"{err}; the last checkpoint {last} is intact: once the endpoint answers, "
+                              f"resume with: {resume_command(last, state.ctx)}") from err
 
 
 def _epochs(state: Run) -> int:
