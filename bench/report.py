@@ -132,6 +132,19 @@ def shards_figures(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def storage_figures(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per workload: img/s of the same images loose and as shards, from local disk (the storage
+    section's jobs, else the shards section's) and from the local S3 server; S3 / local ratios."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in [*ok_rows(run, "shards"), *ok_rows(run, "storage")]:  # storage's own local jobs win
+        out.setdefault(r["workload"], {"backend": r["backend"]})[r["source"]] = rate(r)
+    for f in out.values():
+        for form in ("files", "shards"):
+            local, remote = f.get(form), f.get(f"s3-{form}")
+            f[f"s3_vs_local_{form}"] = remote / local if local and remote else None
+    return {w: f for w, f in out.items() if "s3-files" in f or "s3-shards" in f}
+
+
 def summary(run: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
     """The JSON summary of a run (``python -m bench report --json``)."""
     e2e = e2e_figures(run)
@@ -147,6 +160,8 @@ def summary(run: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
         "e2e_step_vs_synthetic": {b: f["step_vs_synthetic"] for b, f in e2e.items() if b != SYNTHETIC},
         "soak_growth_pct": {b: f["growth_pct"] for b, f in soak_figures(run).items()},
         "shards_vs_files": {w: f["ratio"] for w, f in shards_figures(run).items()},
+        "s3_vs_local": {w: {"files": f["s3_vs_local_files"], "shards": f["s3_vs_local_shards"]}
+                        for w, f in storage_figures(run).items()},
         "skipped": skipped(run),
         "errors": sum(r["status"] == "error" for r in run["results"]),
     }
@@ -344,11 +359,26 @@ def shards_lines(run: dict[str, Any]) -> list[str]:
                      "CPU s / 1000 img, files / shards"], table)]
 
 
+def storage_lines(run: dict[str, Any]) -> list[str]:
+    """The same images from local disk and from the local S3 server, loose and as shards."""
+    def cell(value: float | None, ratio: bool = False) -> str:
+        return "-" if value is None else (f"{value:.2f}x" if ratio else f"{value:.0f}")
+
+    table = [[w, f"`{f['backend']}`", cell(f.get("files")), cell(f.get("s3-files")),
+              cell(f["s3_vs_local_files"], True), cell(f.get("shards")), cell(f.get("s3-shards")),
+              cell(f["s3_vs_local_shards"], True)] for w, f in storage_figures(run).items()]
+    if not table:
+        return []
+    return ["**Local disk vs a local S3 server** (SeaweedFS on 127.0.0.1; DALI's own S3 reads)", "",
+            *_table(["workload", "backend", "disk files img/s", "S3 files img/s", "S3 / disk",
+                     "disk shards img/s", "S3 shards img/s", "S3 / disk"], table)]
+
+
 def render_markdown(run: dict[str, Any]) -> str:
     """All tables of a run as Markdown."""
     parts = [*header_lines(run), *throughput_lines(run), *error_lines(run), *scaling_lines(run),
              *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *soak_lines(run),
-             *shards_lines(run)]
+             *shards_lines(run), *storage_lines(run)]
     return "\n".join(parts).rstrip() + "\n"
 
 
