@@ -35,7 +35,9 @@ HOST = "127.0.0.1"  # an IP literal: DALI addresses buckets virtual-host style (
 # One port per listener `weed server -s3` opens (each gRPC port beside its HTTP port).
 _PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
           "filer.port.grpc", "s3.port", "s3.port.grpc")
+_PROBE_BUCKET = "dali-pipelines-ready"
 _UPLOAD_THREADS = 8
+_CHUNK_CACHE_MB = 512
 _START_TRIES = 3  # a free port taken by another process between the probe and weed's bind
 
 
@@ -123,6 +125,9 @@ class S3Server:
                    "-volume.preStopSeconds=0", "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
                    "-master.electionTimeout=1s",  # a restart waits for it before the master serves
                    "-volume.max=0",  # 0: as many volumes as the disk holds
+                   # Without a chunk cache every ranged GET (a shard member: a few KiB) reads its
+                   # whole chunk (4 MiB) from the volume server again.
+                   f"-s3.cacheCapacityMB={_CHUNK_CACHE_MB}",
                    f"-filer.localSocket={self.folder / 'filer.sock'}",
                    f"-s3.localSocket={self.folder / 's3.sock'}"]
         log = self.log_path.open("ab")
@@ -134,24 +139,38 @@ class S3Server:
             log.close()
 
     def _wait_ready(self, timeout_s: float) -> None:
-        """Until the S3 port answers HTTP and the store takes a bucket (the volume server has
-        registered with the master: before that, writes fail)."""
+        """Until the S3 port answers HTTP and an object stored before can be read back: after a
+        restart the gateway answers seconds before the volume server has told the master where
+        the old objects are (until then a GET fails with InternalError)."""
         deadline = time.monotonic() + timeout_s
-        probe = "dali-pipelines-ready"
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
                 raise S3ServerError(f"weed exited with code {self._proc and self._proc.returncode} while "
                                     f"starting; see {self.log_path}")
             if self._answers():
                 try:
-                    self._ensure_bucket(probe)
-                    self.client().put_object(Bucket=probe, Key="ready", Body=b"")
+                    self._read_probe()
                     return
                 except Exception as err:  # botocore's error types: not ready yet, try again
                     _logger.debug("S3 server not ready: %s", err)
             time.sleep(0.1)
         raise S3ServerError(f"the S3 server at {self.endpoint} did not answer within {timeout_s:.0f} s; "
                             f"see {self.log_path}")
+
+    def _read_probe(self) -> None:
+        """Read the probe object, writing it first on the first start (a write needs the volume
+        server registered; a read of an older object, its volumes known to the master)."""
+        from botocore.exceptions import ClientError
+
+        client = self.client()
+        self._ensure_bucket(_PROBE_BUCKET)
+        try:
+            client.get_object(Bucket=_PROBE_BUCKET, Key="ready")["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+            client.put_object(Bucket=_PROBE_BUCKET, Key="ready", Body=b"ready")
+            client.get_object(Bucket=_PROBE_BUCKET, Key="ready")["Body"].read()
 
     def _answers(self) -> bool:
         try:
