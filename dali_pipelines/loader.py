@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
@@ -59,13 +60,14 @@ class DaliLoader:
         self._pipeline = build_pipeline(source, cfg, train=train, checkpoint=checkpoint, graph=graph)
         # Building the iterator builds the pipeline and starts prefetching
         # (prefetch_queue_depth batches), so the first next() does not wait for a full batch.
-        self._iterator = DALIGenericIterator(
-            [self._pipeline],
-            ["images", "labels"],
-            reader_name=READER_NAME,
-            last_batch_policy=LastBatchPolicy.DROP if train else LastBatchPolicy.PARTIAL,
-            auto_reset=True,
-        )
+        with _read_failures_said(source):
+            self._iterator = DALIGenericIterator(
+                [self._pipeline],
+                ["images", "labels"],
+                reader_name=READER_NAME,
+                last_batch_policy=LastBatchPolicy.DROP if train else LastBatchPolicy.PARTIAL,
+                auto_reset=True,
+            )
         self.device = torch.device("cuda", cfg.device_id) if cfg.device == "gpu" else torch.device("cpu")
 
     def __len__(self) -> int:
@@ -75,13 +77,8 @@ class DaliLoader:
         return math.ceil(self.shard_size / self.cfg.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        try:
+        with _read_failures_said(self.source):
             yield from self._batches()
-        except RuntimeError as err:  # DALI's pipeline is dead; a bucket's read failure said in one line
-            failure = read_failure(err, self.source)
-            if failure is None:
-                raise
-            raise failure from err
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yielded = 0
@@ -108,6 +105,18 @@ class DaliLoader:
         """Release the pipeline (its memory pools keep their high-water mark until then)."""
         self._iterator = None  # type: ignore[assignment]
         self._pipeline = None  # type: ignore[assignment]
+
+
+@contextmanager
+def _read_failures_said(source: DataSource) -> Iterator[None]:
+    """DALI's pipeline died: a bucket's read failure becomes one line (``BucketReadError``)."""
+    try:
+        yield
+    except RuntimeError as err:
+        failure = read_failure(err, source)
+        if failure is None:
+            raise
+        raise failure from err
 
 
 def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,
