@@ -185,14 +185,15 @@ class S3Server:
         """SIGTERM, then SIGKILL after ``grace_s``: weed's graceful stop waits on its own gRPC
         streams between master, filer and S3 gateway, often past any useful bound."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         # weed puts its gRPC unix sockets in /tmp, whatever TMPDIR says; a kill leaves them.
         for name, port in self._ports.items():
             if name.endswith(".grpc"):
