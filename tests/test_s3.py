@@ -24,7 +24,8 @@ from dali_pipelines import (
     verify_data,
 )
 from dali_pipelines.cli import main as verify_main
-from dali_pipelines.sources.s3 import S3ImageFolder, S3Shards, bucket_client, read_failure
+from dali_pipelines.sources.bucket import bucket_client
+from dali_pipelines.sources.s3 import S3ImageFolder, S3Shards, read_failure
 from dali_pipelines.sources.webdataset import open_shards
 from dali_pipelines.verify.headers import check_stream
 from dali_pipelines.verify.remote import HEAD_BYTES, RangedObject

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from dali_pipelines.sources.s3 import REQUEST_THREADS, S3ImageFolder, bucket_client, read_object
+from dali_pipelines.sources.bucket import REQUEST_THREADS, bucket_client, read_object
+from dali_pipelines.sources.s3 import S3ImageFolder
 from dali_pipelines.verify import VerifyReport, _check_many
 from dali_pipelines.verify.cache import VerifyCache
 from dali_pipelines.verify.headers import Header, check_stream, os_reason
