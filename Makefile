@@ -22,7 +22,7 @@ $(VENV)/.deps-demo: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[sample,tf,dev,peers]'
+	$(PY) -m pip install --quiet -e '.[sample,tf,s3,dev,peers]'
 	touch $@ $(VENV)/.deps-demo
 
 # SPDL (the [peers] extra) loads FFmpeg's shared libraries from the system. Where it finds none,

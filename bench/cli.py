@@ -44,6 +44,8 @@ SECTION_HELP = {
            "and torch-tv (GPU)",
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
+    "storage": "the DALI train graph reading the same files loose and as shards from local disk and from a "
+               "local S3 server (SeaweedFS on 127.0.0.1, started for the section)",
 }
 
 
@@ -103,8 +105,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                       help="a file that fails verification stops the run before any measurement, or is "
                            "left out of every backend (default: error)")
     data.add_argument("--shards", metavar="DIR", type=_folder("--shards"), default=None,
-                      help="WebDataset shards of the same images for the shards section (default: --data "
-                           "converted into the temp folder, reused by later runs)")
+                      help="WebDataset shards of the same images for the shards and storage sections "
+                           "(default: --data converted into the temp folder, reused by later runs)")
     timing = p.add_argument_group("timing")
     timing.add_argument("--warmup-s", metavar="SECONDS", type=argtypes.non_negative_float, default=None,
                         help="untimed warm-up per measurement, seconds (default: 1; 0.5 with --quick)")
@@ -181,9 +183,9 @@ def _sections(args: argparse.Namespace, device: str) -> tuple[str, ...]:
     if needs_gpu and device != "gpu":
         raise ValueError(f"--sections {','.join(needs_gpu)} needs --device gpu and a CUDA GPU; "
                          f"leave {'it' if len(needs_gpu) == 1 else 'them'} out on this machine")
-    if args.shards is not None and "shards" not in args.sections:
-        raise ValueError("--shards is read only by the shards section; add shards to --sections "
-                         "or drop --shards")
+    if args.shards is not None and not {"shards", "storage"} & set(args.sections):
+        raise ValueError("--shards is read only by the shards section and the storage section; add one "
+                         "to --sections or drop --shards")
     return args.sections
 
 
@@ -231,6 +233,7 @@ def run_command(args: argparse.Namespace, tmp: Path) -> Run:
     from bench.data import image_folder_root, load_jpeg_folder, make_temp_sample, shards_for
     from bench.publish import publish, saver
     from bench.records import RunData, new_run
+    from bench.storage import StorageSources, unavailable_reason
     from bench.sweep import data_sources, describe_plan, plan, run_sweep
 
     settings, left_out = resolve(args)
@@ -247,12 +250,19 @@ def run_command(args: argparse.Namespace, tmp: Path) -> Run:
         raise ValueError(f"nothing to measure: --sections {','.join(settings.sections)} has no job for "
                          f"--backends {','.join(settings.backends)} on {settings.device}")
     # Shards of a sample made for this run go with it; shards of --data are kept for later runs.
-    shards = shards_for(files, args.shards, None if args.data else tmp) if "shards" in sections else None
+    needs_shards = {"shards", "storage"} & set(sections)
+    shards = shards_for(files, args.shards, None if args.data else tmp) if needs_shards else None
     out_dir.mkdir(parents=True, exist_ok=True)
     run = new_run(args.argv, dataclasses.replace(settings, sections=tuple(sections)),
                   RunData(name=str(root), images=len(files), classes=len(files.classes)), left_out)
     print(f"bench: {describe_plan(sections)}; results in {out_dir}/{run.stem}.*", file=sys.stderr)
-    run_sweep(sections, data_sources(files, shards), settings.timeout_s, saver(run, out_dir))
+    sources = StorageSources(data_sources(files, shards), tmp)
+    try:
+        if "storage" in sections and unavailable_reason() is None:  # else its S3 jobs are skipped
+            sources.start()  # before the first job: job processes keep the environment of the first
+        run_sweep(sections, sources, settings.timeout_s, saver(run, out_dir))
+    finally:
+        sources.close()
     md = publish(run, out_dir, plots=True)
     print(md.read_text(encoding="utf-8"))
     print(f"results: {out_dir}/{run.stem}.{{json,csv,md}} and *.png", file=sys.stderr)

@@ -192,6 +192,19 @@ def shards_figures(run: Run) -> dict[str, ShardsFigures]:
     return out
 
 
+def storage_figures(run: Run) -> dict[str, dict[str, Any]]:
+    """Per workload: img/s of the same images loose and as shards, from local disk (the storage
+    section's jobs, else the shards section's) and from the local S3 server; S3 / local ratios."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in [*ok_rows(run, "shards"), *ok_rows(run, "storage")]:  # storage's own local jobs win
+        out.setdefault(r.workload, {"backend": r.backend})[r.source] = rate(r)
+    for f in out.values():
+        for form in ("files", "shards"):
+            local, remote = f.get(form), f.get(f"s3-{form}")
+            f[f"s3_vs_local_{form}"] = remote / local if local and remote else None
+    return {w: f for w, f in out.items() if "s3-files" in f or "s3-shards" in f}
+
+
 @dataclass(frozen=True)
 class Scaling:
     """Train records over workers/threads: the counts measured and each backend's record at each."""
@@ -245,6 +258,8 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         "e2e_step_vs_synthetic": {b: f.step_vs_synthetic for b, f in e2e.items() if b != SYNTHETIC},
         "soak_growth_pct": {b: f.growth_pct for b, f in soak_figures(run).items()},
         "shards_vs_files": {w: f.ratio for w, f in shards_figures(run).items()},
+        "s3_vs_local": {w: {"files": f["s3_vs_local_files"], "shards": f["s3_vs_local_shards"]}
+                        for w, f in storage_figures(run).items()},
         "skipped": skipped(run),
         "errors": len(failed_rows(run)),
     }

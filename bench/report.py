@@ -24,6 +24,7 @@ from bench.queries import (
     skipped,
     skipped_rows,
     soak_figures,
+    storage_figures,
     workloads_of,
 )
 from bench.records import Record, Run
@@ -223,9 +224,24 @@ def shards_lines(run: Run) -> list[str]:
                      "CPU s / 1000 img, files / shards"], table)]
 
 
+def storage_lines(run: Run) -> list[str]:
+    """The same images from local disk and from the local S3 server, loose and as shards."""
+    def cell(value: float | None, ratio: bool = False) -> str:
+        return "-" if value is None else (f"{value:.2f}x" if ratio else f"{value:.0f}")
+
+    table = [[w, f"`{f['backend']}`", cell(f.get("files")), cell(f.get("s3-files")),
+              cell(f["s3_vs_local_files"], True), cell(f.get("shards")), cell(f.get("s3-shards")),
+              cell(f["s3_vs_local_shards"], True)] for w, f in storage_figures(run).items()]
+    if not table:
+        return []
+    return ["**Local disk vs a local S3 server** (SeaweedFS on 127.0.0.1; DALI's own S3 reads)", "",
+            *_table(["workload", "backend", "disk files img/s", "S3 files img/s", "S3 / disk",
+                     "disk shards img/s", "S3 shards img/s", "S3 / disk"], table)]
+
+
 def render_markdown(run: Run) -> str:
     """All tables of a run as Markdown."""
     parts = [*header_lines(run), *throughput_lines(run), *error_lines(run), *scaling_lines(run),
              *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *soak_lines(run),
-             *shards_lines(run)]
+             *shards_lines(run), *storage_lines(run)]
     return "\n".join(parts).rstrip() + "\n"

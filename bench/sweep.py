@@ -18,11 +18,12 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bench import storage
 from bench.backends import BACKENDS, RunSpec, get_backend
 from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
 from bench.records import Record, Settings, Status
@@ -30,10 +31,10 @@ from dali_pipelines import DataSource, ImageFolderData
 
 _logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards")
+SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards", "storage")
 GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
-DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards"),
-                    "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards")}
+DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards", "storage"),
+                    "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards", "storage")}
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
 # On CPU, what RandAugment costs each loader is the headline; on a GPU it doubles --quick's jobs.
 QUICK_WORKLOADS = {"cpu": ("train", "train-aug"), "gpu": ("train",)}
@@ -67,11 +68,12 @@ class Job:
     warmup_batches: int = 1
     passes: bool = False  # each repeat one full epoch (soak)
     step_ms: float = 0.0  # overlap: simulated accelerator step per batch
-    source: str = "files"  # "files" | "shards" (shards section)
+    source: str = "files"  # "files" | "shards" (shards section); storage.SOURCES (storage section)
 
     def label(self) -> str:
         """Short human label for progress lines and logs."""
         extra = {"overlap": f" step={self.step_ms:g}ms", "shards": f" from {self.source}",
+                 "storage": f" from {self.source}",
                  "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}"}.get(self.section, "")
         return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
                 f"w={self.spec.workers}{extra}")
@@ -82,7 +84,10 @@ class Job:
         return {**out, **self.spec.to_dict()}
 
     def skip_reason(self) -> str | None:
-        """Why the backend does not do this job's workload (then nothing runs); None if it does."""
+        """Why the backend does not do this job's workload, or its source cannot be served here
+        (then nothing runs); None if it does."""
+        if self.source in storage.S3_SOURCES and (reason := storage.unavailable_reason()):
+            return f"the local S3 server {reason}"
         return None if self.backend == SYNTHETIC else BACKENDS[self.backend].skip_reason(self.spec.workload)
 
     def minimum_s(self) -> float:
@@ -139,6 +144,9 @@ def plan_section(s: Settings, section: str) -> list[Job]:
         return [dataclasses.replace(_job(s, section, backend), passes=True, repeats=s.soak_epochs)]
     if section == "shards":
         return [_job(s, section, backend, source=src) for src in ("files", "shards")]
+    if section == "storage":  # from a local S3 server, beside local disk (the shards section's, if it runs)
+        sources = storage.S3_SOURCES if "shards" in s.sections else storage.SOURCES
+        return [_job(s, section, backend, source=src) for src in sources]
     raise ValueError(f"unknown section {section!r}; accepted: {', '.join(SECTIONS)}")
 
 
@@ -241,7 +249,7 @@ class Progress:
               file=self.stream, flush=True)
 
 
-def run_sweep(sections: dict[str, list[Job]], sources: dict[str, DataSource], timeout_s: float,
+def run_sweep(sections: dict[str, list[Job]], sources: Mapping[str, DataSource], timeout_s: float,
               save: Callable[[Record], None]) -> None:
     """Run every job in order; ``save`` gets each record as soon as it exists."""
     progress = Progress(sum(len(jobs) for jobs in sections.values()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
@@ -15,6 +16,7 @@ from dali_pipelines.config import PipelineConfig
 from dali_pipelines.graphs import Graph, build_pipeline
 from dali_pipelines.readers import READER_NAME
 from dali_pipelines.sources import DataSource
+from dali_pipelines.sources.s3 import read_failure
 
 _logger = logging.getLogger(__name__)
 
@@ -51,19 +53,21 @@ class DaliLoader:
             )
         self.cfg = cfg
         self.train = train
+        self.source = source
         self.num_samples = len(source)
         begin, end = shard_bounds(len(source), cfg.shard_id, cfg.num_shards)
         self.shard_size = end - begin
         self._pipeline = build_pipeline(source, cfg, train=train, checkpoint=checkpoint, graph=graph)
         # Building the iterator builds the pipeline and starts prefetching
         # (prefetch_queue_depth batches), so the first next() does not wait for a full batch.
-        self._iterator = DALIGenericIterator(
-            [self._pipeline],
-            ["images", "labels"],
-            reader_name=READER_NAME,
-            last_batch_policy=LastBatchPolicy.DROP if train else LastBatchPolicy.PARTIAL,
-            auto_reset=True,
-        )
+        with _read_failures_said(source):
+            self._iterator = DALIGenericIterator(
+                [self._pipeline],
+                ["images", "labels"],
+                reader_name=READER_NAME,
+                last_batch_policy=LastBatchPolicy.DROP if train else LastBatchPolicy.PARTIAL,
+                auto_reset=True,
+            )
         self.device = torch.device("cuda", cfg.device_id) if cfg.device == "gpu" else torch.device("cpu")
 
     def __len__(self) -> int:
@@ -73,6 +77,10 @@ class DaliLoader:
         return math.ceil(self.shard_size / self.cfg.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        with _read_failures_said(self.source):
+            yield from self._batches()
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yielded = 0
         for outputs in self._iterator:
             batch = outputs[0]
@@ -97,6 +105,18 @@ class DaliLoader:
         """Release the pipeline (its memory pools keep their high-water mark until then)."""
         self._iterator = None
         self._pipeline = None
+
+
+@contextmanager
+def _read_failures_said(source: DataSource) -> Iterator[None]:
+    """DALI's pipeline died: a bucket's read failure becomes one line (``BucketReadError``)."""
+    try:
+        yield
+    except RuntimeError as err:
+        failure = read_failure(err, source)
+        if failure is None:
+            raise
+        raise failure from err
 
 
 def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,

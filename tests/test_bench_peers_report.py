@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
-
 from bench.queries import ratios_to_ours
 from bench.records import Run
 from bench.report import ours_lines
-
-COMMITTED = Path(__file__).resolve().parent.parent / "bench" / "results" / "cpu-2core-2026-11-25-183443.json"
+from tests.bench_runs import record, run_of
 
 
 def _run(device: str, rates: dict[str, dict[str, float]]) -> Run:
-    """The committed run's header with throughput records of the given rates on ``device``."""
-    template = Run.from_dict(json.loads(COMMITTED.read_text(encoding="utf-8")))
-    row = next(r for r in template.results if r.section == "throughput" and r.ok)
-    assert row.measurement is not None
-    records = [dataclasses.replace(row, backend=b, workload=w,
-                                   measurement=dataclasses.replace(row.measurement, images_per_s=rate))
-               for b, by_workload in rates.items() for w, rate in by_workload.items()]
-    return dataclasses.replace(template, settings=dataclasses.replace(template.settings, device=device),
-                               results=records)
+    return run_of(device, [record("throughput", b, w, rate) for b, by_workload in rates.items()
+                           for w, rate in by_workload.items()])
 
 
 def test_ratios_are_to_the_graph_of_the_runs_device_and_faster_ones_are_bold() -> None:

@@ -41,7 +41,10 @@ def default_device() -> str:
 
 
 def absolute_path(text: str) -> str:
-    """A path made absolute, so a resumed run finds the data from any working directory."""
+    """A path made absolute, so a resumed run finds the data from any working directory; a URL
+    (``s3://bucket/prefix``) as it is."""
+    if "://" in text:
+        return text
     return os.path.abspath(os.path.expanduser(text))
 
 
@@ -89,7 +92,8 @@ class TrainConfig:
 
     # --- data: what is read, and how it becomes batches
     data: str | None = setting(
-        None, "data root with train/ and val/ ImageFolder trees (or WebDataset shards)",
+        None, "data root with train/ and val/ ImageFolder trees (or WebDataset shards); a folder or "
+              "s3://bucket/prefix",
         group="data", resume=FREE, type=absolute_path, metavar="DIR",
         shown_default="required; with --resume, the checkpoint's")
     format: str = setting("auto", "data layout; auto detects shards vs folders", group="data",

@@ -21,6 +21,7 @@ from dali_pipelines import (
     prepare_data,
 )
 from dali_pipelines.config import default_cache_dir, default_num_threads
+from dali_pipelines.sources.s3 import BucketReadError
 from train.checkpoint import estimated_bytes
 from train.config import TrainConfig
 from train.distributed import (
@@ -192,7 +193,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
         state = setup(cfg, ctx, stop, payload, run_dir, device=device)
         try:
             _announce(state)
-            with training_stream(device):
+            with training_stream(device), resume_hint_on_read_failure(state):
                 return _epochs(state)
         finally:
             state.trainer.metrics.close()
@@ -234,6 +235,20 @@ def _announce(state: Run) -> None:
     if cfg.resume:
         p = state.progress
         print(f"resumed from {cfg.resume}: epoch {p.epoch}, step {p.step}", flush=True)
+
+
+@contextmanager
+def resume_hint_on_read_failure(state: Run) -> Iterator[None]:
+    """A bucket that stopped answering mid-run: its one line gains the checkpoint to resume from
+    (saved before the failure, so it is whole) and the command, for when the endpoint is back."""
+    try:
+        yield
+    except BucketReadError as err:
+        last = state.checkpoint_dir / "last.pt"
+        if not last.is_file():
+            raise BucketReadError(f"{err}; no checkpoint was saved yet: run again once it answers") from err
+        raise BucketReadError(f"{err}; the last checkpoint {last} is intact: once the endpoint answers, "
+                              f"resume with: {resume_command(last, state.ctx)}") from err
 
 
 def _epochs(state: Run) -> int:

@@ -18,6 +18,7 @@ from dali_pipelines.sources.image_folder import (
     scan_image_folder,
     write_file_list,
 )
+from dali_pipelines.sources.s3 import is_s3_url, open_bucket
 from dali_pipelines.sources.sample import make_sample_dataset
 from dali_pipelines.sources.splits import SPLITS, split_folder, split_folders
 from dali_pipelines.sources.to_shards import convert_dataset, convert_image_folder
@@ -38,7 +39,8 @@ FORMATS: tuple[str, ...] = ("auto", "folder", "wds")
 
 
 def open_source(path: str | os.PathLike[str], fmt: Format = "auto", split: str | None = None) -> DataSource:
-    """The data source at ``path`` (or ``path/split``): ImageFolder files or WebDataset shards.
+    """The data source at ``path`` (or ``path/split``): ImageFolder files or WebDataset shards, on
+    disk or in a bucket (``s3://bucket/prefix``, see ``sources.s3``).
 
     ``fmt="auto"`` picks shards when the folder holds ``.tar`` files (or a shard manifest)
     and an ImageFolder tree otherwise. ``split`` ("train", "val") selects a folder of a
@@ -46,6 +48,8 @@ def open_source(path: str | os.PathLike[str], fmt: Format = "auto", split: str |
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if is_s3_url(path):  # a bucket: listed through boto3, read by DALI itself
+        return open_bucket(str(path), fmt, split)
     root = _data_root(Path(path).expanduser(), split)
     detected = detect_format(root) if fmt == "auto" else fmt
     _logger.info("data %s: %s", root, "WebDataset shards" if detected == "wds" else "ImageFolder")

@@ -95,16 +95,21 @@ def _images_under(class_dir: Path) -> list[str]:
     return found
 
 
-def write_file_list(data: ImageFolderData, path: str | os.PathLike[str]) -> Path:
+def write_file_list(data: ImageFolderData, path: str | os.PathLike[str],
+                    file_root: str | None = None) -> Path:
     """Write a DALI ``file_list`` ("<path> <label>" per line); returns its path.
 
     Paths are relative to the list's own folder, as DALI reads them when no ``file_root`` is
     given: ``fn.readers.file(file_list=path)``. The list survives moving it with the data.
+    With ``file_root`` (a bucket's ``s3://`` prefix: DALI would put the list's folder before a
+    URL) they are relative to it, for ``fn.readers.file(file_list=path, file_root=file_root)``.
     """
     path = Path(path)
     folder = path.parent.resolve()  # the data paths are resolved too, so ".." steps are physical
+    prefix = None if file_root is None else file_root.rstrip("/") + "/"
     with atomic_write(path, encoding="utf-8") as handle:
-        handle.writelines(f"{os.path.relpath(f, folder)} {label}\n" for f, label in data.samples)
+        handle.writelines(f"{f.removeprefix(prefix) if prefix else os.path.relpath(f, folder)} {label}\n"
+                          for f, label in data.samples)
     return path
 
 

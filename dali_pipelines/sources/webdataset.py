@@ -106,9 +106,15 @@ def read_index(path: str | os.PathLike[str]) -> list[IndexEntry]:
     """Parse a DALI webdataset index (v1.1 ``ext offset size`` or v1.2 with member names)."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"index file {path} cannot be read ({err}); recreate it with wds2idx") from err
+    return parse_index(str(path), text)
+
+
+def parse_index(path: str, text: str) -> list[IndexEntry]:
+    """The entries of an index file's ``text``; ``path`` names it in errors (a file or an s3:// URL)."""
+    lines = text.splitlines()
     header = lines[0].split() if lines else []
     if len(header) != 2 or header[0] not in ("v1.1", "v1.2") or not header[1].isdigit():
         raise DatasetError(f"index file {path} has no 'v1.2 <samples>' header; recreate it with wds2idx")
@@ -123,7 +129,7 @@ def read_index(path: str | os.PathLike[str]) -> list[IndexEntry]:
     return entries
 
 
-def _parse_index_line(path: Path, number: int, line: str, width: int) -> IndexEntry:
+def _parse_index_line(path: str, number: int, line: str, width: int) -> IndexEntry:
     parts = line.split()
     if len(parts) % width:
         raise DatasetError(f"{path}:{number}: malformed index line {line[:80]!r}; recreate it with wds2idx")
@@ -149,6 +155,13 @@ def check_shard(shard: Path, entries: Sequence[IndexEntry]) -> int:
         size = shard.stat().st_size
     except OSError as err:
         raise DatasetError(f"shard {shard} cannot be read ({err}); restore it or re-run to-shards") from err
+    check_entries(str(shard), entries, size)
+    return size
+
+
+def check_entries(shard: str, entries: Sequence[IndexEntry], size: int) -> None:
+    """Every sample of ``shard`` (a path or URL of ``size`` bytes) has an image and a label, none
+    past the end."""
     for entry in entries:
         if LABEL_EXT not in entry.members or not any(ext in entry.members for ext in IMAGE_EXTS):
             raise DatasetError(
@@ -161,7 +174,6 @@ def check_shard(shard: Path, entries: Sequence[IndexEntry]) -> int:
             f"shard {shard} is truncated: its index reaches byte {end} but the file has {size} bytes; "
             "copy it again (or re-run to-shards to rewrite it)"
         )
-    return size
 
 
 def check_labels(shard: Path, entries: Sequence[IndexEntry], num_classes: int) -> None:
@@ -178,16 +190,20 @@ def check_labels(shard: Path, entries: Sequence[IndexEntry], num_classes: int) -
                 if length > _MAX_LABEL_BYTES:
                     raise _bad_label(shard, entry.key, f"a {length}-byte .{LABEL_EXT} member", num_classes)
                 f.seek(offset)
-                text = f.read(length)
-                value = text.strip()
-                if (not value.isdigit() or len(value) > 9 or int(value) >= num_classes
-                        or len(text) - len(text.rstrip()) > LABEL_TRAILING):
-                    raise _bad_label(shard, entry.key, repr(text), num_classes)
+                check_label(shard, entry.key, f.read(length), num_classes)
     except OSError as err:
         raise DatasetError(f"shard {shard} cannot be read ({err}); restore it or re-run to-shards") from err
 
 
-def _bad_label(shard: Path, key: str, found: str, num_classes: int) -> DatasetError:
+def check_label(shard: str | Path, key: str, text: bytes, num_classes: int) -> None:
+    """Raise unless ``text`` (sample ``key``'s .cls member) is a label the graph's parse reads right."""
+    value = text.strip()
+    if (not value.isdigit() or len(value) > 9 or int(value) >= num_classes
+            or len(text) - len(text.rstrip()) > LABEL_TRAILING):
+        raise _bad_label(shard, key, repr(text), num_classes)
+
+
+def _bad_label(shard: str | Path, key: str, found: str, num_classes: int) -> DatasetError:
     return DatasetError(
         f"shard {shard}: sample {key!r} has label {found}; a .{LABEL_EXT} member must hold a decimal "
         f"class number 0-{num_classes - 1} ({CLASSES_NAME} lists {num_classes} classes): fix the "
@@ -210,7 +226,11 @@ def read_classes(root: Path) -> tuple[str, ...]:
         raise DatasetError(
             f"{path} is missing; write a JSON list of class names in label order (to-shards writes it)"
         )
-    classes = read_json(path)
+    return parse_classes(str(path), read_json(path))
+
+
+def parse_classes(path: str, classes: Any) -> tuple[str, ...]:
+    """``classes`` (parsed ``classes.json``, named ``path`` in errors) checked to be a list of names."""
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise DatasetError(f"{path} must be a non-empty JSON list of class names")
     return tuple(classes)
@@ -245,7 +265,7 @@ def open_shards(root: str | os.PathLike[str]) -> WebDatasetShards:
     shards = WebDatasetShards(root=root, shards=tuple(str(t) for t in tars), index_files=tuple(indexes),
                               shard_samples=tuple(samples), shard_bytes=tuple(sizes), classes=classes)
     if manifest is not None:
-        _check_against_manifest(root, manifest, shards)
+        check_against_manifest(root, manifest, shards)
     _logger.info("opened %s: %d samples in %d shards, %d classes", root, len(shards),
                  len(tars), len(classes))
     return shards
@@ -256,7 +276,11 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
     path = root / MANIFEST_NAME
     if not path.is_file():
         return None
-    manifest = read_json(path)
+    return parse_manifest(str(path), read_json(path))
+
+
+def parse_manifest(path: str, manifest: Any) -> dict[str, Any]:
+    """``manifest`` (parsed ``manifest.json``, named ``path`` in errors) checked for its shard records."""
     shards = manifest.get("shards") if isinstance(manifest, dict) else None
     fields = {"tar": str, "samples": int, "bytes": int}
     if not isinstance(shards, list) or not shards or not all(
@@ -283,12 +307,13 @@ def _shard_list(root: Path, manifest: dict[str, Any] | None) -> list[Path]:
     return tars
 
 
-def _check_against_manifest(root: Path, manifest: dict[str, Any], shards: WebDatasetShards) -> None:
-    """A shard cut inside its tail padding still passes the index check; the manifest's sizes catch it."""
+def check_against_manifest(root: str | Path, manifest: dict[str, Any], shards: WebDatasetShards) -> None:
+    """A shard cut inside its tail padding still passes the index check; the manifest's sizes catch it.
+    ``root`` is the shard folder (a path or an s3:// URL)."""
     for record, size, count in zip(manifest["shards"], shards.shard_bytes, shards.shard_samples, strict=True):
         if record["bytes"] != size or record["samples"] != count:
             raise DatasetError(
-                f"shard {root / record['tar']} has {size} bytes and {count} samples but "
-                f"{root / MANIFEST_NAME} recorded {record['bytes']} and {record['samples']}; it is "
+                f"shard {root}/{record['tar']} has {size} bytes and {count} samples but "
+                f"{root}/{MANIFEST_NAME} recorded {record['bytes']} and {record['samples']}; it is "
                 "truncated or replaced: copy it again or re-run to-shards"
             )
