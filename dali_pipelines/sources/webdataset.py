@@ -4,7 +4,8 @@ A shard directory, as ``convert_image_folder`` writes it::
 
     shard-000000.tar   <key>.jpg + <key>.cls members, in pairs (.cls: the label as ASCII decimal)
     shard-000000.idx   the index fn.readers.webdataset needs (byte-identical to DALI's wds2idx)
-    shard-000000.json  record of a finished shard: sample count, bytes, sha256, source files
+    shard-000000.json  record of a finished shard: sample count, bytes, sha256, source files (and the
+                       resolution cap, when images were re-encoded)
     classes.json       JSON list of class names; label i is classes[i]
     manifest.json      written last: the shard list; its presence means the conversion finished
 
@@ -15,6 +16,7 @@ DALI's ``wds2idx``) and a ``classes.json``; their labels are checked when opened
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -193,6 +195,15 @@ def _bad_label(shard: Path, key: str, found: str, num_classes: int) -> DatasetEr
         f"class number 0-{num_classes - 1} ({CLASSES_NAME} lists {num_classes} classes): fix the "
         "shard or classes.json"
     )
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, hex: what a shard's record and the manifest keep."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:
