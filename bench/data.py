@@ -18,12 +18,12 @@ from dali_pipelines import (
     ImageFolderData,
     WebDatasetShards,
     make_sample_dataset,
-    open_source,
     prepare_data,
+    prepare_shards,
     scan_image_folder,
 )
 from dali_pipelines.config import default_cache_dir
-from dali_pipelines.sources import convert_image_folder, split_folders
+from dali_pipelines.sources import convert_image_folder, open_shards, split_folders
 
 _logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -65,8 +65,8 @@ def shards_for(files: ImageFolderData, shards_dir: Path | None,
     The folder name holds a hash of the resolved data root, so two data sets that are both
     called ``sample/train`` never share (or resume) a conversion.
     """
-    if shards_dir is not None:
-        shards = open_source(shards_dir, "wds")
+    if shards_dir is not None:  # checked like training data: a damaged shard would kill its jobs
+        shards = prepare_shards(open_shards(shards_dir), cache_dir=default_cache_dir())
     else:
         root = files.root.resolve()
         key = hashlib.sha256(str(root).encode()).hexdigest()[:12]

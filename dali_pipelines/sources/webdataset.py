@@ -53,11 +53,16 @@ class WebDatasetShards:
     shard_samples: tuple[int, ...]  # samples in each shard, from its index
     shard_bytes: tuple[int, ...]  # size of each .tar when opened; a change means it was rewritten or cut
     classes: tuple[str, ...]
+    # The sha256 the manifest records for each .tar (None: shards made by another tool); checked
+    # before training by ``dali_pipelines.verify.shards``, not at open (a read of every byte).
+    shard_sha256: tuple[str | None, ...]
 
     def __post_init__(self) -> None:
-        counts = {len(self.shards), len(self.index_files), len(self.shard_samples), len(self.shard_bytes)}
+        counts = {len(self.shards), len(self.index_files), len(self.shard_samples), len(self.shard_bytes),
+                  len(self.shard_sha256)}
         if len(counts) != 1:
-            raise ValueError("shards, index_files, shard_samples and shard_bytes differ in length")
+            raise ValueError("shards, index_files, shard_samples, shard_bytes and shard_sha256 differ in "
+                             "length")
 
     @property
     def num_samples(self) -> int:
@@ -253,8 +258,11 @@ def open_shards(root: str | os.PathLike[str]) -> WebDatasetShards:
             check_labels(tar, entries, len(classes))
         indexes.append(str(index))
         samples.append(len(entries))
+    checksums = (tuple(record.get("sha256") for record in manifest["shards"]) if manifest
+                 else (None,) * len(tars))
     shards = WebDatasetShards(root=root, shards=tuple(str(t) for t in tars), index_files=tuple(indexes),
-                              shard_samples=tuple(samples), shard_bytes=tuple(sizes), classes=classes)
+                              shard_samples=tuple(samples), shard_bytes=tuple(sizes), classes=classes,
+                              shard_sha256=checksums)
     if manifest is not None:
         _check_against_manifest(root, manifest, shards)
     _logger.info("opened %s: %d samples in %d shards, %d classes", root, len(shards),
@@ -272,10 +280,15 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
     fields = {"tar": str, "samples": int, "bytes": int}
     if not isinstance(shards, list) or not shards or not all(
             isinstance(record, dict) and all(isinstance(record.get(k), t) for k, t in fields.items())
-            for record in shards):
+            and _is_sha256(record.get("sha256", "0" * 64)) for record in shards):
         raise DatasetError(f"{path} is malformed: it needs a non-empty \"shards\" list of records with "
-                           "\"tar\", \"samples\" and \"bytes\"; restore it or re-run to-shards")
+                           "\"tar\", \"samples\", \"bytes\" (and \"sha256\": 64 hex digits, if any); "
+                           "restore it or re-run to-shards")
     return manifest
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _shard_list(root: Path, manifest: dict[str, Any] | None) -> list[Path]:
