@@ -14,7 +14,8 @@ from dali_pipelines._util.native_stderr import collapse_native_logs
 from dali_pipelines.config import PipelineConfig
 from dali_pipelines.graphs import Graph, build_pipeline
 from dali_pipelines.readers import READER_NAME
-from dali_pipelines.sources import DataSource
+from dali_pipelines.sources import DataSource, WebDatasetShards
+from dali_pipelines.verify.shards import locate_failure
 
 _logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class DaliLoader:
         self.num_samples = len(source)
         begin, end = shard_bounds(len(source), cfg.shard_id, cfg.num_shards)
         self.shard_size = end - begin
+        # DALI's decoder errors name no file: for shards, locate_failure finds the sample at fault.
+        self._shards = source if isinstance(source, WebDatasetShards) else None
         self._pipeline = build_pipeline(source, cfg, train=train, checkpoint=checkpoint, graph=graph)
         # Building the iterator builds the pipeline and starts prefetching
         # (prefetch_queue_depth batches), so the first next() does not wait for a full batch.
@@ -73,6 +76,15 @@ class DaliLoader:
         return math.ceil(self.shard_size / self.cfg.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        try:
+            yield from self._batches()
+        except RuntimeError as err:
+            located = locate_failure(self._shards, err) if self._shards is not None else None
+            if located is None:
+                raise
+            raise located from err
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yielded = 0
         for outputs in self._iterator:
             batch = outputs[0]

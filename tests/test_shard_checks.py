@@ -1,5 +1,5 @@
-"""Shard integrity before training: recorded checksums checked (cached by stat), shards without
-checksums checked member by member."""
+"""Shard integrity before and during training: recorded checksums checked (cached by stat), shards
+without checksums checked member by member, and a decode failure inside DALI named by shard and sample."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from shard_sets import foreign_shards
 
-from dali_pipelines import DatasetError, prepare_shards, scan_image_folder
+from dali_pipelines import DatasetError, PipelineConfig, make_loader, prepare_shards, scan_image_folder
 from dali_pipelines.sources import convert_image_folder, open_shards
 from dali_pipelines.sources.webdataset import read_index
 from dali_pipelines.verify import verify_shards
@@ -80,3 +80,15 @@ def test_shard_without_checksums_is_checked_member_by_member(val_root: Path, tmp
     with pytest.raises(DatasetError, match=r"data\.tar: sample 's1' \(s1\.jpg\): truncated JPEG.*wds2idx"):
         prepare_shards(open_shards(folder))
 
+
+def test_decode_failure_inside_dali_names_the_shard_and_sample(converted: Path, tmp_path: Path) -> None:
+    """Damage that slips past the checks (here: made after them) stops DALI with an error naming
+    neither; the loader maps it back to the shard and the sample, in one line with the fix."""
+    copy, key = _damaged_copy(converted, tmp_path, "shard-000002.tar", 4)
+    cfg = PipelineConfig(batch_size=8, device="cpu", num_threads=2, crop_size=32, resize_size=36)
+    loader = make_loader(open_shards(copy), cfg, train=False)
+    with pytest.raises(DatasetError) as caught:
+        list(loader)
+    message = str(caught.value)
+    assert "\n" not in message and "Critical error" in str(caught.value.__cause__)
+    assert "shard-000002.tar: its sha256 differs" in message and f"sample '{key}'" in message

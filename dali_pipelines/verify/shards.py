@@ -2,7 +2,8 @@
 made by other tools (no checksum), each image member's header, as the header pass checks loose files;
 DALI decodes what a header cannot vouch for (``deep``: every member). Results are cached by path,
 size, mtime and ctime like the file checks: a second run over unchanged shards costs one ``stat``
-per shard, a first one a read of every byte."""
+per shard, a first one a read of every byte. ``locate_failure`` maps a decoder failure inside a DALI
+pipeline back to the shard and sample at fault."""
 
 from __future__ import annotations
 
@@ -104,6 +105,26 @@ def prepare_shards(shards: WebDatasetShards, *, cache_dir: str | os.PathLike[str
     if not report.ok:
         raise DatasetError(report.message())
     return shards
+
+
+def locate_failure(shards: WebDatasetShards, error: BaseException) -> DatasetError | None:
+    """The shard and sample behind a decoder failure ``error`` of a DALI pipeline reading ``shards``
+    (DALI's message names neither), found by checking every shard again, uncached; None when
+    ``error`` is not a decoder's."""
+    text = str(error)
+    if "fn.decoders." not in text or "out of memory" in text.lower():
+        return None
+    _logger.warning("DALI's decoder failed on a sample of %s; checking its %d shards to name it",
+                    shards.root, len(shards.shards))
+    report = verify_shards(shards)
+    if not report.ok:
+        return DatasetError(f"DALI's pipeline stopped on a sample it cannot decode: {report.message()}")
+    said = next((line.strip() for line in reversed(text.splitlines()) if line.strip()
+                 and "pipeline object is no longer valid" not in line), "")
+    return DatasetError(
+        f"DALI's decoder failed on a sample of the shards in {shards.root} ({said}), and every shard matches "
+        f"its checksum or passes the header check; find the sample with 'python -m dali_pipelines verify "
+        f"{shards.root} --deep', then remove it or re-run to-shards")
 
 
 # ---------------------------------------------------------------- one shard
