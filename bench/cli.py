@@ -44,6 +44,8 @@ SECTION_HELP = {
            "and torch-tv (GPU)",
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
+    "capped": "the DALI CPU train graph reading shards with images capped at 512, 384, 256 px (to-shards "
+              "--max-side) vs the same shards uncapped: img/s and CPU per image",
 }
 
 
@@ -222,10 +224,16 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
 
 def run_command(args: argparse.Namespace, tmp: Path) -> Run:
     """Check everything, prepare the data, then measure section by section, saving as it goes."""
-    from bench.data import image_folder_root, load_jpeg_folder, make_temp_sample, shards_for
+    from bench.data import (
+        capped_shards_for,
+        image_folder_root,
+        load_jpeg_folder,
+        make_temp_sample,
+        shards_for,
+    )
     from bench.publish import publish, saver
     from bench.records import RunData, new_run
-    from bench.sweep import data_sources, describe_plan, plan, run_sweep
+    from bench.sweep import CAPPED_SIDES, data_sources, describe_plan, plan, run_sweep
 
     settings, left_out = resolve(args)
     if args.images is not None and args.data is not None:
@@ -241,12 +249,14 @@ def run_command(args: argparse.Namespace, tmp: Path) -> Run:
         raise ValueError(f"nothing to measure: --sections {','.join(settings.sections)} has no job for "
                          f"--backends {','.join(settings.backends)} on {settings.device}")
     # Shards of a sample made for this run go with it; shards of --data are kept for later runs.
-    shards = shards_for(files, args.shards, None if args.data else tmp) if "shards" in sections else None
+    workdir = None if args.data else tmp
+    shards = shards_for(files, args.shards, workdir) if "shards" in sections else None
+    capped = capped_shards_for(files, CAPPED_SIDES, workdir) if "capped" in sections else None
     out_dir.mkdir(parents=True, exist_ok=True)
     run = new_run(args.argv, dataclasses.replace(settings, sections=tuple(sections)),
                   RunData(name=str(root), images=len(files), classes=len(files.classes)), left_out)
     print(f"bench: {describe_plan(sections)}; results in {out_dir}/{run.stem}.*", file=sys.stderr)
-    run_sweep(sections, data_sources(files, shards), settings.timeout_s, saver(run, out_dir))
+    run_sweep(sections, data_sources(files, shards, capped), settings.timeout_s, saver(run, out_dir))
     md = publish(run, out_dir, plots=True)
     print(md.read_text(encoding="utf-8"))
     print(f"results: {out_dir}/{run.stem}.{{json,csv,md}} and *.png", file=sys.stderr)
