@@ -46,6 +46,8 @@ SECTION_HELP = {
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
     "storage": "the DALI train graph reading the same files loose and as shards from local disk and from a "
                "local S3 server (SeaweedFS on 127.0.0.1, started for the section)",
+    "capped": "the DALI CPU train graph reading shards with images capped at 512, 384, 256 px (to-shards "
+              "--max-side) vs the same shards uncapped: img/s and CPU per image",
 }
 
 
@@ -230,11 +232,17 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
 
 def run_command(args: argparse.Namespace, tmp: Path) -> Run:
     """Check everything, prepare the data, then measure section by section, saving as it goes."""
-    from bench.data import image_folder_root, load_jpeg_folder, make_temp_sample, shards_for
+    from bench.data import (
+        capped_shards_for,
+        image_folder_root,
+        load_jpeg_folder,
+        make_temp_sample,
+        shards_for,
+    )
     from bench.publish import publish, saver
     from bench.records import RunData, new_run
     from bench.storage import StorageSources, unavailable_reason
-    from bench.sweep import data_sources, describe_plan, plan, run_sweep
+    from bench.sweep import CAPPED_SIDES, data_sources, describe_plan, plan, run_sweep
 
     settings, left_out = resolve(args)
     if args.images is not None and args.data is not None:
@@ -250,13 +258,15 @@ def run_command(args: argparse.Namespace, tmp: Path) -> Run:
         raise ValueError(f"nothing to measure: --sections {','.join(settings.sections)} has no job for "
                          f"--backends {','.join(settings.backends)} on {settings.device}")
     # Shards of a sample made for this run go with it; shards of --data are kept for later runs.
+    workdir = None if args.data else tmp
     needs_shards = {"shards", "storage"} & set(sections)
-    shards = shards_for(files, args.shards, None if args.data else tmp) if needs_shards else None
+    shards = shards_for(files, args.shards, workdir) if needs_shards else None
+    capped = capped_shards_for(files, CAPPED_SIDES, workdir) if "capped" in sections else None
     out_dir.mkdir(parents=True, exist_ok=True)
     run = new_run(args.argv, dataclasses.replace(settings, sections=tuple(sections)),
                   RunData(name=str(root), images=len(files), classes=len(files.classes)), left_out)
     print(f"bench: {describe_plan(sections)}; results in {out_dir}/{run.stem}.*", file=sys.stderr)
-    sources = StorageSources(data_sources(files, shards), tmp)
+    sources = StorageSources(data_sources(files, shards, capped), tmp)
     try:
         if "storage" in sections and unavailable_reason() is None:  # else its S3 jobs are skipped
             sources.start()  # before the first job: job processes keep the environment of the first

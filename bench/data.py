@@ -1,5 +1,6 @@
 """Which images a benchmark reads: any JPEG ImageFolder or a sample set made on the spot,
-verified once per run; and the same images as WebDataset shards for the ``shards`` section."""
+verified once per run; and the same images as WebDataset shards for the ``shards`` section, and
+as shards capped at several resolutions for the ``capped`` section."""
 
 from __future__ import annotations
 
@@ -13,17 +14,18 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from bench.sweep import UNCAPPED, capped_source
 from dali_pipelines import (
     DatasetError,
     ImageFolderData,
     WebDatasetShards,
     make_sample_dataset,
-    open_source,
     prepare_data,
+    prepare_shards,
     scan_image_folder,
 )
 from dali_pipelines.config import default_cache_dir
-from dali_pipelines.sources import convert_image_folder, split_folders
+from dali_pipelines.sources import convert_image_folder, open_shards, split_folders
 
 _logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -59,44 +61,67 @@ def load_jpeg_folder(root: Path, *, on_bad_file: str = "error") -> ImageFolderDa
 
 def shards_for(files: ImageFolderData, shards_dir: Path | None,
                workdir: Path | None = None) -> WebDatasetShards:
-    """``shards_dir`` opened, or ``files`` converted into ``workdir`` (default: a folder under
-    the temp dir, reused by later runs); either way checked to hold exactly the same images.
-
-    The folder name holds a hash of the resolved data root, so two data sets that are both
-    called ``sample/train`` never share (or resume) a conversion.
-    """
-    if shards_dir is not None:
-        shards = open_source(shards_dir, "wds")
+    """``shards_dir`` opened and checked, or ``files`` converted into ``workdir`` (default: a folder
+    under the temp dir, reused by later runs); either way checked to hold exactly the same images."""
+    if shards_dir is not None:  # checked like training data: a damaged shard would kill its jobs
+        shards = prepare_shards(open_shards(shards_dir), cache_dir=default_cache_dir())
     else:
-        root = files.root.resolve()
-        key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-        parent = workdir or Path(tempfile.gettempdir()) / "dali-bench-shards"
-        out = parent / f"{root.name}-{key}-{IMAGES_PER_SHARD}"
+        parent = workdir or _default_workdir()
         _check_room(files, parent)
-        # The converter verifies again and would warn again about the files this run already
-        # reported as skipped; the check below makes sure it left out the same ones.
-        verify_log = logging.getLogger("dali_pipelines.verify")
-        level = verify_log.level
-        verify_log.setLevel(logging.ERROR)
-        try:
-            shards = convert_image_folder(root, out, images_per_shard=IMAGES_PER_SHARD,
-                                          progress=sys.stderr.isatty())
-        finally:
-            verify_log.setLevel(level)
+        shards = _converted(files, parent)
     check_same_images(files, shards)
     return shards
 
 
-def _check_room(files: ImageFolderData, parent: Path) -> None:
-    """Raise DatasetError before converting when the shards (about the JPEGs' size) won't fit."""
-    needed = sum(os.path.getsize(f) for f in files.files) * 1.05  # tar headers and indexes
+def capped_shards_for(files: ImageFolderData, sides: tuple[int, ...],
+                      workdir: Path | None = None) -> dict[str, WebDatasetShards]:
+    """``files`` as shards stored as they are (the shards section's conversion, shared) and capped
+    at each of ``sides`` (``to-shards --max-side``), in ``workdir`` (default: under the temp dir,
+    reused by later runs), by the sweep's source names; each checked to hold the same images."""
+    parent = workdir or _default_workdir()
+    _check_room(files, parent, copies=1 + len(sides))  # capped copies are smaller: an upper bound
+    converted = {UNCAPPED: _converted(files, parent)}
+    converted |= {capped_source(side): _converted(files, parent, max_side=side) for side in sides}
+    for shards in converted.values():
+        check_same_images(files, shards)
+    return converted
+
+
+def _default_workdir() -> Path:
+    return Path(tempfile.gettempdir()) / "dali-bench-shards"
+
+
+def _converted(files: ImageFolderData, parent: Path, *, max_side: int | None = None) -> WebDatasetShards:
+    """``files`` converted into ``parent`` (or the finished conversion found there), in a folder
+    named by a hash of the resolved data root: two data sets both called ``sample/train`` never
+    share (or resume) a conversion."""
+    root = files.root.resolve()
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    cap = "" if max_side is None else f"-max{max_side}"
+    out = parent / f"{root.name}-{key}-{IMAGES_PER_SHARD}{cap}"
+    # The converter verifies again and would warn again about the files this run already
+    # reported as skipped; check_same_images makes sure it left out the same ones.
+    verify_log = logging.getLogger("dali_pipelines.verify")
+    level = verify_log.level
+    verify_log.setLevel(logging.ERROR)
+    try:
+        return convert_image_folder(root, out, images_per_shard=IMAGES_PER_SHARD, max_side=max_side,
+                                    progress=sys.stderr.isatty())
+    finally:
+        verify_log.setLevel(level)
+
+
+def _check_room(files: ImageFolderData, parent: Path, *, copies: int = 1) -> None:
+    """Raise DatasetError before converting when ``copies`` conversions (each about the JPEGs'
+    size) won't fit."""
+    needed = copies * sum(os.path.getsize(f) for f in files.files) * 1.05  # tar headers and indexes
     existing = next(p for p in [parent, *parent.parents] if p.exists())
     free = shutil.disk_usage(existing).free
     if needed > free:
         raise DatasetError(
-            f"the shards section converts --data into {parent} and needs about {needed / 2**30:.1f} GiB; "
-            f"{free / 2**30:.1f} GiB are free there: set TMPDIR to a larger disk, pass --shards, or leave "
-            "shards out of --sections")
+            f"the {'capped' if copies > 1 else 'shards'} section converts --data into {parent} and needs "
+            f"about {needed / 2**30:.1f} GiB; {free / 2**30:.1f} GiB are free there: set TMPDIR to a larger "
+            f"disk{'' if copies > 1 else ', pass --shards'}, or leave the section out of --sections")
 
 
 def check_same_images(files: ImageFolderData, shards: WebDatasetShards) -> None:

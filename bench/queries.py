@@ -13,7 +13,7 @@ from typing import Any
 from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
 from bench.measure import Measurement
 from bench.records import Record, Run
-from bench.sweep import DALI_FOR_DEVICE, SYNTHETIC
+from bench.sweep import DALI_FOR_DEVICE, SYNTHETIC, UNCAPPED, capped_side
 
 
 def ok_rows(run: Run, section: str, **match: object) -> list[Record]:
@@ -206,6 +206,32 @@ def storage_figures(run: Run) -> dict[str, dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class CappedFigures:
+    """The CPU train graph reading shards capped at ``max_side`` (None: the images as they are)."""
+
+    max_side: int | None
+    images_per_s: float
+    cpu_ms_per_image: float  # CPU s / 1000 img: the whole graph's, decoding most of it
+    cpu_vs_uncapped: float | None  # CPU per image / the uncapped shards'; None without them
+    rate_vs_uncapped: float | None  # img/s / the uncapped shards'
+
+
+def capped_figures(run: Run) -> list[CappedFigures]:
+    """The capped section's records: the uncapped shards first, then by descending cap."""
+    rows = {r.source: r for r in ok_rows(run, "capped")}
+    base = rows.get(UNCAPPED)
+    out = []
+    for side, r in sorted(((capped_side(src), r) for src, r in rows.items()),
+                          key=lambda item: (item[0] is not None, -(item[0] or 0))):
+        m = measured(r)
+        out.append(CappedFigures(
+            max_side=side, images_per_s=m.images_per_s, cpu_ms_per_image=m.cpu_s_per_1000,
+            cpu_vs_uncapped=m.cpu_s_per_1000 / measured(base).cpu_s_per_1000 if base else None,
+            rate_vs_uncapped=m.images_per_s / rate(base) if base else None))
+    return out
+
+
+@dataclass(frozen=True)
 class Scaling:
     """Train records over workers/threads: the counts measured and each backend's record at each."""
 
@@ -245,6 +271,7 @@ def overlap_efficiency(run: Run) -> dict[float, list[tuple[Record, float | None]
 def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
     """The JSON summary of a run (``python -m bench report --json``)."""
     e2e = e2e_figures(run)
+    capped = {str(f.max_side): f.cpu_vs_uncapped for f in capped_figures(run) if f.max_side is not None}
     return {
         "device": run.device, "cpus": run.machine.cores, "gpu": run.machine.gpu,
         "cpu_model": run.machine.cpu, "command": run.command, "date": run.date,
@@ -262,4 +289,6 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
                         for w, f in storage_figures(run).items()},
         "skipped": skipped(run),
         "errors": len(failed_rows(run)),
+        # Only for a run with a capped section: the summary of a run without one keeps its keys.
+        **({"capped_cpu_vs_uncapped": capped} if capped else {}),
     }

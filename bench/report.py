@@ -11,6 +11,7 @@ from bench.measure import Measurement
 from bench.queries import (
     aug_ratios,
     backends_of,
+    capped_figures,
     e2e_figures,
     failed_rows,
     hw_decoder_rows,
@@ -29,6 +30,7 @@ from bench.queries import (
 )
 from bench.records import Record, Run
 from bench.sweep import DALI_FOR_DEVICE
+from dali_pipelines.sources.capped import DEFAULT_QUALITY
 
 
 def _cell(row: Record | None) -> str:
@@ -237,11 +239,22 @@ def storage_lines(run: Run) -> list[str]:
     return ["**Local disk vs a local S3 server** (SeaweedFS on 127.0.0.1; DALI's own S3 reads)", "",
             *_table(["workload", "backend", "disk files img/s", "S3 files img/s", "S3 / disk",
                      "disk shards img/s", "S3 shards img/s", "S3 / disk"], table)]
+def capped_lines(run: Run) -> list[str]:
+    """The CPU train graph from shards capped at each max side, against the same shards uncapped."""
+    figures = capped_figures(run)
+    table = [["as stored" if f.max_side is None else f"{f.max_side} px", f"{f.images_per_s:.0f}",
+              f"{f.cpu_ms_per_image:.2f}", "-" if f.cpu_vs_uncapped is None else f"{f.cpu_vs_uncapped:.2f}",
+              "-" if f.rate_vs_uncapped is None else f"{f.rate_vs_uncapped:.2f}x"] for f in figures]
+    if not table:
+        return []
+    return [f"**Capped resolution** (`to-shards --max-side`, JPEG quality {DEFAULT_QUALITY}; `dali-cpu` "
+            "train graph; images within the cap are stored as they are)", "",
+            *_table(["max side", "img/s", "CPU ms / img", "CPU vs as stored", "img/s vs as stored"], table)]
 
 
 def render_markdown(run: Run) -> str:
     """All tables of a run as Markdown."""
     parts = [*header_lines(run), *throughput_lines(run), *error_lines(run), *scaling_lines(run),
              *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *soak_lines(run),
-             *shards_lines(run), *storage_lines(run)]
+             *shards_lines(run), *capped_lines(run), *storage_lines(run)]
     return "\n".join(parts).rstrip() + "\n"

@@ -31,9 +31,9 @@ from dali_pipelines import DataSource, ImageFolderData
 
 _logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards", "storage")
+SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards", "capped", "storage")
 GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
-DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards", "storage"),
+DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards", "capped", "storage"),
                     "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards", "storage")}
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
 # On CPU, what RandAugment costs each loader is the headline; on a GPU it doubles --quick's jobs.
@@ -49,6 +49,11 @@ E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering f
 # doing it on CPU workers and copying to the GPU (torch-tv: faster than torch-pil at it).
 E2E_AUG_BACKENDS = ("dali-gpu", "torch-tv")
 DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and read from shards
+# capped: shards with images capped at these longer sides (to-shards --max-side; FFCV's benchmark
+# sizes) against the same shards uncapped, read by the CPU graph: its decode cost is the question
+# (a default section on CPU; on a GPU run only when --sections asks for it).
+CAPPED_SIDES = (512, 384, 256)
+UNCAPPED = "uncapped"
 START_S = 1.5  # rough per-job cost outside the timed loop (fork, imports, graph build): estimates only
 # Imported once in the server that forks every job; nothing here may touch CUDA or start threads.
 _PRELOAD = ["torch", "torchvision", "numpy", "PIL.Image", "psutil", "bench.measure"]
@@ -68,12 +73,14 @@ class Job:
     warmup_batches: int = 1
     passes: bool = False  # each repeat one full epoch (soak)
     step_ms: float = 0.0  # overlap: simulated accelerator step per batch
-    source: str = "files"  # "files" | "shards" (shards section); storage.SOURCES (storage section)
+    source: str = "files"  # "files" | "shards" (shards section) | "uncapped" | "capped-N" (capped);
+    # storage.SOURCES (storage section)
 
     def label(self) -> str:
         """Short human label for progress lines and logs."""
         extra = {"overlap": f" step={self.step_ms:g}ms", "shards": f" from {self.source}",
                  "storage": f" from {self.source}",
+                 "capped": f" from {self.source}",
                  "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}"}.get(self.section, "")
         return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
                 f"w={self.spec.workers}{extra}")
@@ -137,6 +144,11 @@ def plan_section(s: Settings, section: str) -> list[Job]:
         # More warm-up batches: cuDNN picks its kernels on the first steps.
         return [_job(s, section, b, workload=w, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
                 for w, b in (("train", SYNTHETIC), *loaders)] if loaders else []
+    if section == "capped":
+        if "dali-cpu" not in s.backends:
+            return []
+        return [_job(s, section, "dali-cpu", source=src)
+                for src in (UNCAPPED, *(capped_source(side) for side in CAPPED_SIDES))]
     backend = DALI_FOR_DEVICE[s.device]
     if backend not in s.backends:
         return []
@@ -279,6 +291,17 @@ def least_s(sections: dict[str, list[Job]]) -> float:
     return sum(job.minimum_s() + START_S for job in jobs)
 
 
-def data_sources(files: ImageFolderData, shards: DataSource | None) -> dict[str, DataSource]:
-    """What a job's ``source`` names."""
-    return {"files": files} if shards is None else {"files": files, "shards": shards}
+def capped_source(max_side: int) -> str:
+    """The ``source`` of a capped job reading images capped at ``max_side``."""
+    return f"capped-{max_side}"
+
+
+def capped_side(source: str) -> int | None:
+    """The cap a capped job's ``source`` names; None for the uncapped shards."""
+    return int(source.removeprefix("capped-")) if source.startswith("capped-") else None
+
+
+def data_sources(files: ImageFolderData, shards: DataSource | None,
+                 capped: Mapping[str, DataSource] | None = None) -> dict[str, DataSource]:
+    """What a job's ``source`` names; ``capped``: the capped section's, by source name."""
+    return {"files": files, **({"shards": shards} if shards is not None else {}), **(capped or {})}

@@ -18,7 +18,8 @@ What is exported here is what a user of the library calls, in four groups:
   ``read_file_list`` / ``write_file_list`` (DALI file lists), the source types ``DataSource``,
   ``ImageFolderData``, ``WebDatasetShards``, and ``DatasetError``, which every data check raises;
 - verification before DALI sees a file: ``verify_data`` (a ``VerifyReport``), ``prepare_data``
-  (verify, then fail with ``BadFilesError`` or skip);
+  (verify, then fail with ``BadFilesError`` or skip); ``prepare_shards`` (each shard against its
+  recorded checksum, cached);
 - data set tools: ``convert_dataset`` (ImageFolder to WebDataset shards), ``make_sample_dataset``.
 
 Everything else (graph internals, constants, ``_util`` helpers) is imported from its own
@@ -43,7 +44,7 @@ from dali_pipelines.sources import (
     scan_image_folder,
     write_file_list,
 )
-from dali_pipelines.verify import BadFilesError, VerifyReport, prepare_data, verify_data
+from dali_pipelines.verify import BadFilesError, VerifyReport, prepare_data, prepare_shards, verify_data
 
 __all__ = [
     "BadFilesError",
@@ -60,6 +61,7 @@ __all__ = [
     "make_sample_dataset",
     "open_source",
     "prepare_data",
+    "prepare_shards",
     "read_file_list",
     "scan_image_folder",
     "verify_data",

@@ -15,8 +15,9 @@ from dali_pipelines._util.native_stderr import collapse_native_logs
 from dali_pipelines.config import PipelineConfig
 from dali_pipelines.graphs import Graph, build_pipeline
 from dali_pipelines.readers import READER_NAME
-from dali_pipelines.sources import DataSource
+from dali_pipelines.sources import DataSource, WebDatasetShards
 from dali_pipelines.sources.s3 import read_failure
+from dali_pipelines.verify.shards import locate_failure
 
 _logger = logging.getLogger(__name__)
 
@@ -109,11 +110,14 @@ class DaliLoader:
 
 @contextmanager
 def _read_failures_said(source: DataSource) -> Iterator[None]:
-    """DALI's pipeline died: a bucket's read failure becomes one line (``BucketReadError``)."""
+    """DALI's pipeline died: a failure its message does not pin down becomes one line naming what
+    failed: a bucket's read (``BucketReadError``), or a shard's sample DALI cannot decode."""
     try:
         yield
     except RuntimeError as err:
-        failure = read_failure(err, source)
+        failure: Exception | None = read_failure(err, source)
+        if failure is None and isinstance(source, WebDatasetShards):
+            failure = locate_failure(source, err)
         if failure is None:
             raise
         raise failure from err

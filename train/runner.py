@@ -19,6 +19,7 @@ from dali_pipelines import (
     make_loader,
     open_source,
     prepare_data,
+    prepare_shards,
 )
 from dali_pipelines.config import default_cache_dir, default_num_threads
 from dali_pipelines.sources.s3 import BucketReadError
@@ -74,10 +75,11 @@ def _ranks_on_node(ctx: DistContext) -> int:
 
 
 def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
-    """Loose files checked before any graph is built: one undecodable JPEG would kill the DALI
-    pipeline hours into an epoch. Shards were verified when they were written."""
+    """Data checked before any graph is built: one undecodable JPEG would kill the DALI pipeline
+    hours into an epoch. Loose files: bad ones fail or are left out (--on-bad-file). Shards (their
+    images were verified when they were written): each against its recorded checksum, cached."""
     if not isinstance(data, ImageFolderData):
-        return data
+        return prepare_shards(data, cache_dir=default_cache_dir())
     return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
 
 

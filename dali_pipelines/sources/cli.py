@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from dali_pipelines._util.argtypes import positive_int, seed
+from dali_pipelines._util.argtypes import int_in, positive_int, seed
+from dali_pipelines.sources.capped import DEFAULT_QUALITY
 from dali_pipelines.sources.sample import make_sample_dataset
 from dali_pipelines.sources.to_shards import DEFAULT_IMAGES_PER_SHARD, convert_dataset
 
@@ -46,13 +47,22 @@ def add_to_shards_command(commands: argparse._SubParsersAction) -> None:
                         help="seed of the one global shuffle that mixes classes across shards (default: 0)")
     shards.add_argument("--deep", action="store_true",
                         help="verify by decoding every image, not only headers (default: off)")
+    shards.add_argument("--max-side", metavar="PX", type=positive_int, default=None,
+                        help="re-encode images whose longer side exceeds PX to that size (aspect kept) as "
+                        "JPEG: less to decode every epoch, see docs/shards.md (default: images kept as "
+                        "they are)")
+    shards.add_argument("--quality", metavar="Q", type=int_in(1, 100), default=None,
+                        help=f"JPEG quality of the images --max-side re-encodes (default: {DEFAULT_QUALITY})")
     shards.set_defaults(run=run_to_shards)
 
 
 def run_to_shards(args: argparse.Namespace) -> int:
     """Run ``to-shards`` and print one line per split written."""
+    if args.quality is not None and args.max_side is None:
+        raise ValueError("--quality sets how --max-side re-encodes images; add --max-side PX or drop "
+                         "--quality")
     written = convert_dataset(args.src, args.out, images_per_shard=args.images_per_shard, seed=args.seed,
-                              deep_verify=args.deep)
+                              deep_verify=args.deep, max_side=args.max_side, quality=args.quality)
     for split, shards in written.items():
         name = split or "data"
         print(f"{name:>6}: {len(shards):>9} images in {len(shards.shards):>6} shards -> {shards.root}")

@@ -229,7 +229,9 @@ def _open_shards(client: Any, location: S3Location, listing: dict[str, ObjectInf
     shards = S3Shards(root=location.url, shards=tuple(location.object_url(t) for t in tars),
                       index_files=tuple(location.object_url(f"{t[:-4]}.idx") for t in tars),
                       shard_samples=tuple(len(e) for e in indexes),
-                      shard_bytes=tuple(listing[t].size for t in tars), classes=classes)
+                      shard_bytes=tuple(listing[t].size for t in tars), classes=classes,
+                      shard_sha256=(tuple(record.get("sha256") for record in manifest["shards"]) if manifest
+                                    else (None,) * len(tars)))
     if manifest is not None:
         check_against_manifest(location.url, manifest, shards)
     _logger.info("opened %s: %d samples in %d shards, %d classes", location.url, len(shards), len(tars),

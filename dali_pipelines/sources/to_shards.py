@@ -5,7 +5,10 @@ shards of ``images_per_shard``. DALI's webdataset reader reads each tar sequenti
 shuffles within a buffer (and the tar order per epoch), so a class-sorted tar would give
 one-class batches; the global shuffle at conversion time is what mixes classes.
 
-Resuming: ``convert.json`` pins the plan (source list, seed, shard size). Each finished shard
+Capped resolution (``max_side``): images whose longer side exceeds it are re-encoded smaller
+(``capped``); the cap and the JPEG quality are part of the plan and of every record.
+
+Resuming: ``convert.json`` pins the plan (source list, seed, shard size, cap). Each finished shard
 gets a ``shard-NNNNNN.json`` record (bytes, sha256), written after the .tar and .idx are
 renamed into place; on a rerun, shards whose record matches (size and checksum re-checked)
 are kept and any other shard is rewritten from scratch.
@@ -19,7 +22,8 @@ import logging
 import os
 import random
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +32,7 @@ from tqdm import tqdm
 
 from dali_pipelines._util.atomic import atomic_write, write_json_atomic
 from dali_pipelines.errors import DatasetError
+from dali_pipelines.sources.capped import CAPPED_EXT, DEFAULT_QUALITY, ResolutionCap, capped_image
 from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder
 from dali_pipelines.sources.splits import split_folders
 from dali_pipelines.sources.webdataset import (
@@ -37,6 +42,7 @@ from dali_pipelines.sources.webdataset import (
     MANIFEST_NAME,
     PROGRESS_NAME,
     WebDatasetShards,
+    file_sha256,
     index_line,
     open_shards,
     read_index,
@@ -50,6 +56,7 @@ _logger = logging.getLogger(__name__)
 DEFAULT_IMAGES_PER_SHARD = 1000  # ~110 MB per tar for ImageNet-sized JPEGs (WebDataset suggests 100 MB-1 GB)
 _VERIFY_CACHE = ".verify-cache"
 _KEY_DIGITS = 9  # zero-padded sample number; keys carry no dots (the reader splits names at the first dot)
+_ENCODE_BATCH = 64  # images re-encoded at once (Pillow releases the GIL): bounds the memory held
 
 
 @dataclass(frozen=True)
@@ -67,20 +74,23 @@ class _Shard:
 
 def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                          images_per_shard: int = DEFAULT_IMAGES_PER_SHARD, seed: int | None = 0,
-                         deep_verify: bool = False, progress: bool = True) -> WebDatasetShards:
+                         deep_verify: bool = False, progress: bool = True, max_side: int | None = None,
+                         quality: int | None = None) -> WebDatasetShards:
     """Write ``src_root`` (an ImageFolder) as tar shards + DALI indexes in ``out_dir``; resumable.
 
     Files failing the verify checks are left out (and logged). ``seed=None`` keeps ImageFolder
-    order (class-sorted: only sensible for evaluation data). Rerunning with the same arguments
-    after an interruption keeps the finished shards and writes the rest.
+    order (class-sorted: only sensible for evaluation data). ``max_side``: images whose longer
+    side exceeds it are re-encoded to that size as JPEG at ``quality`` (default 90). Rerunning
+    with the same arguments after an interruption keeps the finished shards and writes the rest.
     """
     if images_per_shard < 1:
         raise ValueError(f"images_per_shard must be >= 1, got {images_per_shard}")
+    cap = resolution_cap(max_side, quality)
     src, out = Path(src_root).expanduser().resolve(), Path(out_dir).expanduser().resolve()
-    _check_out(out, images_per_shard, seed)  # before verifying: that writes out/.verify-cache
+    _check_out(out, images_per_shard, seed, cap)  # before verifying: that writes out/.verify-cache
     data = _verified(scan_image_folder(src), out, deep=deep_verify)
     shards = _plan(data, images_per_shard, seed)
-    plan = _plan_record(data, shards, images_per_shard, seed)
+    plan = _plan_record(data, shards, images_per_shard, seed, cap)
     _claim(out, plan)
     write_json_atomic(out / CLASSES_NAME, list(data.classes))
     records = []
@@ -88,7 +98,7 @@ def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.Pat
         for shard in shards:
             record = _finished_record(out, shard, plan["plan_id"])
             if record is None:
-                record = _write_shard(out, shard, data.root, plan["plan_id"])
+                record = _write_shard(out, shard, data.root, plan["plan_id"], cap)
             else:
                 _logger.debug("kept %s (verified)", shard.stem)
             records.append({k: record[k] for k in ("tar", "index", "samples", "bytes", "sha256")})
@@ -99,9 +109,19 @@ def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.Pat
     return open_shards(out)
 
 
+def resolution_cap(max_side: int | None, quality: int | None) -> ResolutionCap | None:
+    """The cap ``max_side`` and ``quality`` ask for (None: images are stored as they are)."""
+    if max_side is None:
+        if quality is not None:
+            raise ValueError("quality sets how images over max_side are re-encoded; give max_side too")
+        return None
+    return ResolutionCap(max_side, DEFAULT_QUALITY if quality is None else quality)
+
+
 def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                     images_per_shard: int = DEFAULT_IMAGES_PER_SHARD, seed: int | None = 0,
-                    deep_verify: bool = False, progress: bool = True) -> dict[str, WebDatasetShards]:
+                    deep_verify: bool = False, progress: bool = True, max_side: int | None = None,
+                    quality: int | None = None) -> dict[str, WebDatasetShards]:
     """Convert an ImageFolder, or a split root (``train/``, ``val/``...) into ``out_dir/<split>``.
 
     Returns the shards by split name ("" for a single ImageFolder). Every output folder is
@@ -110,12 +130,13 @@ def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike
     src, out = Path(src_root).expanduser(), Path(out_dir).expanduser()
     splits = split_folders(src)
     options: dict[str, Any] = {"images_per_shard": images_per_shard, "seed": seed,
-                               "deep_verify": deep_verify, "progress": progress}
+                               "deep_verify": deep_verify, "progress": progress, "max_side": max_side,
+                               "quality": quality}
     if not splits:
         return {"": convert_image_folder(src, out, **options)}
     _check_split_out(out, list(splits))
     for name in splits:
-        _check_out(out / name, images_per_shard, seed)
+        _check_out(out / name, images_per_shard, seed, resolution_cap(max_side, quality))
     _logger.info("%s is a split data set (%s): converting each split", src, ", ".join(splits))
     return {name: convert_image_folder(folder, out / name, **options) for name, folder in splits.items()}
 
@@ -151,7 +172,7 @@ def _plan(data: ImageFolderData, images_per_shard: int, seed: int | None) -> lis
 
 
 def _plan_record(data: ImageFolderData, shards: Sequence[_Shard], images_per_shard: int,
-                 seed: int | None) -> dict[str, Any]:
+                 seed: int | None, cap: ResolutionCap | None) -> dict[str, Any]:
     """What pins a conversion: resuming is only allowed into a folder with the same plan_id."""
     digest = hashlib.sha256()
     for shard in shards:
@@ -159,7 +180,7 @@ def _plan_record(data: ImageFolderData, shards: Sequence[_Shard], images_per_sha
             digest.update(f"{os.path.relpath(path, data.root)}\t{label}\n".encode())
     plan = {"format": MANIFEST_FORMAT, "images_per_shard": images_per_shard, "seed": seed,
             "num_samples": len(data), "num_shards": len(shards), "classes": list(data.classes),
-            "sources_sha256": digest.hexdigest()}
+            "sources_sha256": digest.hexdigest(), **(cap.record() if cap else {})}
     # The source's absolute path is recorded but not pinned: a moved source may still resume.
     plan_id = hashlib.sha256(repr(sorted(plan.items())).encode()).hexdigest()[:16]
     return plan | {"plan_id": plan_id, "source": str(data.root)}
@@ -171,7 +192,7 @@ def _check_is_folder(out: Path) -> None:
         raise DatasetError(f"output {out} exists and is not a folder; pick a new or empty folder")
 
 
-def _check_out(out: Path, images_per_shard: int, seed: int | None) -> None:
+def _check_out(out: Path, images_per_shard: int, seed: int | None, cap: ResolutionCap | None) -> None:
     """Refuse ``out`` early unless it is new, empty, or a conversion with these settings.
 
     The source files are compared later (``_claim``), once verification has listed them.
@@ -180,8 +201,9 @@ def _check_out(out: Path, images_per_shard: int, seed: int | None) -> None:
     progress = out / PROGRESS_NAME
     if progress.is_file():
         previous = read_json(progress)
-        if not isinstance(previous, dict) or (previous.get("images_per_shard"), previous.get("seed")) != (
-                images_per_shard, seed):
+        wanted = {"images_per_shard": images_per_shard, "seed": seed,
+                  **(cap.record() if cap else {"max_side": None, "quality": None})}
+        if not isinstance(previous, dict) or {k: previous.get(k) for k in wanted} != wanted:
             raise _other_settings(out, progress, previous)
     elif out.is_dir() and any(p.name != _VERIFY_CACHE for p in out.iterdir()):
         raise DatasetError(
@@ -191,9 +213,11 @@ def _check_out(out: Path, images_per_shard: int, seed: int | None) -> None:
 def _other_settings(out: Path, progress: Path, previous: Any) -> DatasetError:
     """The error for a folder holding a conversion with another plan."""
     previous = previous if isinstance(previous, dict) else {}
+    cap = (f"max side {previous['max_side']} px at quality {previous.get('quality')}"
+           if previous.get("max_side") else "no max side")
     return DatasetError(
         f"{out} holds a conversion with other settings or source files ({progress}: seed "
-        f"{previous.get('seed')}, {previous.get('images_per_shard')} images per shard, "
+        f"{previous.get('seed')}, {previous.get('images_per_shard')} images per shard, {cap}, "
         f"{previous.get('num_samples')} images); rerun with those, or pick a new OUT folder")
 
 
@@ -223,7 +247,7 @@ def _finished_record(out: Path, shard: _Shard, plan_id: str) -> dict[str, Any] |
         tar, index = out / record["tar"], out / record["index"]
         intact = (record["plan"] == plan_id and record["samples"] == len(shard.samples)
                   and tar.is_file() and tar.stat().st_size == record["bytes"]
-                  and len(read_index(index)) == len(shard.samples) and _sha256(tar) == record["sha256"])
+                  and len(read_index(index)) == len(shard.samples) and file_sha256(tar) == record["sha256"])
     except (DatasetError, KeyError, TypeError) as err:
         _logger.warning("rewriting %s: its record %s is unusable (%s)", shard.stem, record_path, err)
         return None
@@ -232,33 +256,52 @@ def _finished_record(out: Path, shard: _Shard, plan_id: str) -> dict[str, Any] |
     return record if intact else None
 
 
-def _write_shard(out: Path, shard: _Shard, src_root: Path, plan_id: str) -> dict[str, Any]:
+def _write_shard(out: Path, shard: _Shard, src_root: Path, plan_id: str,
+                 cap: ResolutionCap | None) -> dict[str, Any]:
     """Write one tar, then its index, each replaced whole, then the record that vouches for both."""
     record_path = out / f"{shard.stem}.json"
     record_path.unlink(missing_ok=True)  # a stale record must never vouch for a half-written tar
     tar, index = out / f"{shard.stem}.tar", out / f"{shard.stem}.idx"
     # A fixed temporary name: a rerun overwrites what an interrupted conversion left.
     with atomic_write(tar, "wb", temp=tar.with_name(tar.name + ".partial")) as handle:
-        lines = _write_tar(handle, shard)
+        lines, reencoded = _write_tar(handle, shard, cap)
     write_index(index, lines)
     record = {"tar": tar.name, "index": index.name, "samples": len(shard.samples),
-              "bytes": tar.stat().st_size, "sha256": _sha256(tar), "plan": plan_id,
+              "bytes": tar.stat().st_size, "sha256": file_sha256(tar), "plan": plan_id,
+              **({**cap.record(), "reencoded": reencoded} if cap else {}),
               "sources": [os.path.relpath(path, src_root) for path, _ in shard.samples]}
     write_json_atomic(record_path, record)
     return record
 
 
-def _write_tar(handle: IO[bytes], shard: _Shard) -> list[str]:
-    """Write the shard's members (``<key>.<ext>`` image, ``<key>.cls`` label); return its index lines."""
-    lines = []
+def _write_tar(handle: IO[bytes], shard: _Shard, cap: ResolutionCap | None) -> tuple[list[str], int]:
+    """Write the shard's members (``<key>.<ext>`` image, ``<key>.cls`` label); return its index
+    lines and how many images were re-encoded under ``cap``."""
+    lines, reencoded = [], 0
     with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for number, (image_path, label) in enumerate(shard.samples, start=shard.first_key):
+        samples = zip(enumerate(shard.samples, start=shard.first_key), _images(shard, cap), strict=True)
+        for (number, (_, label)), (image_ext, image, recoded) in samples:
             key = f"{number:0{_KEY_DIGITS}d}"
-            image = Path(image_path).read_bytes()
-            members = [(member_ext(image_path), image), (LABEL_EXT, str(label).encode("ascii"))]
+            reencoded += recoded
+            members = [(image_ext, image), (LABEL_EXT, str(label).encode("ascii"))]
             lines.append(index_line(key, [(ext, _add_member(tar, f"{key}.{ext}", data), len(data))
                                           for ext, data in members]))
-    return lines  # the tar is closed (end-of-archive blocks written) before the caller syncs the file
+    return lines, reencoded  # the tar is closed (end-of-archive blocks written) before the caller syncs
+
+
+def _images(shard: _Shard, cap: ResolutionCap | None) -> Iterator[tuple[str, bytes, bool]]:
+    """Each sample's (member extension, image bytes, re-encoded?), in order: the file as it is, or
+    re-encoded under ``cap`` on a thread per core, a batch at a time."""
+    paths = [path for path, _ in shard.samples]
+    if cap is None:
+        yield from ((member_ext(path), Path(path).read_bytes(), False) for path in paths)
+        return
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for start in range(0, len(paths), _ENCODE_BATCH):
+            batch = paths[start:start + _ENCODE_BATCH]
+            for path, capped in zip(batch, pool.map(lambda p: capped_image(p, cap), batch), strict=True):
+                yield ((CAPPED_EXT, capped, True) if capped is not None
+                       else (member_ext(path), Path(path).read_bytes(), False))
 
 
 def member_ext(path: str) -> str:
@@ -275,10 +318,3 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> int:
     # tar.offset points past the data and its padding to a 512-byte block.
     return tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

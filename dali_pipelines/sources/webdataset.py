@@ -4,7 +4,8 @@ A shard directory, as ``convert_image_folder`` writes it::
 
     shard-000000.tar   <key>.jpg + <key>.cls members, in pairs (.cls: the label as ASCII decimal)
     shard-000000.idx   the index fn.readers.webdataset needs (byte-identical to DALI's wds2idx)
-    shard-000000.json  record of a finished shard: sample count, bytes, sha256, source files
+    shard-000000.json  record of a finished shard: sample count, bytes, sha256, source files (and the
+                       resolution cap, when images were re-encoded)
     classes.json       JSON list of class names; label i is classes[i]
     manifest.json      written last: the shard list; its presence means the conversion finished
 
@@ -15,6 +16,7 @@ DALI's ``wds2idx``) and a ``classes.json``; their labels are checked when opened
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -51,11 +53,16 @@ class WebDatasetShards:
     shard_samples: tuple[int, ...]  # samples in each shard, from its index
     shard_bytes: tuple[int, ...]  # size of each .tar when opened; a change means it was rewritten or cut
     classes: tuple[str, ...]
+    # The sha256 the manifest records for each .tar (None: shards made by another tool); checked
+    # before training by ``dali_pipelines.verify.shards``, not at open (a read of every byte).
+    shard_sha256: tuple[str | None, ...]
 
     def __post_init__(self) -> None:
-        counts = {len(self.shards), len(self.index_files), len(self.shard_samples), len(self.shard_bytes)}
+        counts = {len(self.shards), len(self.index_files), len(self.shard_samples), len(self.shard_bytes),
+                  len(self.shard_sha256)}
         if len(counts) != 1:
-            raise ValueError("shards, index_files, shard_samples and shard_bytes differ in length")
+            raise ValueError("shards, index_files, shard_samples, shard_bytes and shard_sha256 differ in "
+                             "length")
 
     @property
     def num_samples(self) -> int:
@@ -211,6 +218,15 @@ def _bad_label(shard: str | Path, key: str, found: str, num_classes: int) -> Dat
     )
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, hex: what a shard's record and the manifest keep."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_json(path: Path) -> Any:
     """Parsed JSON of ``path``, or a DatasetError naming it."""
     try:
@@ -262,8 +278,11 @@ def open_shards(root: str | os.PathLike[str]) -> WebDatasetShards:
             check_labels(tar, entries, len(classes))
         indexes.append(str(index))
         samples.append(len(entries))
+    checksums = (tuple(record.get("sha256") for record in manifest["shards"]) if manifest
+                 else (None,) * len(tars))
     shards = WebDatasetShards(root=root, shards=tuple(str(t) for t in tars), index_files=tuple(indexes),
-                              shard_samples=tuple(samples), shard_bytes=tuple(sizes), classes=classes)
+                              shard_samples=tuple(samples), shard_bytes=tuple(sizes), classes=classes,
+                              shard_sha256=checksums)
     if manifest is not None:
         check_against_manifest(root, manifest, shards)
     _logger.info("opened %s: %d samples in %d shards, %d classes", root, len(shards),
@@ -285,10 +304,15 @@ def parse_manifest(path: str, manifest: Any) -> dict[str, Any]:
     fields = {"tar": str, "samples": int, "bytes": int}
     if not isinstance(shards, list) or not shards or not all(
             isinstance(record, dict) and all(isinstance(record.get(k), t) for k, t in fields.items())
-            for record in shards):
+            and _is_sha256(record.get("sha256", "0" * 64)) for record in shards):
         raise DatasetError(f"{path} is malformed: it needs a non-empty \"shards\" list of records with "
-                           "\"tar\", \"samples\" and \"bytes\"; restore it or re-run to-shards")
+                           "\"tar\", \"samples\", \"bytes\" (and \"sha256\": 64 hex digits, if any); "
+                           "restore it or re-run to-shards")
     return manifest
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _shard_list(root: Path, manifest: dict[str, Any] | None) -> list[Path]:

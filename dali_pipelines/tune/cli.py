@@ -22,7 +22,7 @@ from dali_pipelines.tune.space import pipeline_space
 from dali_pipelines.tune.store import TuneStore, default_store_dir
 from dali_pipelines.tune.table import format_summary, format_table
 from dali_pipelines.tune.tuner import DEFAULT_SECONDS, DEFAULT_TOLERANCE, check_request, tune
-from dali_pipelines.verify import prepare_data
+from dali_pipelines.verify import prepare_data, prepare_shards
 
 _logger = logging.getLogger(__name__)
 
@@ -154,11 +154,11 @@ def _split(data: str) -> str | None:
 
 
 def _verified(source: DataSource) -> DataSource:
-    """Loose files are checked first (cached in the project's cache folder): one undecodable JPEG
-    would stop every loader the search builds. Shards were checked when they were written."""
+    """The data checked first (cached in the project's cache folder): one undecodable JPEG would
+    stop every loader the search builds. Shards: each against its recorded checksum."""
     if isinstance(source, ImageFolderData):
         return prepare_data(source, cache_dir=default_cache_dir())
-    return source
+    return prepare_shards(source, cache_dir=default_cache_dir())
 
 
 def _print_point(point: Point, score: Score) -> None:

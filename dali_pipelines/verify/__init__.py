@@ -2,7 +2,8 @@
 
 A header pass (``headers``) reads each file's header and tail; DALI's own decoder (``decode``) then
 judges what a header cannot vouch for, or with ``deep=True`` every file. ``prepare_data`` is what
-training and benchmarks call: verify (cached), then fail or skip."""
+training and benchmarks call: verify (cached), then fail or skip. Tar shards are checked by ``shards``
+(``prepare_shards``): each against its recorded checksum, or member by member."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, os_reason
 from dali_pipelines.verify.passes import check_files
 from dali_pipelines.verify.remote import verify_objects
 from dali_pipelines.verify.report import VerifyReport
+from dali_pipelines.verify.shards import ShardReport, prepare_shards, verify_shards
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MAX_PIXELS", "BadFilesError", "VerifyReport", "prepare_data", "verify_data"]
+__all__ = ["DEFAULT_MAX_PIXELS", "BadFilesError", "ShardReport", "VerifyReport", "prepare_data",
+           "prepare_shards", "verify_data", "verify_shards"]
 
 _LISTED = 20  # bad files named in an error message; the rest are counted
 

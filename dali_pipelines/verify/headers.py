@@ -4,6 +4,7 @@ whose header cannot show it gets ``needs_decode``, and DALI's own decoder gives 
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from typing import BinaryIO, NamedTuple
@@ -38,6 +39,11 @@ def check_path(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
             return check_stream(f, os.fstat(f.fileno()).st_size, max_pixels)
     except OSError as err:
         return Header(os_reason(err))
+
+
+def check_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
+    """``check_path`` for an image held in memory (a member of a tar shard)."""
+    return check_stream(io.BytesIO(data), len(data), max_pixels)
 
 
 def os_reason(err: OSError) -> str:
