@@ -14,9 +14,11 @@ What is exported here is what a user of the library calls, in four groups:
 - loading: ``PipelineConfig`` (every setting, validated), ``make_loader`` and the ``DaliLoader``
   it returns; ``build_pipeline`` for a custom ``@pipeline_def`` graph (its building blocks:
   ``dali_pipelines.readers``, ``dali_pipelines.graphs``, ``dali_pipelines.augment``);
-- data: ``open_source`` (a ``--data`` path to a source), ``scan_image_folder``,
-  ``read_file_list`` / ``write_file_list`` (DALI file lists), the source types ``DataSource``,
-  ``ImageFolderData``, ``WebDatasetShards``, and ``DatasetError``, which every data check raises;
+- data: ``open_source`` (a ``--data`` path to a source), ``open_train_val`` (training and
+  validation sources with one class list), ``split_source`` (a stratified hold-out),
+  ``scan_image_folder``, ``read_label_list`` (CSV / TSV / DALI lists), ``read_file_list`` /
+  ``write_file_list`` (DALI file lists), the source types ``DataSource``, ``ImageFolderData``,
+  ``WebDatasetShards``, and ``DatasetError``, which every data check raises;
 - verification before DALI sees a file: ``verify_data`` (a ``VerifyReport``), ``prepare_data``
   (verify, then fail with ``BadFilesError`` or skip);
 - data set tools: ``convert_dataset`` (ImageFolder to WebDataset shards), ``make_sample_dataset``.
@@ -39,8 +41,11 @@ from dali_pipelines.sources import (
     convert_dataset,
     make_sample_dataset,
     open_source,
+    open_train_val,
     read_file_list,
+    read_label_list,
     scan_image_folder,
+    split_source,
     write_file_list,
 )
 from dali_pipelines.verify import BadFilesError, VerifyReport, prepare_data, verify_data
@@ -59,9 +64,12 @@ __all__ = [
     "make_loader",
     "make_sample_dataset",
     "open_source",
+    "open_train_val",
     "prepare_data",
     "read_file_list",
+    "read_label_list",
     "scan_image_folder",
+    "split_source",
     "verify_data",
     "write_file_list",
 ]

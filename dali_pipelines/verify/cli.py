@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dali_pipelines._util.argtypes import positive_int
 from dali_pipelines.config import default_num_threads
-from dali_pipelines.sources.image_folder import image_sets, write_file_list
+from dali_pipelines.sources.image_folder import NoClassFoldersError, write_file_list
+from dali_pipelines.sources.opening import labelled_sets
 from dali_pipelines.verify import DEFAULT_MAX_PIXELS, verify_data
 
 
@@ -23,8 +24,8 @@ def add_verify_command(commands: argparse._SubParsersAction) -> None:
         "is bad, 2 a usage error.")
     verify.add_argument("target", metavar="PATH",
                         help="an ImageFolder root (one sub-folder per class), a split root (train/, val/, "
-                        "test/: each split is verified), a DALI file list ('<path> <label>' per line, "
-                        "paths relative to the list's folder) or a single image")
+                        "test/: each split is verified), a label list (.csv or .tsv, or a DALI file list: "
+                        "'<path> <label>' per line; paths relative to the list's folder) or a single image")
     verify.add_argument("--deep", action="store_true",
                         help="decode every file with DALI's CPU decoder (default: header pass)")
     verify.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
@@ -35,7 +36,7 @@ def add_verify_command(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--clean-list", metavar="OUT", type=Path, default=None,
                         help="write a DALI file list of the good files, paths relative to its folder; a "
                         "split root gets OUT-<split> per split (default: none)")
-    verify.add_argument("--root", type=Path, default=None,
+    verify.add_argument("--list-root", "--root", dest="root", metavar="DIR", type=Path, default=None,
                         help="for a file list: the folder its paths are relative to, as DALI's file_root "
                         "(default: the list's folder)")
     verify.add_argument("--cache-dir", type=Path, default=None,
@@ -47,7 +48,12 @@ def add_verify_command(commands: argparse._SubParsersAction) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     """Verify, print the bad files and a summary per data set, write clean lists; 1 if any file is bad."""
     status = 0
-    for split, data in image_sets(args.target, root=args.root).items():
+    try:
+        sets = labelled_sets(args.target, list_root=args.root, single_image=True)
+    except NoClassFoldersError as err:
+        raise err.with_hint("verify takes a folder of class folders, a split root, a label list or one "
+                            "image") from None
+    for split, data in sets.items():
         report = verify_data(data, deep=args.deep, max_pixels=args.max_pixels, workers=args.workers,
                              cache_dir=args.cache_dir)
         for name, reason in report.named_bad():
