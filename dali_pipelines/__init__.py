@@ -2,12 +2,12 @@
 
 Public interface::
 
-    from dali_pipelines import PipelineConfig, scan_image_folder, make_loader
+    from dali_pipelines import PipelineConfig, make_loader, prepare_data, scan_image_folder
     cfg = PipelineConfig(batch_size=64, device="cpu", num_threads=2)
-    data = scan_image_folder("data/val")
-    loader = make_loader(data, cfg, train=False, shard_id=0, num_shards=1)
-    for images, labels in loader:
-        ...
+    data = prepare_data(scan_image_folder("data/val"))  # verified: one bad JPEG kills a DALI graph
+    with make_loader(data, cfg, train=False) as loader:
+        for images, labels in loader:  # each for-loop is one epoch
+            ...
 
 What is exported here is what a user of the library calls, in four groups:
 
