@@ -1,5 +1,5 @@
 """Loader contract: exact-once eval over shards, len(), bad arguments, checkpoints, a fresh epoch
-per for-loop."""
+per for-loop, defaults shared with the training command."""
 
 from __future__ import annotations
 
@@ -138,3 +138,17 @@ def test_a_file_dali_cannot_decode_names_the_fix(train_root: Path, tmp_path: Pat
     with pytest.raises(DecoderFailedError, match=r"verify the data before making a loader, with prepare_"):
         list(make_loader(data, _cpu(1), train=False))
 
+
+def test_library_defaults_are_the_training_commands() -> None:
+    """Seed, and an eval resize that follows the crop by 256/224 unless given."""
+    from train.config import TrainConfig
+
+    cfg = PipelineConfig(device="cpu")
+    run = TrainConfig(data="/data")
+    assert cfg.seed == run.seed == 0
+    for crop in (32, 112, 224, 299):
+        assert PipelineConfig(device="cpu", crop_size=crop).resize_size == TrainConfig(
+            data="/data", image_size=crop).resize_size
+    assert cfg.replace(crop_size=112).resize_size == 128
+    given = PipelineConfig(device="cpu", crop_size=112, resize_size=160)
+    assert given.replace(crop_size=96).resize_size == 160 and given.replace(seed=1).resize_size == 160
