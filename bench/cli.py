@@ -71,6 +71,16 @@ def _folder(flag: str) -> Callable[[str], Path]:
     return parse
 
 
+def _existing(flag: str) -> Callable[[str], Path]:
+    def parse(text: str) -> Path:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{flag} must be an existing folder or label list; {text!r} "
+                                             "is not one")
+        return path
+    return parse
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to measure")
     what.add_argument("--quick", action="store_true",
@@ -97,9 +107,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                       help=f"workers/threads of each backend; scaling goes 1, 2, 4, ... below it "
                            f"(default: {CORES}, the cores here)")
     data = p.add_argument_group("data")
-    data.add_argument("--data", metavar="DIR", type=_folder("--data"), default=None,
-                      help="JPEG ImageFolder; its train/ when it has train/ and val/ (default: a sample "
-                           "set made in a temp folder)")
+    data.add_argument("--data", metavar="PATH", type=_existing("--data"), default=None,
+                      help="JPEG ImageFolder, or a label list (.csv, .tsv or a DALI file list); its train/ "
+                           "when it has train/ and val/ (default: a sample set made in a temp folder)")
+    data.add_argument("--list-root", metavar="DIR", type=_folder("--list-root"), default=None,
+                      help="for a label list: the folder its relative paths start from (default: the "
+                           "list's folder)")
     data.add_argument("--images", metavar="N", type=argtypes.int_in(16, 1_000_000), default=None,
                       help="images in the sample set made without --data (default: 2000; 320 with --quick "
                            "on CPU, 640 on GPU)")
@@ -232,13 +245,7 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
 
 def run_command(args: argparse.Namespace, tmp: Path) -> Run:
     """Check everything, prepare the data, then measure section by section, saving as it goes."""
-    from bench.data import (
-        capped_shards_for,
-        image_folder_root,
-        load_jpeg_folder,
-        make_temp_sample,
-        shards_for,
-    )
+    from bench.data import capped_shards_for, load_jpeg_folder, make_temp_sample, shards_for
     from bench.publish import publish, saver
     from bench.records import RunData, new_run
     from bench.storage import StorageSources, unavailable_reason
@@ -250,9 +257,9 @@ def run_command(args: argparse.Namespace, tmp: Path) -> Run:
     out_dir = args.out or (SCRATCH_DIR if args.quick else RESULTS_DIR)
     check_out_dir(out_dir)
     device_images = {"cpu": 320, "gpu": 640}[settings.device]
-    root = (image_folder_root(args.data) if args.data
-            else make_temp_sample(args.images or (device_images if args.quick else 2000), tmp))
-    files = load_jpeg_folder(root, on_bad_file=args.on_bad_file)  # once per run, before any job
+    root = args.data or make_temp_sample(args.images or (device_images if args.quick else 2000), tmp)
+    files = load_jpeg_folder(root, on_bad_file=args.on_bad_file,  # once per run, before any job
+                             list_root=args.list_root)
     sections = plan(settings)
     if not sections:
         raise ValueError(f"nothing to measure: --sections {','.join(settings.sections)} has no job for "

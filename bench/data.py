@@ -1,4 +1,4 @@
-"""Which images a benchmark reads: any JPEG ImageFolder or a sample set made on the spot,
+"""Which images a benchmark reads: any JPEG ImageFolder or label list, or a sample set made on the spot,
 verified once per run; and the same images as WebDataset shards for the ``shards`` section, and
 as shards capped at several resolutions for the ``capped`` section."""
 
@@ -20,21 +20,16 @@ from dali_pipelines import (
     ImageFolderData,
     WebDatasetShards,
     make_sample_dataset,
+    open_train_val,
     prepare_data,
     prepare_shards,
-    scan_image_folder,
 )
 from dali_pipelines.config import default_cache_dir
-from dali_pipelines.sources import convert_image_folder, open_shards, split_folders
+from dali_pipelines.sources import convert_image_folder, open_shards
 
 _logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 IMAGES_PER_SHARD = 1000  # when converting for the shards section
-
-
-def image_folder_root(path: Path) -> Path:
-    """``path/train`` when ``path`` is a split data root with a train/ folder, else ``path`` itself."""
-    return split_folders(path).get("train", path)
 
 
 def make_temp_sample(images: int, parent: Path) -> Path:
@@ -45,17 +40,21 @@ def make_temp_sample(images: int, parent: Path) -> Path:
     return root / "train"
 
 
-def load_jpeg_folder(root: Path, *, on_bad_file: str = "error") -> ImageFolderData:
-    """Scan and verify ``root`` (cached); every file must be a JPEG, since the backends compare
-    JPEG decoders. A bad file would kill the DALI backends mid-measurement, so it stops the run
-    before any job (``error``) or is left out of every backend alike (``skip``). Called once
-    per run: the jobs get the verified list, so a warning about skipped files appears once."""
-    data = scan_image_folder(root)
+def load_jpeg_folder(path: Path, *, on_bad_file: str = "error",
+                     list_root: Path | None = None) -> ImageFolderData:
+    """The JPEGs ``--data`` names, scanned and verified (cached): a split root's train/, a folder
+    of class folders or a label list (``open_train_val``'s training set). Every file must be a
+    JPEG, since the backends compare JPEG decoders. A bad file would kill the DALI backends
+    mid-measurement, so it stops the run before any job (``error``) or is left out of every
+    backend alike (``skip``). Called once per run: the jobs get the verified list, so a warning
+    about skipped files appears once."""
+    data = open_train_val(path, fmt="folder", list_root=list_root, with_val=False).train
+    assert isinstance(data, ImageFolderData)  # format "folder": loose files
     others = [f for f in data.files if not f.lower().endswith(JPEG_SUFFIXES)]
     if others:
         raise DatasetError(
-            f"--data {root}: {len(others)} of {len(data)} files are not JPEG (e.g. {others[0]}); "
-            "the benchmark compares JPEG decoders, so pass a JPEG-only ImageFolder")
+            f"--data {path}: {len(others)} of {len(data)} files are not JPEG (e.g. {others[0]}); "
+            "the benchmark compares JPEG decoders, so pass JPEGs only")
     return prepare_data(data, on_bad_file=on_bad_file, cache_dir=default_cache_dir())
 
 

@@ -2,21 +2,23 @@
 
 Public interface::
 
-    from dali_pipelines import PipelineConfig, scan_image_folder, make_loader
+    from dali_pipelines import PipelineConfig, make_loader, prepare_data, scan_image_folder
     cfg = PipelineConfig(batch_size=64, device="cpu", num_threads=2)
-    data = scan_image_folder("data/val")
-    loader = make_loader(data, cfg, train=False, shard_id=0, num_shards=1)
-    for images, labels in loader:
-        ...
+    data = prepare_data(scan_image_folder("data/val"))  # verified: one bad JPEG kills a DALI graph
+    with make_loader(data, cfg, train=False) as loader:
+        for images, labels in loader:  # each for-loop is one epoch
+            ...
 
 What is exported here is what a user of the library calls, in four groups:
 
 - loading: ``PipelineConfig`` (every setting, validated), ``make_loader`` and the ``DaliLoader``
   it returns; ``build_pipeline`` for a custom ``@pipeline_def`` graph (its building blocks:
   ``dali_pipelines.readers``, ``dali_pipelines.graphs``, ``dali_pipelines.augment``);
-- data: ``open_source`` (a ``--data`` path to a source), ``scan_image_folder``,
-  ``read_file_list`` / ``write_file_list`` (DALI file lists), the source types ``DataSource``,
-  ``ImageFolderData``, ``WebDatasetShards``, and ``DatasetError``, which every data check raises;
+- data: ``open_source`` (a ``--data`` path to a source), ``open_train_val`` (training and
+  validation sources with one class list), ``split_source`` (a stratified hold-out),
+  ``scan_image_folder``, ``read_label_list`` (CSV / TSV / DALI lists), ``read_file_list`` /
+  ``write_file_list`` (DALI file lists), the source types ``DataSource``, ``ImageFolderData``,
+  ``WebDatasetShards``, and ``DatasetError``, which every data check raises;
 - verification before DALI sees a file: ``verify_data`` (a ``VerifyReport``), ``prepare_data``
   (verify, then fail with ``BadFilesError`` or skip); ``prepare_shards`` (each shard against its
   recorded checksum, cached);
@@ -40,8 +42,11 @@ from dali_pipelines.sources import (
     convert_dataset,
     make_sample_dataset,
     open_source,
+    open_train_val,
     read_file_list,
+    read_label_list,
     scan_image_folder,
+    split_source,
     write_file_list,
 )
 from dali_pipelines.verify import BadFilesError, VerifyReport, prepare_data, prepare_shards, verify_data
@@ -60,10 +65,13 @@ __all__ = [
     "make_loader",
     "make_sample_dataset",
     "open_source",
+    "open_train_val",
     "prepare_data",
     "prepare_shards",
     "read_file_list",
+    "read_label_list",
     "scan_image_folder",
+    "split_source",
     "verify_data",
     "write_file_list",
 ]

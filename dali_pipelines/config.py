@@ -57,6 +57,11 @@ def default_num_threads(device: str = "cpu") -> int:
     return max(1, min(_MAX_DEFAULT_THREADS[device], os.cpu_count() or 1))
 
 
+def default_resize_size(crop_size: int) -> int:
+    """The eval resize for a crop: torchvision's ImageNet ratio, 256 for 224 (python -m train's rule)."""
+    return round(crop_size * 256 / 224)
+
+
 def _magnitude_bin(value: Any, cfg: PipelineConfig) -> str | None:
     """A randaugment magnitude: a bin index, so its range follows ``augment_magnitude_bins``."""
     bins = cfg.augment_magnitude_bins
@@ -79,14 +84,16 @@ class PipelineConfig:
     device: str = declared("gpu", one_of(DEVICES))
     device_id: int = declared(0, integer_in(0, 1023))  # CUDA device for "gpu"; unused on "cpu"
     crop_size: int = declared(224, integer_in(8, 4096))  # side of the square both graphs emit
-    # Eval: shorter side before the center crop.
-    resize_size: int = declared(256, integer_in(lambda cfg: cfg.crop_size, 8192))
+    # Eval: shorter side before the center crop. Not given (None): default_resize_size(crop_size),
+    # resolved at construction, so the attribute is always an int; replace(crop_size=...) derives it
+    # again unless it was given.
+    resize_size: int = declared(None, integer_in(lambda cfg: cfg.crop_size, 8192))
     # Train crop: area fraction and aspect range, as RandomResizedCrop's scale and ratio.
     random_area: tuple[float, float] = declared((0.08, 1.0), ordered_pair(0.0, 1.0))
     random_aspect_ratio: tuple[float, float] = declared((3 / 4, 4 / 3), ordered_pair(0.0, 100.0))
     mean: tuple[float, float, float] = declared(IMAGENET_MEAN, rgb_in(0.0, 1.0))
     std: tuple[float, float, float] = declared(IMAGENET_STD, rgb_in(1e-6, 1.0))
-    seed: int = declared(42, integer_in(0, 2**31 - 1))
+    seed: int = declared(0, integer_in(0, 2**31 - 1))  # python -m train's default too
     num_shards: int = declared(1, integer_in(1, 65536))
     shard_id: int = declared(0, integer_in(0, lambda cfg: cfg.num_shards - 1))
     # Batches DALI prepares ahead of the consumer (DALI's default depth).
@@ -126,10 +133,17 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.num_threads is None:  # frozen: the resolved default is set once, here
             object.__setattr__(self, "num_threads", default_num_threads(self.device))
+        # Not a field (no part of to_dict or ==): whether resize_size follows crop_size.
+        object.__setattr__(self, "_resize_follows_crop", self.resize_size is None)
+        if self.resize_size is None and isinstance(self.crop_size, int):
+            object.__setattr__(self, "resize_size", default_resize_size(self.crop_size))
         check_fields(self, lambda name, problem: ValueError(f"{name} {problem}"))
 
     def replace(self, **changes: Any) -> PipelineConfig:
-        """A copy with some fields changed, validated again."""
+        """A copy with some fields changed, validated again; a resize_size that followed crop_size
+        follows the new one."""
+        if "crop_size" in changes and "resize_size" not in changes and self.__dict__["_resize_follows_crop"]:
+            changes["resize_size"] = None
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

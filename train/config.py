@@ -92,10 +92,21 @@ class TrainConfig:
 
     # --- data: what is read, and how it becomes batches
     data: str | None = setting(
-        None, "data root with train/ and val/ ImageFolder trees (or WebDataset shards); a folder or "
-              "s3://bucket/prefix",
-        group="data", resume=FREE, type=absolute_path, metavar="DIR",
+        None, "training data: a split root holding train/ and val/; or one data set (a folder of class "
+        "folders, a label list, WebDataset shards) with --val-split or --val-data; on disk or at "
+        "s3://bucket/prefix (docs/data.md)",
+        group="data", resume=FREE, type=absolute_path, metavar="PATH",
         shown_default="required; with --resume, the checkpoint's")
+    val_data: str | None = setting(
+        None, "validation data of any kind --data takes, labelled by the training classes (matched by name)",
+        group="data", resume=FREE, type=absolute_path, metavar="PATH", shown_default="--data's val/")
+    val_split: float | None = setting(
+        None, "hold out this fraction of each class of --data for validation, chosen from --seed (a resume "
+        "holds out the same images)", group="data", resume=MATCH, type=argtypes.proper_fraction,
+        metavar="FRACTION", shown_default="none")
+    list_root: str | None = setting(
+        None, "the folder the relative paths of a label list (--data, --val-data) start from", group="data",
+        resume=FREE, type=absolute_path, metavar="DIR", shown_default="the list's folder")
     format: str = setting("auto", "data layout; auto detects shards vs folders", group="data",
                           resume=MATCH, choices=("auto", "folder", "wds"))
     on_bad_file: str = setting("error", "a file that fails verification stops the run or is left out",
@@ -201,6 +212,8 @@ class TrainConfig:
         if self.augment_magnitude >= self.augment_magnitude_bins:
             raise ConfigError(f"--augment-magnitude {self.augment_magnitude} must be below "
                               f"--augment-magnitude-bins {self.augment_magnitude_bins}")
+        if self.val_data is not None and self.val_split is not None:
+            raise ConfigError("--val-data and --val-split both name the validation data; pass one of them")
         if self.overwrite and self.resume is not None:
             raise ConfigError("--overwrite starts a new run and --resume continues one; pass one of them")
 

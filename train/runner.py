@@ -17,7 +17,7 @@ from dali_pipelines import (
     ImageFolderData,
     PipelineConfig,
     make_loader,
-    open_source,
+    open_train_val,
     prepare_data,
     prepare_shards,
 )
@@ -74,6 +74,16 @@ def _ranks_on_node(ctx: DistContext) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ctx.enabled else 1
 
 
+def run_data(cfg: TrainConfig) -> tuple[DataSource, DataSource]:
+    """Training and validation sources from --data, --val-data and --val-split, with one class
+    list; every path and class is checked here, before any file is read."""
+    assert cfg.data is not None  # TrainConfig requires it; a resume brings the checkpoint's
+    data = open_train_val(cfg.data, val_data=cfg.val_data, val_split=cfg.val_split, seed=cfg.seed,
+                          fmt=cfg.format, list_root=cfg.list_root)
+    assert data.val is not None  # open_train_val refuses a run without validation data
+    return data.train, data.val
+
+
 def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
     """Data checked before any graph is built: one undecodable JPEG would kill the DALI pipeline
     hours into an epoch. Loose files: bad ones fail or are left out (--on-bad-file). Shards (their
@@ -93,8 +103,7 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     ``run_dir`` is rank 0's claimed --out (None on the other ranks); ``device`` this rank's.
     """
     resume_path = Path(cfg.resume) if cfg.resume else None
-    train_data = open_source(cfg.data, fmt=cfg.format, split="train")
-    val_data = open_source(cfg.data, fmt=cfg.format, split="val")
+    train_data, val_data = run_data(cfg)
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, classes=tuple(train_data.classes))
     with main_process_first(ctx):  # the other ranks then find every result in the cache

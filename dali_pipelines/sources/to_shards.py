@@ -33,7 +33,8 @@ from tqdm import tqdm
 from dali_pipelines._util.atomic import atomic_write, write_json_atomic
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources.capped import CAPPED_EXT, DEFAULT_QUALITY, ResolutionCap, capped_image
-from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder
+from dali_pipelines.sources.image_folder import ImageFolderData, NoClassFoldersError, scan_image_folder
+from dali_pipelines.sources.opening import labelled_sets
 from dali_pipelines.sources.splits import split_folders
 from dali_pipelines.sources.webdataset import (
     CLASSES_NAME,
@@ -83,12 +84,25 @@ def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.Pat
     side exceeds it are re-encoded to that size as JPEG at ``quality`` (default 90). Rerunning
     with the same arguments after an interruption keeps the finished shards and writes the rest.
     """
+    _check_out(Path(out_dir).expanduser().resolve(), images_per_shard, seed,  # before the scan
+               resolution_cap(max_side, quality))
+    return convert_source(scan_image_folder(Path(src_root).expanduser()), out_dir,
+                          images_per_shard=images_per_shard, seed=seed, deep_verify=deep_verify,
+                          progress=progress, max_side=max_side, quality=quality)
+
+
+def convert_source(source: ImageFolderData, out_dir: str | os.PathLike[str], *,
+                   images_per_shard: int = DEFAULT_IMAGES_PER_SHARD, seed: int | None = 0,
+                   deep_verify: bool = False, progress: bool = True, max_side: int | None = None,
+                   quality: int | None = None) -> WebDatasetShards:
+    """Write the files of ``source`` (a scanned folder, a label list, one part of a split) as
+    shards in ``out_dir``, labelled by its class list; as ``convert_image_folder`` otherwise."""
     if images_per_shard < 1:
         raise ValueError(f"images_per_shard must be >= 1, got {images_per_shard}")
     cap = resolution_cap(max_side, quality)
-    src, out = Path(src_root).expanduser().resolve(), Path(out_dir).expanduser().resolve()
+    out = Path(out_dir).expanduser().resolve()
     _check_out(out, images_per_shard, seed, cap)  # before verifying: that writes out/.verify-cache
-    data = _verified(scan_image_folder(src), out, deep=deep_verify)
+    data = _verified(source, out, deep=deep_verify)
     shards = _plan(data, images_per_shard, seed)
     plan = _plan_record(data, shards, images_per_shard, seed, cap)
     _claim(out, plan)
@@ -120,25 +134,46 @@ def resolution_cap(max_side: int | None, quality: int | None) -> ResolutionCap |
 
 def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                     images_per_shard: int = DEFAULT_IMAGES_PER_SHARD, seed: int | None = 0,
-                    deep_verify: bool = False, progress: bool = True, max_side: int | None = None,
+                    deep_verify: bool = False, progress: bool = True, val_split: float | None = None,
+                    list_root: str | os.PathLike[str] | None = None, max_side: int | None = None,
                     quality: int | None = None) -> dict[str, WebDatasetShards]:
-    """Convert an ImageFolder, or a split root (``train/``, ``val/``...) into ``out_dir/<split>``.
+    """Convert an ImageFolder or a label list, or a split root (``train/``, ``val/``...) into
+    ``out_dir/<split>``, every split labelled by train/'s class list.
 
-    Returns the shards by split name ("" for a single ImageFolder). Every output folder is
-    checked before any split is converted. Options as in ``convert_image_folder``.
+    ``val_split`` holds out that fraction of each class (``split_source``, from ``seed``, 0 when
+    ``seed`` is None) and writes ``train/`` and ``val/``. Returns the shards by split name ("" for
+    one data set). Every output folder is checked before any split is converted. Other options
+    as in ``convert_image_folder``.
     """
     src, out = Path(src_root).expanduser(), Path(out_dir).expanduser()
-    splits = split_folders(src)
+    cap = resolution_cap(max_side, quality)
+    names = _split_names(src, val_split)
+    if names:  # every output folder checked before the scan
+        _check_split_out(out, names)
+        for name in names:
+            _check_out(out / name, images_per_shard, seed, cap)
+    else:
+        _check_out(out.resolve(), images_per_shard, seed, cap)
+    try:
+        sets = labelled_sets(src, list_root=list_root, val_split=val_split, seed=seed or 0)
+    except NoClassFoldersError as err:
+        raise err.with_hint("to-shards needs labelled images: a folder of class folders, a split root "
+                            "or a label list (.csv, .tsv, or a DALI file list)") from None
     options: dict[str, Any] = {"images_per_shard": images_per_shard, "seed": seed,
                                "deep_verify": deep_verify, "progress": progress, "max_side": max_side,
                                "quality": quality}
-    if not splits:
-        return {"": convert_image_folder(src, out, **options)}
-    _check_split_out(out, list(splits))
-    for name in splits:
-        _check_out(out / name, images_per_shard, seed, resolution_cap(max_side, quality))
-    _logger.info("%s is a split data set (%s): converting each split", src, ", ".join(splits))
-    return {name: convert_image_folder(folder, out / name, **options) for name, folder in splits.items()}
+    if list(sets) == [""]:
+        return {"": convert_source(sets[""], out, **options)}
+    _logger.info("%s: converting each split (%s)", src, ", ".join(sets))
+    return {name: convert_source(data, out / name, **options) for name, data in sets.items()}
+
+
+def _split_names(src: Path, val_split: float | None) -> list[str]:
+    """The split folders a conversion of ``src`` writes (none for one data set)."""
+    found = list(split_folders(src)) if src.is_dir() else []
+    if val_split is None:
+        return found
+    return ["train", "val", *[name for name in found if name not in ("train", "val")]]
 
 
 def _check_split_out(out: Path, splits: Sequence[str]) -> None:

@@ -13,8 +13,7 @@ import torch
 from dali_pipelines._util import argtypes
 from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines.config import AUGMENTS, DTYPES, PipelineConfig, default_cache_dir
-from dali_pipelines.sources import FORMATS, DataSource, ImageFolderData, open_source
-from dali_pipelines.sources.splits import split_folders
+from dali_pipelines.sources import FORMATS, DataSource, ImageFolderData, open_train_val
 from dali_pipelines.tune.measure import MeasureSpec
 from dali_pipelines.tune.scorers import AMP_MODES
 from dali_pipelines.tune.search import Point, Score
@@ -68,8 +67,8 @@ def add_tune_command(commands: argparse._SubParsersAction) -> None:
         description="Search DALI loader settings on this machine: each point is a real loader, timed "
         "feeding training steps of --model (or alone), after a warm-up, over repeats. Prints the points "
         "tried and saves the choice (JSON) for this machine, data and model.")
-    tune_cmd.add_argument("data", metavar="DATA", help="an ImageFolder tree, a data root with train/ (then "
-                          "train/ is used) or WebDataset shards")
+    tune_cmd.add_argument("data", metavar="DATA", help="an ImageFolder tree, a label list, a data root with "
+                          "train/ (then train/ is used) or WebDataset shards")
     tune_cmd.add_argument("--device", choices=("gpu", "cpu"), default=gpu,
                           help=f"gpu: nvJPEG + GPU ops; cpu: the same graph on CPU threads (default: {gpu})")
     tune_cmd.add_argument("--model", default=None, help="score by training steps of this torchvision model "
@@ -134,7 +133,7 @@ def run_tune(args: argparse.Namespace) -> int:
     spec = MeasureSpec(warmup_s=args.warmup_s, repeat_s=args.repeat_s, repeats=args.repeats)
     method = "grid" if args.grid else "hill"
     check_request(base, model=args.model, seconds=args.seconds, method=method, amp=args.amp)
-    source = _verified(open_source(args.data, fmt=args.format, split=_split(args.data)))
+    source = _verified(open_train_val(args.data, fmt=args.format, with_val=False).train)
     result = tune(source, base, model=args.model, seconds=args.seconds, method=method,
                   amp=args.amp, space=space, spec=spec, tolerance=args.tolerance, confirm=args.confirm,
                   store=None if args.no_save else TuneStore(), on_point=_print_point)
@@ -146,11 +145,6 @@ def run_tune(args: argparse.Namespace) -> int:
         write_json_atomic(args.out, result.to_record())
         print(f"written: {args.out}")
     return 0
-
-
-def _split(data: str) -> str | None:
-    """``train`` when DATA is a split data root holding train/, else None (the folder itself)."""
-    return "train" if "train" in split_folders(Path(data).expanduser()) else None
 
 
 def _verified(source: DataSource) -> DataSource:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -46,11 +47,15 @@ def verify_data(data: ImageFolderData, *, deep: bool = False, max_pixels: int = 
     todo: dict[str, os.stat_result] = {}
     for path in data.files:  # one stat per file: on a second run, usually all the work there is
         try:
-            todo[path] = os.stat(path)
+            st = os.stat(path)
         except OSError as err:
             results[path] = os_reason(err)
             continue
-        hit, results[path] = cache.lookup(path, stat_key(todo[path]))
+        if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block for ever; a label list can name one
+            results[path] = "not a regular file (a FIFO, socket, device or folder); remove it from the list"
+            continue
+        todo[path] = st
+        hit, results[path] = cache.lookup(path, stat_key(st))
         if hit:
             report.cached += 1
             del todo[path]

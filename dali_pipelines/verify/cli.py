@@ -10,7 +10,8 @@ from dali_pipelines._util.argtypes import positive_int
 from dali_pipelines.config import default_num_threads
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources import is_shard_dir, open_shards, split_folders
-from dali_pipelines.sources.image_folder import ImageFolderData, image_sets, write_file_list
+from dali_pipelines.sources.image_folder import ImageFolderData, NoClassFoldersError, write_file_list
+from dali_pipelines.sources.opening import labelled_sets
 from dali_pipelines.sources.s3 import bucket_image_sets, is_s3_url
 from dali_pipelines.verify import DEFAULT_MAX_PIXELS, verify_data, verify_shards
 
@@ -26,11 +27,11 @@ def add_verify_command(commands: argparse._SubParsersAction) -> None:
         "is bad, 2 a usage error.")
     verify.add_argument("target", metavar="PATH",
                         help="an ImageFolder root (one sub-folder per class), a split root (train/, val/, "
-                        "test/: each split is verified), a DALI file list ('<path> <label>' per line, "
-                        "paths relative to the list's folder), a single image, a folder of WebDataset "
-                        "shards (each checked against its recorded sha256, or member by member; --deep "
-                        "decodes every member) or a split root of them, or s3://bucket/prefix (an "
-                        "ImageFolder tree in a bucket)")
+                        "test/: each split is verified), a label list (.csv or .tsv, or a DALI file list: "
+                        "'<path> <label>' per line; paths relative to the list's folder), a single image, "
+                        "a folder of WebDataset shards (each checked against its recorded sha256, or "
+                        "member by member; --deep decodes every member) or a split root of them, or "
+                        "s3://bucket/prefix (an ImageFolder tree in a bucket)")
     verify.add_argument("--deep", action="store_true",
                         help="decode every file with DALI's CPU decoder (default: header pass)")
     verify.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
@@ -41,7 +42,7 @@ def add_verify_command(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--clean-list", metavar="OUT", type=Path, default=None,
                         help="write a DALI file list of the good files, paths relative to its folder; a "
                         "split root gets OUT-<split> per split (default: none)")
-    verify.add_argument("--root", type=Path, default=None,
+    verify.add_argument("--list-root", "--root", dest="root", metavar="DIR", type=Path, default=None,
                         help="for a file list: the folder its paths are relative to, as DALI's file_root "
                         "(default: the list's folder)")
     verify.add_argument("--cache-dir", type=Path, default=None,
@@ -51,9 +52,13 @@ def add_verify_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _data_sets(args: argparse.Namespace) -> dict[str, ImageFolderData]:
-    """What the target names: local files (``image_sets``), or ImageFolder trees in a bucket."""
+    """What the target names: local files (``labelled_sets``), or ImageFolder trees in a bucket."""
     if not is_s3_url(args.target):
-        return image_sets(args.target, root=args.root)
+        try:
+            return labelled_sets(args.target, list_root=args.root, single_image=True)
+        except NoClassFoldersError as err:
+            raise err.with_hint("verify takes a folder of class folders, a split root, a label list or one "
+                                "image") from None
     if args.root is not None:
         raise DatasetError(f"a root (--root) applies to file lists only; {args.target} is a bucket, drop it")
     return dict(bucket_image_sets(args.target))
