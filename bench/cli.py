@@ -19,6 +19,7 @@ from bench.records import TIMING, Run, Settings
 from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
 from dali_pipelines import DatasetError
 from dali_pipelines._util import argtypes
+from dali_pipelines._util.pipes import quiet_broken_pipe
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCRATCH_DIR = RESULTS_DIR / "_scratch"  # git-ignored: quick runs never touch committed results
@@ -272,6 +273,7 @@ def report_command(args: argparse.Namespace) -> None:
     print(md.read_text(encoding="utf-8"))
 
 
+@quiet_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m bench`` and ``dali-bench``; 0 on success, 2 on bad input."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -283,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         with tempfile.TemporaryDirectory(prefix="dali-bench-") as tmp:
             run_command(args, Path(tmp))
+    except BrokenPipeError:  # stdout's reader went away: quiet_broken_pipe ends the command
+        raise
     except (DatasetError, ValueError, OSError) as err:  # OSError: its message names the file
         print(f"error: {err}", file=sys.stderr)
         return 2
