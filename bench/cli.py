@@ -52,7 +52,12 @@ def _names(flag: str, accepted: Sequence[str]) -> Callable[[str], tuple[str, ...
     def parse(text: str) -> tuple[str, ...]:
         items = tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
         bad = [item for item in items if item not in accepted]
-        if bad or not items:
+        if bad:
+            unknown = ", ".join(map(repr, bad))
+            raise argparse.ArgumentTypeError(
+                f"unknown {'name' if len(bad) == 1 else 'names'} {unknown} in {text!r}; "
+                f"accepted: {', '.join(accepted)}")
+        if not items:
             raise argparse.ArgumentTypeError(
                 f"{flag} takes a comma-separated list of: {', '.join(accepted)}; got {text!r}")
         return items

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.backends import BACKENDS, RunSpec, get_backend
+from bench.backends import RunSpec, get_backend
 from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
 from bench.records import Record, Settings, Status
 from dali_pipelines import DataSource, ImageFolderData
@@ -83,7 +83,9 @@ class Job:
 
     def skip_reason(self) -> str | None:
         """Why the backend does not do this job's workload (then nothing runs); None if it does."""
-        return None if self.backend == SYNTHETIC else BACKENDS[self.backend].skip_reason(self.spec.workload)
+        if self.backend == SYNTHETIC:
+            return None
+        return get_backend(self.backend).skip_reason(self.spec.workload)
 
     def minimum_s(self) -> float:
         """Least time this job can take, for plan estimates (full-pass and skipped jobs: 0)."""
