@@ -22,6 +22,7 @@ from dali_pipelines._util import argtypes
 from dali_pipelines._util.pipes import quiet_broken_pipe
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+EXIT_FAILED = 1  # a measurement failed: the others are kept, and the report lists it
 SCRATCH_DIR = RESULTS_DIR / "_scratch"  # git-ignored: quick runs never touch committed results
 CORES = os.cpu_count() or 1
 
@@ -278,9 +279,22 @@ def report_command(args: argparse.Namespace) -> None:
     print(md.read_text(encoding="utf-8"))
 
 
+def failed_status(run: Run) -> int:
+    """0 when every job of ``run`` was measured or skipped; else ``EXIT_FAILED``, said on stderr."""
+    from bench.queries import failed_rows
+
+    failed = failed_rows(run)
+    if not failed:
+        return 0
+    print(f"bench: {len(failed)} of {len(run.results)} measurements failed (the report's 'Failed jobs' "
+          f"says why); exit status {EXIT_FAILED}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 @quiet_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m bench`` and ``dali-bench``; 0 on success, 2 on bad input."""
+    """Entry point of ``python -m bench`` and ``dali-bench``; 0 on success, 1 when a measurement
+    failed (the others are kept), 2 on bad input."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = get_args_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with the results
@@ -289,10 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             report_command(args)
             return 0
         with tempfile.TemporaryDirectory(prefix="dali-bench-") as tmp:
-            run_command(args, Path(tmp))
+            run = run_command(args, Path(tmp))
     except BrokenPipeError:  # stdout's reader went away: quiet_broken_pipe ends the command
         raise
     except (DatasetError, ValueError, OSError) as err:  # OSError: its message names the file
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return failed_status(run)

@@ -236,4 +236,6 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         "shards_vs_files": {w: f.ratio for w, f in shards_figures(run).items()},
         "skipped": skipped(run),
         "errors": len(failed_rows(run)),
+        "failed": [{"section": r.section, "backend": r.backend, "workload": r.workload, "reason": r.reason}
+                   for r in failed_rows(run)],
     }

@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.backends import RunSpec, get_backend
+from bench.failures import died_reason, failure_reason
 from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
 from bench.records import Record, Settings, Status
 from dali_pipelines import DataSource, ImageFolderData
@@ -186,7 +187,7 @@ def _child(job: Job, data: DataSource, conn: Connection) -> None:
     try:
         conn.send(execute(job, data))
     except Exception as err:  # any failure becomes a record, never a lost run
-        conn.send(_record(job, "error", f"{type(err).__name__}: {err}", trace=traceback.format_exc()))
+        conn.send(_record(job, "error", failure_reason(err), trace=traceback.format_exc()))
     finally:
         conn.close()
 
@@ -213,7 +214,7 @@ def run_job(job: Job, data: DataSource, timeout_s: float) -> Record:
         return parent.recv()
     except EOFError:
         proc.join(timeout=10)
-        return _record(job, "error", f"the job's process died (exit code {proc.exitcode})")
+        return _record(job, "error", died_reason(proc.exitcode))
     finally:
         proc.join(timeout=10)
         if proc.is_alive():
