@@ -44,6 +44,7 @@ SECTION_HELP = {
     "overlap": "each loader feeding a simulated accelerator step (a sleep)",
     "e2e": "GoogLeNet training fed by each GPU loader vs synthetic data, and with train-aug by dali-gpu "
            "and torch-tv (GPU)",
+    "e2e-sweep": "the e2e step fed by dali-gpu over DALI threads x hw_decoder_load x prefetch depth (GPU)",
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
 }

@@ -12,6 +12,7 @@ forking DataLoader workers after it never happens. A job whose backend cannot do
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import multiprocessing as mp
 import os
@@ -31,8 +32,8 @@ from dali_pipelines import DataSource, ImageFolderData
 
 _logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards")
-GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
+SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "e2e-sweep", "soak", "shards")
+GPU_SECTIONS = ("hw-decoder", "e2e", "e2e-sweep")  # need --device gpu
 DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards"),
                     "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards")}
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
@@ -48,6 +49,11 @@ E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering f
 # train-aug in e2e: RandAugment on the GPU (this project's graph) against the fastest DataLoader
 # doing it on CPU workers and copying to the GPU (torch-tv: faster than torch-pil at it).
 E2E_AUG_BACKENDS = ("dali-gpu", "torch-tv")
+# e2e-sweep: dali-gpu feeding the e2e step over DALI threads x hw_decoder_load x prefetch depth
+# (threads above --max-workers are left out).
+E2E_SWEEP_THREADS = (4, 8, 16)
+E2E_SWEEP_LOADS = (1.0, 0.65)
+E2E_SWEEP_PREFETCH = (2, 3)
 DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and read from shards
 START_S = 1.5  # rough per-job cost outside the timed loop (fork, imports, graph build): estimates only
 # Imported once in the server that forks every job; nothing here may touch CUDA or start threads.
@@ -73,7 +79,9 @@ class Job:
     def label(self) -> str:
         """Short human label for progress lines and logs."""
         extra = {"overlap": f" step={self.step_ms:g}ms", "shards": f" from {self.source}",
-                 "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}"}.get(self.section, "")
+                 "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}",
+                 "e2e-sweep": f" hw_decoder_load={self.spec.hw_decoder_load} prefetch={self.spec.prefetch}",
+                 }.get(self.section, "")
         return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
                 f"w={self.spec.workers}{extra}")
 
@@ -98,7 +106,8 @@ class Job:
 # ---------------------------------------------------------------- planning
 
 def _job(s: Settings, section: str, backend: str, *, workload: str = "train", **fields: Any) -> Job:
-    spec_fields = {k: fields.pop(k) for k in ("batch_size", "workers", "hw_decoder_load") if k in fields}
+    spec_fields = {k: fields.pop(k) for k in ("batch_size", "workers", "hw_decoder_load", "prefetch")
+                   if k in fields}
     workers = 1 if backend in ("naive", SYNTHETIC) else s.max_workers  # naive is sequential
     spec = RunSpec(**{"workload": workload, "batch_size": s.batch_size, "workers": workers,
                       "device": s.device, **spec_fields})
@@ -113,6 +122,14 @@ def worker_counts(max_workers: int) -> list[int]:
         counts.append(n)
         n *= 2
     return counts
+
+
+def sweep_points(max_workers: int) -> list[tuple[int, float, int]]:
+    """The e2e-sweep's (threads, hw_decoder_load, prefetch) points: the first point, then those
+    differing from it in one setting, then in two, ...; so any first few vary each setting."""
+    threads = [t for t in E2E_SWEEP_THREADS if t <= max_workers] or [max_workers]
+    grid = list(itertools.product(threads, E2E_SWEEP_LOADS, E2E_SWEEP_PREFETCH))
+    return sorted(grid, key=lambda point: sum(a != b for a, b in zip(point, grid[0], strict=True)))
 
 
 def plan_section(s: Settings, section: str) -> list[Job]:
@@ -135,6 +152,13 @@ def plan_section(s: Settings, section: str) -> list[Job]:
         # More warm-up batches: cuDNN picks its kernels on the first steps.
         return [_job(s, section, b, workload=w, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
                 for w, b in (("train", SYNTHETIC), *loaders)] if loaders else []
+    if section == "e2e-sweep":  # against the e2e section's synthetic run when both are planned
+        if "dali-gpu" not in s.backends:
+            return []
+        light = [] if "e2e" in s.sections else [SYNTHETIC]
+        return [_job(s, section, b, batch_size=E2E_BATCH_SIZE, warmup_batches=5) for b in light] + [
+            _job(s, section, "dali-gpu", workers=t, hw_decoder_load=h, prefetch=p, batch_size=E2E_BATCH_SIZE,
+                 warmup_batches=5) for t, h, p in sweep_points(s.max_workers)]
     backend = DALI_FOR_DEVICE[s.device]
     if backend not in s.backends:
         return []
@@ -165,7 +189,7 @@ def execute(job: Job, data: DataSource) -> Record:
     step: Any = None
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
-    elif job.section == "e2e":
+    elif job.section in ("e2e", "e2e-sweep"):
         step = GoogLeNetStep(len(data.classes))
     if job.backend == SYNTHETIC:
         def make() -> SyntheticBatches:
