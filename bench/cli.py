@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.backends import BACKENDS, WORKLOADS
+from bench.check.cli import add_check_command, run_check
 from bench.records import TIMING, Run, Settings
 from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
 from dali_pipelines import DatasetError
@@ -35,6 +36,7 @@ process; results go to OUT as JSON, CSV, Markdown and PNG, saved after every mea
   python -m bench --quick               about 2 minutes, on a sample set it makes itself
   python -m bench --data DIR            the full sweep on your JPEG ImageFolder
   python -m bench report [DIR] --json   the newest run in DIR as one JSON object
+  python -m bench check --out DIR       prove a GPU machine in one budgeted command
 """
 
 SECTION_HELP = {
@@ -48,22 +50,6 @@ SECTION_HELP = {
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
 }
-
-
-def _names(flag: str, accepted: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
-    def parse(text: str) -> tuple[str, ...]:
-        items = tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
-        bad = [item for item in items if item not in accepted]
-        if bad:
-            unknown = ", ".join(map(repr, bad))
-            raise argparse.ArgumentTypeError(
-                f"unknown {'name' if len(bad) == 1 else 'names'} {unknown} in {text!r}; "
-                f"accepted: {', '.join(accepted)}")
-        if not items:
-            raise argparse.ArgumentTypeError(
-                f"{flag} takes a comma-separated list of: {', '.join(accepted)}; got {text!r}")
-        return items
-    return parse
 
 
 def _folder(flag: str) -> Callable[[str], Path]:
@@ -81,13 +67,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                       help=f"a short run: {' and '.join(QUICK_WORKLOADS['cpu'])} workloads with throughput "
                            f"plus overlap on CPU, {' and '.join(QUICK_WORKLOADS['gpu'])} with throughput "
                            "plus e2e on GPU; shorter repeats, a small sample set (default: off)")
-    what.add_argument("--sections", metavar="LIST", type=_names("--sections", SECTIONS), default=None,
+    what.add_argument("--sections", metavar="LIST", type=argtypes.names("--sections", SECTIONS), default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in SECTION_HELP.items())
                            + f" (default: all that apply to the device; {'+'.join(QUICK_SECTIONS['cpu'])} "
                              f"on CPU, {'+'.join(QUICK_SECTIONS['gpu'])} on GPU with --quick)")
-    what.add_argument("--backends", metavar="LIST", type=_names("--backends", list(BACKENDS)), default=None,
+    what.add_argument("--backends", metavar="LIST", type=argtypes.names("--backends", list(BACKENDS)),
+                      default=None,
                       help=f"comma list of {','.join(BACKENDS)} (default: all that can run here)")
-    what.add_argument("--workloads", metavar="LIST", type=_names("--workloads", list(WORKLOADS)),
+    what.add_argument("--workloads", metavar="LIST", type=argtypes.names("--workloads", list(WORKLOADS)),
                       default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in WORKLOADS.items())
                            + f" (default: all; with --quick {','.join(QUICK_WORKLOADS['cpu'])} on CPU, "
@@ -146,6 +133,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "train-aug / train per backend, skipped jobs, e2e efficiency per loader "
                              "('dali-gpu+train-aug' for train-aug), ratios to dali-ref, command, date) "
                              "instead; write nothing (default: off)")
+    add_check_command(commands)
     return parser
 
 
@@ -303,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             report_command(args)
             return 0
+        if args.command == "check":
+            check_out_dir(args.out)
+            return run_check(args)
         with tempfile.TemporaryDirectory(prefix="dali-bench-") as tmp:
             run = run_command(args, Path(tmp))
     except BrokenPipeError:  # stdout's reader went away: quiet_broken_pipe ends the command

@@ -224,8 +224,18 @@ def _context() -> Any:
     return ctx
 
 
-def run_job(job: Job, data: DataSource, timeout_s: float) -> Record:
-    """``job`` measured in a fresh process; an error record if it fails, dies or times out."""
+def start_job_server() -> None:
+    """Start the server that forks every job now, so its imports (seconds) overlap other work
+    instead of delaying the first job."""
+    _context()  # sets the preload list
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+def run_job(job: Job, data: DataSource, timeout_s: float, limit: str = "--timeout") -> Record:
+    """``job`` measured in a fresh process; an error record if it fails, dies or times out
+    (``limit``: what set ``timeout_s``, for the reason)."""
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     # Not a daemon: daemonic processes may not start DataLoader workers of their own.
@@ -234,7 +244,8 @@ def run_job(job: Job, data: DataSource, timeout_s: float) -> Record:
     child.close()
     try:
         if not parent.poll(timeout_s):
-            return _record(job, "error", f"timed out after {timeout_s:.0f} s (--timeout)")
+            proc.kill()  # at once: waiting longer for a job past its limit helps nothing
+            return _record(job, "error", f"timed out after {timeout_s:.0f} s ({limit})")
         return parent.recv()
     except EOFError:
         proc.join(timeout=10)
@@ -274,13 +285,17 @@ def run_sweep(sections: dict[str, list[Job]], sources: dict[str, DataSource], ti
     progress = Progress(sum(len(jobs) for jobs in sections.values()))
     for jobs in sections.values():
         for job in jobs:
-            reason = job.skip_reason()
-            if reason:
-                record = _record(job, "skipped", reason)
-            else:
-                record = run_job(job, sources[job.source], timeout_s)
+            record = run_or_skip(job, sources, timeout_s)
             save(record)
             progress(job, record)
+
+
+def run_or_skip(job: Job, sources: dict[str, DataSource], timeout_s: float,
+                limit: str = "--timeout") -> Record:
+    """``job``'s record: skipped, with the reason and no process, when its backend cannot do the
+    workload; else measured by ``run_job``."""
+    reason = job.skip_reason()
+    return _record(job, "skipped", reason) if reason else run_job(job, sources[job.source], timeout_s, limit)
 
 
 def describe_plan(sections: dict[str, list[Job]]) -> str:
