@@ -4,6 +4,7 @@ before the next step starts, and the last bundle however the run ends."""
 from __future__ import annotations
 
 import dataclasses
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from bench.data import load_jpeg_folder
 from bench.failures import one_line
 from bench.publish import publish, saver
 from bench.records import Record, RunData, new_run
-from bench.sweep import start_job_server
+from bench.sweep import SYNTHETIC, start_job_server
 from dali_pipelines import ImageFolderData, make_sample_dataset
 from dali_pipelines.sources import split_folders
 
@@ -42,11 +43,11 @@ class Check:
         self.data = data  # --data, or None: the sample set
         results = work / "results"
         results.mkdir()
-        backends = tuple(dict.fromkeys(b for p in plan.steps if p.runs for b in p.step.backends
-                                       if b not in p.left_out))
+        jobs = [j for p in plan.steps for j in p.jobs]
         left_out = {b: why for p in plan.steps for b, why in p.left_out.items()}
-        settings = dataclasses.replace(plan.settings, backends=backends, workloads=tuple(dict.fromkeys(
-            j.spec.workload for p in plan.steps for j in p.jobs)))
+        settings = dataclasses.replace(
+            plan.settings, backends=tuple(dict.fromkeys(j.backend for j in jobs if j.backend != SYNTHETIC)),
+            workloads=tuple(dict.fromkeys(j.spec.workload for j in jobs)))
         run = new_run(argv, settings, RunData(name="", images=0, classes=0), left_out)
         self.state = CheckState(run.command, plan, run, results)
         self._save_record = saver(run, results)
@@ -70,6 +71,7 @@ class Check:
         self.state.exit_status, self.state.elapsed_s = status, self.clock.elapsed()
         self.outputs.line(f"check: {self._verdict(failed)}; took {self.state.elapsed_s:.0f} s of "
                           f"{self.plan.setup.budget_s:g}; files in {self.outputs.out_dir}")
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the last bundle is written whatever comes now
         self.outputs.write(self.state, final=True)
         return status
 

@@ -59,6 +59,7 @@ class StepResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The step's entry in check.json."""
         return {"name": self.name, "status": self.status, "reason": self.reason,
                 "seconds": round(self.seconds, 1), "estimate_s": round(self.estimate_s, 1),
                 "details": self.details}
@@ -72,6 +73,7 @@ class Clock:
         self.start = psutil.Process().create_time()
 
     def elapsed(self) -> float:
+        """Seconds since the process started."""
         return time.time() - self.start
 
     def left(self) -> float:

@@ -59,6 +59,7 @@ class CheckState:
         return StepResult(planned.step.name, "cut", reason, estimate_s=planned.estimate_s)
 
     def summary(self) -> dict[str, Any]:
+        """``python -m bench report --json`` of the benchmark run so far."""
         return summary(self.run, self.results_dir / f"{self.run.stem}.json")
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +93,7 @@ def step_lines(state: CheckState) -> list[str]:
 
 
 def tests_lines(state: CheckState) -> list[str]:
+    """The tests' counts and each failed test."""
     r = state.results.get("tests")
     if r is None or not r.details:
         return []
@@ -102,6 +104,7 @@ def tests_lines(state: CheckState) -> list[str]:
 
 
 def train_lines(state: CheckState) -> list[str]:
+    """The training run's steady figures, against the e2e step on synthetic data."""
     r = state.results.get("train")
     if r is None or not r.details.get("epochs"):
         return []
@@ -141,6 +144,7 @@ class Outputs:
         self.write_log(text + "\n")
 
     def write_log(self, text: str) -> None:
+        """Append ``text`` to check.log (flushed: a kill loses nothing written)."""
         self._log.write(text)
         self._log.flush()
 
@@ -163,9 +167,12 @@ class Outputs:
     def write(self, state: CheckState, *, final: bool = False) -> None:
         """Rewrite check.json, summary.json, check.md and the tarball (with the figures when ``final``)."""
         if final:
-            from bench.plots import plot_run  # matplotlib: once, at the end
+            try:
+                from bench.plots import plot_run  # matplotlib: once, at the end
 
-            plot_run(state.run, state.results_dir)
+                plot_run(state.run, state.results_dir)
+            except Exception as err:  # figures are a convenience: the files below matter more
+                self.line(f"figures not drawn: {type(err).__name__}: {err}")
         write_json_atomic(self.out_dir / "check.json", state.to_dict())
         write_json_atomic(self.out_dir / "summary.json", state.summary())
         write_atomic(self.out_dir / "check.md", render(state))
@@ -182,4 +189,5 @@ class Outputs:
                     tar.add(path, arcname=name)
 
     def close(self) -> None:
+        """Close check.log."""
         self._log.close()

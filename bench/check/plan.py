@@ -52,6 +52,7 @@ class Level:
 
 
 def _preset(name: str, tests_s: float) -> Level:
+    """A level with bench's own timing preset ``name`` (records.TIMING)."""
     timing = TIMING[name]
     return Level(name, warmup_s=timing["warmup_s"], repeat_s=timing["repeat_s"],
                  repeat_batches=int(timing["repeat_batches"]), tests_s=tests_s, all_workloads=True)
@@ -116,6 +117,7 @@ class Plan:
     steps: list[Planned]
 
     def by_name(self, name: str) -> Planned:
+        """The planned step called ``name``."""
         return next(p for p in self.steps if p.step.name == name)
 
     def total_s(self) -> float:
@@ -130,6 +132,7 @@ class Plan:
         return self.setup.budget_s - self.setup.spent_s - FINAL_S
 
     def fits(self) -> bool:
+        """Whether the steps' estimate fits the budget."""
         return self.total_s() <= self.usable_s()
 
 
