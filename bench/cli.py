@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             check_out_dir(args.out)
-            return run_check(args)
+            return run_check(args, whole_process=argv is None)
         with tempfile.TemporaryDirectory(prefix="dali-bench-") as tmp:
             run = run_command(args, Path(tmp))
     except BrokenPipeError:  # stdout's reader went away: quiet_broken_pipe ends the command

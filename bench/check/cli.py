@@ -109,12 +109,14 @@ def make_setup(args: argparse.Namespace, spent_s: float) -> Setup:
                  backends=args.backends)
 
 
-def run_check(args: argparse.Namespace) -> int:
-    """Plan, print the plan, run it into ``args.out``; the exit status (docs/gpu-check.md)."""
+def run_check(args: argparse.Namespace, *, whole_process: bool) -> int:
+    """Plan, print the plan, run it into ``args.out``; the exit status (docs/gpu-check.md).
+    ``whole_process``: this process is the command (the budget counts from its start, imports
+    included), not a call from other Python code (the budget counts from now)."""
     from bench.check.command import Check
     from bench.check.outputs import Outputs
 
-    clock = Clock(args.budget)
+    clock = Clock(args.budget, since_process_start=whole_process)
     plan = fit(make_setup(args, clock.elapsed()))
     if args.plan_only:
         print("\n".join(describe(plan)))
