@@ -2,16 +2,17 @@
 #   make demo   - .venv, install, sample data, a short training run and a quick benchmark
 #   make test   - .venv, install with test tools, the whole test suite (CPU; GPU tests skip)
 #   make check  - what CI runs (.ci/run): make lint, then make test (docs/development.md)
+#   make gpu-check - prove a GPU machine in one budgeted command (docs/gpu-check.md)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA := data/sample
 SAMPLE_IMAGES ?= 2000
 
-.PHONY: demo check test test-fast lint typecheck bench clean help
+.PHONY: demo check test test-fast lint typecheck bench gpu-check clean help
 
 help:
-	@echo "make demo | check | test | test-fast | lint | typecheck | bench | clean | docker | docker-smoke | docker-base"
+	@echo "make demo | check | test | test-fast | lint | typecheck | bench | gpu-check | clean | docker | docker-smoke | docker-base"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +73,14 @@ typecheck: $(VENV)/.deps-test
 bench: $(VENV)/.deps-test $(VENV)/.ffmpeg-libs $(DATA)/train
 	$(PY) -m bench --data $(DATA) --out bench/results
 	$(PY) -m bench report bench/results --json > bench/results/summary.json
+
+# The GPU check: tests, benchmarks and a training run inside BUDGET seconds, five files in OUT.
+# With the .venv python it installs what the tests need first; given another (a lent machine's
+# system Python with DALI on PYTHONPATH: make gpu-check PY=python3 OUT=$$OUT) it installs nothing.
+OUT ?= runs/gpu-check
+BUDGET ?= 480
+gpu-check: $(if $(filter $(VENV)/bin/python,$(PY)),$(VENV)/.deps-test)
+	$(PY) -m bench check --budget $(BUDGET) --out $(OUT)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache .mypy_cache

@@ -15,12 +15,15 @@ from pathlib import Path
 import torch
 
 from bench.backends import BACKENDS, PEERS, WORKLOADS
+from bench.check.cli import add_check_command, run_check
 from bench.records import TIMING, Run, Settings
 from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
 from dali_pipelines import DatasetError
 from dali_pipelines._util import argtypes
+from dali_pipelines._util.pipes import quiet_broken_pipe
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+EXIT_FAILED = 1  # a measurement failed: the others are kept, and the report lists it
 SCRATCH_DIR = RESULTS_DIR / "_scratch"  # git-ignored: quick runs never touch committed results
 CORES = os.cpu_count() or 1
 
@@ -33,6 +36,7 @@ process; results go to OUT as JSON, CSV, Markdown and PNG, saved after every mea
   python -m bench --quick               about 2 minutes, on a sample set it makes itself
   python -m bench --data DIR            the full sweep on your JPEG ImageFolder
   python -m bench report [DIR] --json   the newest run in DIR as one JSON object
+  python -m bench check --out DIR       prove a GPU machine in one budgeted command
 """
 
 SECTION_HELP = {
@@ -42,6 +46,7 @@ SECTION_HELP = {
     "overlap": "each loader feeding a simulated accelerator step (a sleep)",
     "e2e": "GoogLeNet training fed by each GPU loader vs synthetic data, and with train-aug by dali-gpu "
            "and torch-tv (GPU)",
+    "e2e-sweep": "the e2e step fed by dali-gpu over DALI threads x hw_decoder_load x prefetch depth (GPU)",
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
     "storage": "the DALI train graph reading the same files loose and as shards from local disk and from a "
@@ -49,17 +54,6 @@ SECTION_HELP = {
     "capped": "the DALI CPU train graph reading shards with images capped at 512, 384, 256 px (to-shards "
               "--max-side) vs the same shards uncapped: img/s and CPU per image",
 }
-
-
-def _names(flag: str, accepted: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
-    def parse(text: str) -> tuple[str, ...]:
-        items = tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
-        bad = [item for item in items if item not in accepted]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(
-                f"{flag} takes a comma-separated list of: {', '.join(accepted)}; got {text!r}")
-        return items
-    return parse
 
 
 def _folder(flag: str) -> Callable[[str], Path]:
@@ -87,14 +81,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                       help=f"a short run: {' and '.join(QUICK_WORKLOADS['cpu'])} workloads with throughput "
                            f"plus overlap on CPU, {' and '.join(QUICK_WORKLOADS['gpu'])} with throughput "
                            "plus e2e on GPU; shorter repeats, a small sample set (default: off)")
-    what.add_argument("--sections", metavar="LIST", type=_names("--sections", SECTIONS), default=None,
+    what.add_argument("--sections", metavar="LIST", type=argtypes.names("--sections", SECTIONS), default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in SECTION_HELP.items())
                            + f" (default: all that apply to the device; {'+'.join(QUICK_SECTIONS['cpu'])} "
                              f"on CPU, {'+'.join(QUICK_SECTIONS['gpu'])} on GPU with --quick)")
-    what.add_argument("--backends", metavar="LIST", type=_names("--backends", list(BACKENDS)), default=None,
+    what.add_argument("--backends", metavar="LIST", type=argtypes.names("--backends", list(BACKENDS)),
+                      default=None,
                       help=f"comma list of {','.join(BACKENDS)} (default: all that can run here; "
                            f"with --quick or --device gpu all but {','.join(PEERS)})")
-    what.add_argument("--workloads", metavar="LIST", type=_names("--workloads", list(WORKLOADS)),
+    what.add_argument("--workloads", metavar="LIST", type=argtypes.names("--workloads", list(WORKLOADS)),
                       default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in WORKLOADS.items())
                            + f" (default: all; with --quick {','.join(QUICK_WORKLOADS['cpu'])} on CPU, "
@@ -156,6 +151,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "train-aug / train per backend, skipped jobs, e2e efficiency per loader "
                              "('dali-gpu+train-aug' for train-aug), ratios to dali-ref, command, date) "
                              "instead; write nothing (default: off)")
+    add_check_command(commands)
     return parser
 
 
@@ -305,8 +301,22 @@ def report_command(args: argparse.Namespace) -> None:
     print(md.read_text(encoding="utf-8"))
 
 
+def failed_status(run: Run) -> int:
+    """0 when every job of ``run`` was measured or skipped; else ``EXIT_FAILED``, said on stderr."""
+    from bench.queries import failed_rows
+
+    failed = failed_rows(run)
+    if not failed:
+        return 0
+    print(f"bench: {len(failed)} of {len(run.results)} measurements failed (the report's 'Failed jobs' "
+          f"says why); exit status {EXIT_FAILED}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+@quiet_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m bench`` and ``dali-bench``; 0 on success, 2 on bad input."""
+    """Entry point of ``python -m bench`` and ``dali-bench``; 0 on success, 1 when a measurement
+    failed (the others are kept), 2 on bad input."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = get_args_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with the results
@@ -314,9 +324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             report_command(args)
             return 0
+        if args.command == "check":
+            check_out_dir(args.out)
+            return run_check(args, whole_process=argv is None)
         with tempfile.TemporaryDirectory(prefix="dali-bench-") as tmp:
-            run_command(args, Path(tmp))
+            run = run_command(args, Path(tmp))
+    except BrokenPipeError:  # stdout's reader went away: quiet_broken_pipe ends the command
+        raise
     except (DatasetError, ValueError, OSError) as err:  # OSError: its message names the file
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return failed_status(run)

@@ -36,7 +36,7 @@ def make_temp_sample(images: int, parent: Path) -> Path:
     """A sample set of ``images`` real-photo JPEGs under ``parent`` (a temp dir); its train/ folder."""
     root = parent / "sample"
     _logger.info("no --data given: making a %d-image sample set in %s", images, root)
-    make_sample_dataset(root, images=images, seed=0)
+    make_sample_dataset(root, images=images, seed=0, workers=os.cpu_count() or 1)
     return root / "train"
 
 

@@ -118,24 +118,34 @@ class E2EFigures:
     step_vs_synthetic: float | None  # GPU time per step / the same on synthetic data
 
 
+def _e2e_against(r: Record, light: Record | None) -> E2EFigures:
+    """``r``'s e2e figures against ``light``, the same step fed synthetic data (None: absent)."""
+    step, light_step = _step_ms(r), _step_ms(light)
+    return E2EFigures(
+        images_per_s=rate(r),
+        efficiency=rate(r) / rate(light) if light else None,
+        data_wait_frac=measured(r).data_wait_frac,
+        gpu_idle_frac=None if r.consumer is None else r.consumer.gpu_idle_frac,
+        gpu_step_ms=step,
+        step_vs_synthetic=step / light_step if step and light_step else None,
+    )
+
+
 def e2e_figures(run: Run) -> dict[str, E2EFigures]:
     """Per loader in the e2e section (keyed by ``e2e_key``): efficiency, data wait, GPU idle and
     step time vs synthetic."""
     rows = {e2e_key(r): r for r in ok_rows(run, "e2e")}
     light = rows.get(SYNTHETIC)
-    light_step = _step_ms(light)
-    out = {}
-    for backend, r in rows.items():
-        step = _step_ms(r)
-        out[backend] = E2EFigures(
-            images_per_s=rate(r),
-            efficiency=rate(r) / rate(light) if light else None,
-            data_wait_frac=measured(r).data_wait_frac,
-            gpu_idle_frac=None if r.consumer is None else r.consumer.gpu_idle_frac,
-            gpu_step_ms=step,
-            step_vs_synthetic=step / light_step if step and light_step else None,
-        )
-    return out
+    return {backend: _e2e_against(r, light) for backend, r in rows.items()}
+
+
+def e2e_sweep_figures(run: Run) -> list[tuple[Record, E2EFigures]]:
+    """The e2e-sweep's points (threads, hw_decoder_load, prefetch in each record) with their
+    figures, fastest first; against the sweep's synthetic record, else the e2e section's."""
+    rows = ok_rows(run, "e2e-sweep")
+    light = next((r for r in [*rows, *ok_rows(run, "e2e")] if r.backend == SYNTHETIC), None)
+    points = [(r, _e2e_against(r, light)) for r in rows if r.backend != SYNTHETIC]
+    return sorted(points, key=lambda item: -item[1].images_per_s)
 
 
 @dataclass(frozen=True)
@@ -283,6 +293,9 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         "e2e_efficiency": {b: f.efficiency for b, f in e2e.items() if b != SYNTHETIC},
         "e2e_gpu_idle_frac": {b: f.gpu_idle_frac for b, f in e2e.items()},
         "e2e_step_vs_synthetic": {b: f.step_vs_synthetic for b, f in e2e.items() if b != SYNTHETIC},
+        "e2e_sweep": [{"threads": r.workers, "hw_decoder_load": r.hw_decoder_load, "prefetch": r.prefetch,
+                       "images_per_s": f.images_per_s, "efficiency": f.efficiency}
+                      for r, f in e2e_sweep_figures(run)],
         "soak_growth_pct": {b: f.growth_pct for b, f in soak_figures(run).items()},
         "shards_vs_files": {w: f.ratio for w, f in shards_figures(run).items()},
         "s3_vs_local": {w: {"files": f["s3_vs_local_files"], "shards": f["s3_vs_local_shards"]}
@@ -291,4 +304,6 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         "errors": len(failed_rows(run)),
         # Only for a run with a capped section: the summary of a run without one keeps its keys.
         **({"capped_cpu_vs_uncapped": capped} if capped else {}),
+        "failed": [{"section": r.section, "backend": r.backend, "workload": r.workload, "reason": r.reason}
+                   for r in failed_rows(run)],
     }

@@ -107,6 +107,7 @@ class Record:
     consumer: StepFigures | None  # the training step's GPU figures (e2e); None for other consumers
     load_avg_1m: float
     traceback: str | None = None  # of a job that raised
+    prefetch: int | None = None  # the spec's prefetch queue depth (e2e-sweep); written only when set
 
     @property
     def ok(self) -> bool:
@@ -114,12 +115,14 @@ class Record:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback`` only when set."""
+        """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback`` and
+        ``prefetch`` only when set."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["measurement"] = None if self.measurement is None else self.measurement.to_dict()
         out["consumer"] = {} if self.consumer is None else dataclasses.asdict(self.consumer)
-        if self.traceback is None:
-            del out["traceback"]
+        for optional in ("traceback", "prefetch"):
+            if out[optional] is None:
+                del out[optional]
         return out
 
     @classmethod

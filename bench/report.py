@@ -13,6 +13,7 @@ from bench.queries import (
     backends_of,
     capped_figures,
     e2e_figures,
+    e2e_sweep_figures,
     failed_rows,
     hw_decoder_rows,
     measured,
@@ -202,6 +203,22 @@ def e2e_lines(run: Run) -> list[str]:
                      "step time vs synthetic"], table)]
 
 
+def e2e_sweep_lines(run: Run) -> list[str]:
+    """The e2e step fed by dali-gpu at each (threads, hw_decoder_load, prefetch) point, fastest first."""
+    points = e2e_sweep_figures(run)
+    if not points:
+        return []
+    table = [[str(r.workers), f"{r.hw_decoder_load:g}", str(r.prefetch), f"{f.images_per_s:.0f}",
+              "-" if f.efficiency is None else f"{f.efficiency:.3f}", _pct(f.data_wait_frac),
+              _pct(f.gpu_idle_frac), "-" if f.step_vs_synthetic is None else f"{f.step_vs_synthetic:.3f}"]
+             for r, f in points]
+    batch = points[0][0].batch_size
+    return [f"**End to end over DALI settings: `dali-gpu` feeding GoogLeNet** (batch {batch}; efficiency "
+            "against synthetic data, fastest first)", "",
+            *_table(["threads", "hw_decoder_load", "prefetch", "img/s", "efficiency", "data wait %",
+                     "GPU idle % (gaps)", "step time vs synthetic"], table)]
+
+
 def soak_lines(run: Run) -> list[str]:
     """Memory per backend after epoch 2 and after the last epoch."""
     figures = soak_figures(run)
@@ -255,6 +272,6 @@ def capped_lines(run: Run) -> list[str]:
 def render_markdown(run: Run) -> str:
     """All tables of a run as Markdown."""
     parts = [*header_lines(run), *throughput_lines(run), *error_lines(run), *scaling_lines(run),
-             *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *soak_lines(run),
-             *shards_lines(run), *capped_lines(run), *storage_lines(run)]
+             *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *e2e_sweep_lines(run),
+             *soak_lines(run), *shards_lines(run), *capped_lines(run), *storage_lines(run)]
     return "\n".join(parts).rstrip() + "\n"

@@ -30,7 +30,8 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["--backends", "naive,fast"], ["--backends", "naive, tfdata, torch-pil", "'naive,fast'"]),
+    (["--backends", "naive,fast"], ["--backends", "unknown name 'fast' in 'naive,fast'", "naive, tfdata"]),
+    (["--workloads", "train,infer,speed"], ["--workloads", "unknown names 'infer', 'speed'"]),
     (["--workloads", "inference"], ["--workloads", "resize, train, train-aug, eval"]),
     (["--sections", "throughput,speed"], ["--sections", "throughput, scaling", "'throughput,speed'"]),
     (["--batch-size", "0"], ["--batch-size", "[1, 4096]"]),

@@ -87,3 +87,13 @@ def test_committed_baseline_is_sorted_and_has_no_line_numbers():
     assert lines == sorted(lines), f"{tool.BASELINE.name} must stay sorted"
     assert all(tool.baseline_key(line) == line for line in lines), \
         f"{tool.BASELINE.name}: each line is `path: error: message  [code]`, without line numbers"
+
+
+def test_make_gpu_check_with_a_given_python_installs_nothing():
+    """On a lent GPU machine (system Python, DALI on PYTHONPATH) the target only runs the check."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(["make", "-n", "gpu-check", "PY=python3", "OUT=/tmp/out"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["python3 -m bench check --budget 480 --out /tmp/out"]

@@ -67,6 +67,7 @@ class RunSpec:
     device: str = "cpu"
     seed: int = 0
     hw_decoder_load: float | None = None  # dali-gpu only; None keeps the library's default
+    prefetch: int | None = None  # dali-cpu, dali-gpu: DALI's prefetch queue depth; None: the default
 
     def __post_init__(self) -> None:
         if self.workload not in WORKLOADS:
@@ -77,6 +78,8 @@ class RunSpec:
             raise ValueError(f"batch_size and workers must be >= 1; got {self.batch_size}, {self.workers}")
         if self.hw_decoder_load is not None and not 0.0 <= self.hw_decoder_load <= 1.0:
             raise ValueError(f"hw_decoder_load must be in [0, 1]; got {self.hw_decoder_load}")
+        if self.prefetch is not None and self.prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1; got {self.prefetch}")
 
     @property
     def train(self) -> bool:

@@ -48,6 +48,8 @@ def resize_images(jpegs: DataNode, cfg: PipelineConfig) -> DataNode:
 def config_for(spec: RunSpec, device: str) -> PipelineConfig:
     """The PipelineConfig that does ``spec``'s work with ``spec.workers`` DALI threads."""
     extra: dict = {} if spec.hw_decoder_load is None else {"hw_decoder_load": spec.hw_decoder_load}
+    if spec.prefetch is not None:
+        extra["prefetch_queue_depth"] = spec.prefetch
     if spec.workload == "train-aug":
         extra.update(augment="randaugment", augment_ops=RANDAUGMENT_OPS,
                      augment_magnitude=RANDAUGMENT_MAGNITUDE, augment_magnitude_bins=RANDAUGMENT_BINS)

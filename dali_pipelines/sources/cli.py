@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from dali_pipelines._util.argtypes import int_in, positive_int, proper_fraction, seed
 from dali_pipelines.sources.capped import DEFAULT_QUALITY
@@ -20,12 +21,15 @@ def add_make_sample_command(commands: argparse._SubParsersAction) -> None:
     sample.add_argument("--images", type=positive_int, default=2000,
                         help="JPEGs in total over both splits (default: 2000)")
     sample.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
+    sample.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+                        help="processes encoding the JPEGs; the set is the same for any number "
+                             f"(default: {os.cpu_count() or 1}, the cores here)")
     sample.set_defaults(run=run_make_sample)
 
 
 def run_make_sample(args: argparse.Namespace) -> int:
     """Write the sample data set and say where."""
-    out = make_sample_dataset(args.out, args.images, seed=args.seed)
+    out = make_sample_dataset(args.out, args.images, seed=args.seed, workers=args.workers)
     print(f"sample data set written to {out} (train/ and val/)")
     return 0
 
