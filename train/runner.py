@@ -208,7 +208,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
 @contextmanager
 def training_stream(device: torch.device) -> Iterator[None]:
     """On the GPU, the loop's torch work on a stream of higher priority than DALI's kernels, which
-    share its SMs: the model's kernels go first when both are ready (gain measured in docs/gpu.md).
+    share its SMs: the model's kernels go first when both are ready (gain: docs/gpu.md#training-stream).
     DALI's iterator copies its output on the current stream, so no cross-stream sync is needed."""
     if device.type != "cuda":
         yield
