@@ -3,16 +3,17 @@
 #   make test   - .venv, install with test tools, the whole test suite (CPU; GPU tests skip)
 #   make check  - what CI runs (.ci/run): make lint, then make test (docs/development.md)
 #   make gpu-check - prove a GPU machine in one budgeted command (docs/gpu-check.md)
+#   make docs   - the documentation site (mkdocs.yml, docs/) into site/
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA := data/sample
 SAMPLE_IMAGES ?= 2000
 
-.PHONY: demo check test test-fast lint typecheck bench gpu-check clean help
+.PHONY: demo check test test-fast lint typecheck docs bench gpu-check clean help
 
 help:
-	@echo "make demo | check | test | test-fast | lint | typecheck | bench | gpu-check | clean | docker | docker-smoke | docker-base"
+	@echo "make demo | check | test | test-fast | lint | typecheck | docs | bench | gpu-check | clean | docker | docker-smoke | docker-base"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +24,7 @@ $(VENV)/.deps-demo: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[sample,tf,s3,dev,peers]'
+	$(PY) -m pip install --quiet -e '.[sample,tf,s3,dev,peers,docs]'
 	touch $@ $(VENV)/.deps-demo
 
 # SPDL (the [peers] extra) loads FFmpeg's shared libraries from the system. Where it finds none,
@@ -69,6 +70,11 @@ lint: $(VENV)/.deps-test
 typecheck: $(VENV)/.deps-test
 	$(PY) tools/mypy_baseline.py
 
+# The documentation site into site/ (git-ignored), --strict as the test suite builds it. Offline:
+# no web fonts or other external assets. NO_MKDOCS_2_WARNING silences mkdocs-material's banner.
+docs: $(VENV)/.deps-test
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 # The full sweep (every section that applies to this machine), then the run as one JSON object.
 bench: $(VENV)/.deps-test $(VENV)/.ffmpeg-libs $(DATA)/train
 	$(PY) -m bench --data $(DATA) --out bench/results
@@ -83,9 +89,9 @@ gpu-check: $(if $(filter $(VENV)/bin/python,$(PY)),$(VENV)/.deps-test)
 	$(PY) -m bench check --budget $(BUDGET) --out $(OUT)
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf runs site .pytest_cache .ruff_cache .mypy_cache
 
-# Container (README, "Container"). docker: build the image (BuildKit; pip trusts this machine's
+# Container (docs/container.md). docker: build the image (BuildKit; pip trusts this machine's
 # CA bundle through a build secret). docker-smoke: run a built image end to end on the CPU, as
 # its non-root user. docker-base: a base image from Debian packages, for machines that cannot
 # pull images (root); then `make docker BASE_IMAGE=dali-pipelines-base:bookworm`.

@@ -22,7 +22,6 @@ from dali_pipelines import (
     make_sample_dataset,
     open_train_val,
     prepare_data,
-    prepare_shards,
 )
 from dali_pipelines.config import default_cache_dir
 from dali_pipelines.sources import convert_image_folder, open_shards
@@ -63,7 +62,7 @@ def shards_for(files: ImageFolderData, shards_dir: Path | None,
     """``shards_dir`` opened and checked, or ``files`` converted into ``workdir`` (default: a folder
     under the temp dir, reused by later runs); either way checked to hold exactly the same images."""
     if shards_dir is not None:  # checked like training data: a damaged shard would kill its jobs
-        shards = prepare_shards(open_shards(shards_dir), cache_dir=default_cache_dir())
+        shards = prepare_data(open_shards(shards_dir), cache_dir=default_cache_dir())
     else:
         parent = workdir or _default_workdir()
         _check_room(files, parent)

@@ -1,7 +1,7 @@
 """What a run says, as Markdown tables for people.
 
-The report states what was measured; what the project aims at is said in the README, not
-decided here.
+The report states what was measured; what the project aims at is said in
+docs/benchmarks.md#what-is-aimed-at, not decided here.
 """
 
 from __future__ import annotations

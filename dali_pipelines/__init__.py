@@ -15,13 +15,13 @@ What is exported here is what a user of the library calls, in four groups:
   it returns; ``build_pipeline`` for a custom ``@pipeline_def`` graph (its building blocks:
   ``dali_pipelines.readers``, ``dali_pipelines.graphs``, ``dali_pipelines.augment``);
 - data: ``open_source`` (a ``--data`` path to a source), ``open_train_val`` (training and
-  validation sources with one class list), ``split_source`` (a stratified hold-out),
-  ``scan_image_folder``, ``read_label_list`` (CSV / TSV / DALI lists), ``read_file_list`` /
-  ``write_file_list`` (DALI file lists), the source types ``DataSource``, ``ImageFolderData``,
-  ``WebDatasetShards``, and ``DatasetError``, which every data check raises;
+  validation sources with one class list, a stratified hold-out with ``val_split``),
+  ``scan_image_folder``, ``read_label_list`` (CSV / TSV / DALI file lists), the source types
+  ``DataSource``, ``ImageFolderData``, ``WebDatasetShards``, and ``DatasetError``, which every
+  data check raises;
 - verification before DALI sees a file: ``verify_data`` (a ``VerifyReport``), ``prepare_data``
-  (verify, then fail with ``BadFilesError`` or skip); ``prepare_shards`` (each shard against its
-  recorded checksum, cached);
+  (verify, then fail with ``BadFilesError`` or skip; shards: each against its recorded
+  checksum, cached);
 - data set tools: ``convert_dataset`` (ImageFolder to WebDataset shards), ``make_sample_dataset``.
 
 Everything else (graph internals, constants, ``_util`` helpers) is imported from its own
@@ -43,13 +43,10 @@ from dali_pipelines.sources import (
     make_sample_dataset,
     open_source,
     open_train_val,
-    read_file_list,
     read_label_list,
     scan_image_folder,
-    split_source,
-    write_file_list,
 )
-from dali_pipelines.verify import BadFilesError, VerifyReport, prepare_data, prepare_shards, verify_data
+from dali_pipelines.verify import BadFilesError, VerifyReport, prepare_data, verify_data
 
 __all__ = [
     "BadFilesError",
@@ -67,11 +64,7 @@ __all__ = [
     "open_source",
     "open_train_val",
     "prepare_data",
-    "prepare_shards",
-    "read_file_list",
     "read_label_list",
     "scan_image_folder",
-    "split_source",
     "verify_data",
-    "write_file_list",
 ]

@@ -27,7 +27,7 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 DEVICES = ("gpu", "cpu")
 DTYPES = ("float32", "float16")
 LAYOUTS = ("NCHW", "NHWC")
-# Train-time policies after crop, resize and flip (dali_pipelines.augment; README "Augmentation").
+# Train-time policies after crop, resize and flip (dali_pipelines.augment; docs/augmentation.md).
 AUGMENTS = ("basic", "randaugment", "trivialaugment", "autoaugment")
 
 _MIB = 1024 * 1024

@@ -84,7 +84,8 @@ def train_images(jpegs: DataNode, cfg: PipelineConfig) -> DataNode:
     policy -> normalize: the train graph after its reader (any source of encoded bytes can feed it)."""
     # Region-of-interest decode: only the crop window is decoded (less IDCT work). The window
     # follows RandomResizedCrop's rules (area fraction and log-uniform aspect ratio, 10 tries,
-    # as torchvision); README lists where DALI's generator differs.
+    # as torchvision); docs/parity.md#train-crops-vs-torchvisions-randomresizedcrop lists where
+    # DALI's generator differs.
     images = fn.decoders.image_random_crop(
         jpegs,
         random_area=list(cfg.random_area),

@@ -12,11 +12,9 @@ from dali_pipelines import (
     DatasetError,
     make_sample_dataset,
     open_source,
-    read_file_list,
     scan_image_folder,
-    write_file_list,
 )
-from dali_pipelines.sources import split_folders
+from dali_pipelines.sources import read_file_list, split_folders, write_file_list
 
 
 def _jpeg(path: Path) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from shard_sets import foreign_shards
 
-from dali_pipelines import DatasetError, PipelineConfig, make_loader, prepare_shards, scan_image_folder
+from dali_pipelines import DatasetError, PipelineConfig, make_loader, scan_image_folder
 from dali_pipelines.sources import convert_image_folder, open_shards
 from dali_pipelines.sources.webdataset import read_index
-from dali_pipelines.verify import verify_shards
+from dali_pipelines.verify import prepare_shards, verify_shards
 
 PER_SHARD = 7  # val_root's 24 images: shards of 7, 7, 7, 3
 

@@ -21,10 +21,9 @@ from dali_pipelines import (
     open_train_val,
     read_label_list,
     scan_image_folder,
-    split_source,
 )
 from dali_pipelines.cli import main
-from dali_pipelines.sources import labelled_sets, with_classes_of
+from dali_pipelines.sources import labelled_sets, split_source, with_classes_of
 from dali_pipelines.sources.trainval import held_out_count
 from dali_pipelines.sources.webdataset import open_shards
 

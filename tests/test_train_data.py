@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dali_pipelines import scan_image_folder, split_source
+from dali_pipelines import scan_image_folder
+from dali_pipelines.sources import split_source
 from train.cli import main
 from train.config import MATCH, TrainConfig, names_with_rule
 from train.runner import run_data

@@ -30,11 +30,11 @@ from dali_pipelines import (
     PipelineConfig,
     make_loader,
     prepare_data,
-    read_file_list,
     scan_image_folder,
     verify_data,
 )
 from dali_pipelines.cli import main
+from dali_pipelines.sources import read_file_list
 from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, check_path
 
 # PHOTO's baseline JPEG (below) with the same coefficients re-coded arithmetically, as

@@ -14,12 +14,10 @@ import torch
 from dali_pipelines import (
     DaliLoader,
     DataSource,
-    ImageFolderData,
     PipelineConfig,
     make_loader,
     open_train_val,
     prepare_data,
-    prepare_shards,
 )
 from dali_pipelines.config import default_cache_dir, default_num_threads
 from dali_pipelines.sources.s3 import BucketReadError
@@ -88,8 +86,6 @@ def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
     """Data checked before any graph is built: one undecodable JPEG would kill the DALI pipeline
     hours into an epoch. Loose files: bad ones fail or are left out (--on-bad-file). Shards (their
     images were verified when they were written): each against its recorded checksum, cached."""
-    if not isinstance(data, ImageFolderData):
-        return prepare_shards(data, cache_dir=default_cache_dir())
     return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
 
 
@@ -219,7 +215,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
 @contextmanager
 def training_stream(device: torch.device) -> Iterator[None]:
     """On the GPU, the loop's torch work on a stream of higher priority than DALI's kernels, which
-    share its SMs: the model's kernels go first when both are ready (gain measured in docs/gpu.md).
+    share its SMs: the model's kernels go first when both are ready (gain: docs/gpu.md#training-stream).
     DALI's iterator copies its output on the current stream, so no cross-stream sync is needed."""
     if device.type != "cuda":
         yield

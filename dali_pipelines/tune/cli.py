@@ -13,7 +13,7 @@ import torch
 from dali_pipelines._util import argtypes
 from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines.config import AUGMENTS, DTYPES, PipelineConfig, default_cache_dir
-from dali_pipelines.sources import FORMATS, DataSource, ImageFolderData, open_train_val
+from dali_pipelines.sources import FORMATS, DataSource, open_train_val
 from dali_pipelines.tune.measure import MeasureSpec
 from dali_pipelines.tune.scorers import AMP_MODES
 from dali_pipelines.tune.search import Point, Score
@@ -21,7 +21,7 @@ from dali_pipelines.tune.space import pipeline_space
 from dali_pipelines.tune.store import TuneStore, default_store_dir
 from dali_pipelines.tune.table import format_summary, format_table
 from dali_pipelines.tune.tuner import DEFAULT_SECONDS, DEFAULT_TOLERANCE, check_request, tune
-from dali_pipelines.verify import prepare_data, prepare_shards
+from dali_pipelines.verify import prepare_data
 
 _logger = logging.getLogger(__name__)
 
@@ -150,9 +150,7 @@ def run_tune(args: argparse.Namespace) -> int:
 def _verified(source: DataSource) -> DataSource:
     """The data checked first (cached in the project's cache folder): one undecodable JPEG would
     stop every loader the search builds. Shards: each against its recorded checksum."""
-    if isinstance(source, ImageFolderData):
-        return prepare_data(source, cache_dir=default_cache_dir())
-    return prepare_shards(source, cache_dir=default_cache_dir())
+    return prepare_data(source, cache_dir=default_cache_dir())
 
 
 def _print_point(point: Point, score: Score) -> None:

@@ -13,12 +13,13 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
+from typing import overload
 
 from dali_pipelines.config import default_num_threads
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources.image_folder import ImageFolderData
 from dali_pipelines.sources.s3 import S3ImageFolder
+from dali_pipelines.sources.webdataset import WebDatasetShards
 from dali_pipelines.verify.cache import VerifyCache, stat_key, write_bad_list
 from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, os_reason
 from dali_pipelines.verify.passes import check_files
@@ -27,6 +28,7 @@ from dali_pipelines.verify.report import VerifyReport
 from dali_pipelines.verify.shards import ShardReport, prepare_shards, verify_shards
 
 _logger = logging.getLogger(__name__)
+
 
 __all__ = ["DEFAULT_MAX_PIXELS", "BadFilesError", "ShardReport", "VerifyReport", "prepare_data",
            "prepare_shards", "verify_data", "verify_shards"]
@@ -89,13 +91,29 @@ class BadFilesError(DatasetError):
         self.bad = report.bad
 
 
-def prepare_data(data: ImageFolderData, *, on_bad_file: Literal["error", "skip"] = "error",
+@overload
+def prepare_data(data: ImageFolderData, *, on_bad_file: str = ...,
+                 cache_dir: str | os.PathLike[str] | None = ..., deep: bool = ..., max_pixels: int = ...,
+                 workers: int | None = ...) -> ImageFolderData: ...
+@overload
+def prepare_data(data: WebDatasetShards, *, on_bad_file: str = ...,
+                 cache_dir: str | os.PathLike[str] | None = ..., deep: bool = ..., max_pixels: int = ...,
+                 workers: int | None = ...) -> WebDatasetShards: ...
+@overload
+def prepare_data(data: WebDatasetShards | ImageFolderData, *, on_bad_file: str = ...,
+                 cache_dir: str | os.PathLike[str] | None = ..., deep: bool = ..., max_pixels: int = ...,
+                 workers: int | None = ...) -> WebDatasetShards | ImageFolderData: ...
+def prepare_data(data: WebDatasetShards | ImageFolderData, *, on_bad_file: str = "error",
                  cache_dir: str | os.PathLike[str] | None = None, deep: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None) -> ImageFolderData:
+                 max_pixels: int = DEFAULT_MAX_PIXELS,
+                 workers: int | None = None) -> WebDatasetShards | ImageFolderData:
     """Verify ``data`` before a graph is built; raise on bad files (``error``) or leave them out (``skip``,
-    listing them with reasons in ``cache_dir``, else the temp folder)."""
+    listing them with reasons in ``cache_dir``, else the temp folder). Shards are checked as a
+    whole (``prepare_shards``: each against its recorded checksum), so ``skip`` does not apply."""
     if on_bad_file not in ("error", "skip"):
         raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+    if isinstance(data, WebDatasetShards):
+        return prepare_shards(data, cache_dir=cache_dir, deep=deep, workers=workers)
     report = verify_data(data, deep=deep, max_pixels=max_pixels, workers=workers, cache_dir=cache_dir)
     if report.ok:
         return data
