@@ -96,6 +96,7 @@ def tune(source: DataSource, base: PipelineConfig, *, model: str | None = None,
     """
     started = time.monotonic()
     check_request(base, model=model, seconds=seconds, method=method, amp=amp)
+    base = base.replace(num_threads=None) if base.auto else base  # "auto" starts from the defaults
     key = TuneKey.of(source, base, model=model, amp=amp, train=train)
     # float16 batches suit the loader alone and a model under autocast (searched on the GPU only).
     space = space or pipeline_space(base, half_ok=model is None or amp != "off")
