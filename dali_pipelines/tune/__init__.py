@@ -22,9 +22,9 @@ from dali_pipelines.tune.search import Dimension, Score, SearchOutcome, SearchSp
 from dali_pipelines.tune.space import pipeline_space
 from dali_pipelines.tune.store import TuneKey, TuneStore
 from dali_pipelines.tune.table import format_summary, format_table
-from dali_pipelines.tune.tuner import TuneResult, load_or_tune, tune
+from dali_pipelines.tune.tuner import TuneResult, load_or_tune, saved_tuning, tune
 
 __all__ = ["AUTO_SETTINGS", "Dimension", "LoaderScorer", "MeasureSpec", "Score", "SearchOutcome",
            "SearchSpace", "TrainingStep", "TuneKey", "TuneResult", "TuneStore", "format_summary",
            "format_table", "grid_search", "hill_climb", "load_or_tune", "pipeline_space", "resolve_auto",
-           "tune"]
+           "saved_tuning", "tune"]
