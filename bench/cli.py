@@ -44,6 +44,8 @@ SECTION_HELP = {
            "and torch-tv (GPU)",
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
+    "tune": "the loader tuner's choice (hill climbing, 60 s) beside an exhaustive grid's best and the "
+            "defaults, measured again in turn",
 }
 
 

@@ -25,14 +25,18 @@ from typing import Any
 
 from bench.backends import BACKENDS, RunSpec, get_backend
 from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
-from bench.records import Record, Settings, Status
+from bench.records import Record, Settings, Status, TuneFigures
+from bench.tuning import HILL_S, ROUNDS, expected_s, measure_spec, run_tune_section
 from dali_pipelines import DataSource, ImageFolderData
+from dali_pipelines.config import default_num_threads
+from dali_pipelines.tune import MeasureSpec
 
 _logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards")
+SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards", "tune")
 GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
-DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards"),
+# tune is named in a GPU run (--sections ...,tune): it adds minutes to the GPU sweep's eight.
+DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards", "tune"),
                     "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards")}
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
 # On CPU, what RandAugment costs each loader is the headline; on a GPU it doubles --quick's jobs.
@@ -72,7 +76,8 @@ class Job:
     def label(self) -> str:
         """Short human label for progress lines and logs."""
         extra = {"overlap": f" step={self.step_ms:g}ms", "shards": f" from {self.source}",
-                 "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}"}.get(self.section, "")
+                 "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}",
+                 "tune": f" climb ({HILL_S:g} s), grid, {ROUNDS} rounds in turn"}.get(self.section, "")
         return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
                 f"w={self.spec.workers}{extra}")
 
@@ -86,10 +91,19 @@ class Job:
         return None if self.backend == SYNTHETIC else BACKENDS[self.backend].skip_reason(self.spec.workload)
 
     def minimum_s(self) -> float:
-        """Least time this job can take, for plan estimates (full-pass and skipped jobs: 0)."""
+        """Least time this job can take, for plan estimates (full-pass and skipped jobs: 0; tune:
+        the climb's budget and every scoring after it at its least)."""
         if self.passes or self.skip_reason():
             return 0.0
+        if self.section == "tune":
+            return expected_s(self.spec, self.measure_spec())
         return self.warmup_s + self.repeats * self.repeat_s
+
+    def measure_spec(self) -> MeasureSpec:
+        """The job's timing as the tuner's measurement (the tune section's scorings)."""
+        return MeasureSpec(warmup_s=self.warmup_s, warmup_batches=self.warmup_batches, repeat_s=self.repeat_s,
+                           repeat_batches=max(1, self.repeat_images // self.spec.batch_size),
+                           repeats=self.repeats)
 
 
 # ---------------------------------------------------------------- planning
@@ -139,6 +153,12 @@ def plan_section(s: Settings, section: str) -> list[Job]:
         return [dataclasses.replace(_job(s, section, backend), passes=True, repeats=s.soak_epochs)]
     if section == "shards":
         return [_job(s, section, backend, source=src) for src in ("files", "shards")]
+    if section == "tune":  # from the library's defaults, measured as the tuner measures
+        spec = measure_spec(s.quick)
+        job = _job(s, section, backend, workers=default_num_threads(s.device))
+        return [dataclasses.replace(job, warmup_s=spec.warmup_s, warmup_batches=spec.warmup_batches,
+                                    repeat_s=spec.repeat_s, repeats=spec.repeats,
+                                    repeat_images=spec.repeat_batches * job.spec.batch_size)]
     raise ValueError(f"unknown section {section!r}; accepted: {', '.join(SECTIONS)}")
 
 
@@ -151,14 +171,17 @@ def plan(s: Settings) -> dict[str, list[Job]]:
 # ---------------------------------------------------------------- running one job (in the child)
 
 def _record(job: Job, status: Status, reason: str = "", *, measurement: Measurement | None = None,
-            consumer: StepFigures | None = None, trace: str | None = None) -> Record:
+            consumer: StepFigures | None = None, trace: str | None = None,
+            tune: TuneFigures | None = None) -> Record:
     """The record of ``job``: its fields, the outcome, the figures, the machine's load now."""
     return Record(**job.to_dict(), status=status, reason=reason, measurement=measurement, consumer=consumer,
-                  load_avg_1m=os.getloadavg()[0], traceback=trace)
+                  load_avg_1m=os.getloadavg()[0], traceback=trace, tune=tune)
 
 
 def execute(job: Job, data: DataSource) -> Record:
     """Measure ``job`` in this process over ``data`` (already verified); its record."""
+    if job.section == "tune":
+        return _record(job, "ok", tune=run_tune_section(data, job.spec, job.measure_spec()))
     step: Any = None
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
@@ -234,6 +257,10 @@ class Progress:
         if record.measurement is not None:
             m = record.measurement
             outcome = f"{m.images_per_s:.0f} img/s ({m.images_per_s_min:.0f}-{m.images_per_s_max:.0f})"
+        elif record.tune is not None:
+            t = record.tune
+            outcome = (f"tuned {t.median('tuned'):.0f} img/s, grid best {t.median('grid best'):.0f}, "
+                       f"defaults {t.median('defaults'):.0f} (medians of rounds in turn)")
         else:
             outcome = f"{record.status}: {record.reason}"
         width = len(str(self.total))
