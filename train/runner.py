@@ -108,7 +108,7 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     # After verification (a bad file would stop every loader the search builds), before the loaders.
     tuning = loader_tuning(cfg, ctx, train_data, payload, base=pipeline_config(cfg, ctx),
                            cores=core_share(ctx))
-    if any_rank_during_setup(stop.requested, ctx):  # Ctrl-C during verification: leave before
+    if any_rank_during_setup(stop.requested, ctx):  # Ctrl-C during verification or tuning: leave before
         # anything is deleted or written (every rank leaves, whichever got the signal)
         raise StoppedBeforeTrainingError(f"stopped by {stop.signal_name or 'a signal on another rank'} "
                                          "before the first step; nothing was changed or saved")
