@@ -53,6 +53,8 @@ SECTION_HELP = {
                "local S3 server (SeaweedFS on 127.0.0.1, started for the section)",
     "capped": "the DALI CPU train graph reading shards with images capped at 512, 384, 256 px (to-shards "
               "--max-side) vs the same shards uncapped: img/s and CPU per image",
+    "tune": "the loader tuner's choice (hill climbing, 60 s) beside an exhaustive grid's best and the "
+            "defaults, measured again in turn",
 }
 
 

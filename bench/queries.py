@@ -278,6 +278,58 @@ def overlap_efficiency(run: Run) -> dict[float, list[tuple[Record, float | None]
     return out
 
 
+@dataclass(frozen=True)
+class Search:
+    """One search of the tune section: what it cost and how far it got."""
+
+    method: str  # "hill" or "grid"
+    seconds: float  # wall time, loader set-up included
+    budget_s: float
+    points: int  # distinct points scored
+    space: int  # points in the space
+    scorings: int  # confirmations included
+    complete: bool  # hill: converged; grid: every point scored
+    images_per_s: float  # the search's own score of the point it reports (chosen, or the grid's best)
+
+
+def _search(record: dict[str, Any], point: str) -> Search:
+    return Search(method=record["method"], seconds=record["seconds"], budget_s=record["budget_s"],
+                  points=len({str(t["point"]) for t in record["trials"]}), space=record["space_size"],
+                  scorings=len(record["trials"]), complete=record["complete"],
+                  images_per_s=record["images_per_s"][point])
+
+
+@dataclass(frozen=True)
+class TuneSummary:
+    """The tune section on one loader: the defaults, the climb's choice and the grid's best point
+    measured again in turn (medians), their ratios, and the two searches."""
+
+    points: dict[str, dict[str, Any]]  # "defaults", "tuned", "grid best" -> settings
+    images_per_s: dict[str, float]  # the same names -> median of the rounds in turn
+    spread: dict[str, tuple[float, float]]  # the same names -> (min, max) of the rounds
+    rounds: int
+    tuned_vs_grid_best: float
+    tuned_vs_defaults: float
+    hill: Search
+    grid: Search
+
+
+def tune_figures(run: Run) -> dict[str, TuneSummary]:
+    """Per loader of the tune section (``dali-cpu`` or ``dali-gpu``): its ``TuneSummary``."""
+    out = {}
+    for r in ok_rows(run, "tune"):
+        t = r.tune
+        if t is None:
+            continue
+        rates = {name: t.median(name) for name in t.points}
+        out[r.backend] = TuneSummary(
+            points=t.points, images_per_s=rates, spread={n: (min(v), max(v)) for n, v in t.rates.items()},
+            rounds=len(t.rates["tuned"]), tuned_vs_grid_best=rates["tuned"] / rates["grid best"],
+            tuned_vs_defaults=rates["tuned"] / rates["defaults"], hill=_search(t.hill, "chosen"),
+            grid=_search(t.grid, "best"))
+    return out
+
+
 def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
     """The JSON summary of a run (``python -m bench report --json``)."""
     e2e = e2e_figures(run)
@@ -306,4 +358,16 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         **({"capped_cpu_vs_uncapped": capped} if capped else {}),
         "failed": [{"section": r.section, "backend": r.backend, "workload": r.workload, "reason": r.reason}
                    for r in failed_rows(run)],
+        **_tune_summary(run),
     }
+
+
+def _tune_summary(run: Run) -> dict[str, Any]:
+    """``tune`` (per loader: the ratios and the climb's seconds) for a run with a tune section;
+    nothing for one without."""
+    figures = tune_figures(run)
+    if not figures:
+        return {}
+    return {"tune": {b: {"tuned_vs_grid_best": f.tuned_vs_grid_best, "tuned_vs_defaults": f.tuned_vs_defaults,
+                         "tuned": f.points["tuned"], "grid_best": f.points["grid best"],
+                         "hill_s": f.hill.seconds, "grid_s": f.grid.seconds} for b, f in figures.items()}}

@@ -9,6 +9,8 @@ from __future__ import annotations
 from bench.backends import REFERENCE
 from bench.measure import Measurement
 from bench.queries import (
+    Search,
+    TuneSummary,
     aug_ratios,
     backends_of,
     capped_figures,
@@ -27,6 +29,7 @@ from bench.queries import (
     skipped_rows,
     soak_figures,
     storage_figures,
+    tune_figures,
     workloads_of,
 )
 from bench.records import Record, Run
@@ -267,11 +270,46 @@ def capped_lines(run: Run) -> list[str]:
     return [f"**Capped resolution** (`to-shards --max-side`, JPEG quality {DEFAULT_QUALITY}; `dali-cpu` "
             "train graph; images within the cap are stored as they are)", "",
             *_table(["max side", "img/s", "CPU ms / img", "CPU vs as stored", "img/s vs as stored"], table)]
+def _settings(point: dict) -> str:
+    return ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in point.items())
+
+
+def _search_cell(search: Search) -> str:
+    end = "converged" if search.method == "hill" else "every point"
+    end = end if search.complete else "stopped by the budget"
+    return (f"{search.method}: {search.points} of {search.space} points, {search.scorings} scorings, "
+            f"{search.seconds:.1f} s of {search.budget_s:g} s, {end}; scored {search.images_per_s:.0f}")
+
+
+def _tune_row(f: TuneSummary, name: str) -> list[str]:
+    low, high = f.spread[name]
+    rate, rates = f.images_per_s[name], f.images_per_s
+    search = {"tuned": _search_cell(f.hill), "grid best": _search_cell(f.grid)}.get(name, "-")
+    return [name, _settings(f.points[name]), f"{rate:.0f} ({low:.0f}-{high:.0f})",
+            f"{rate / rates['defaults']:.2f}x", f"{rate / rates['grid best']:.2f}x", search]
+
+
+def tune_lines(run: Run) -> list[str]:
+    """The tuner's choice beside the exhaustive grid's best point and the defaults, measured again
+    in turn, with what each search cost."""
+    out = []
+    for backend, f in tune_figures(run).items():
+        row = ok_rows(run, "tune", backend=backend)[0]
+        title = (f"**Tuning the loader** (`{backend}`, {row.workload}, batch {row.batch_size}, the loader "
+                 "alone): the tuner's choice (hill climbing from the defaults) beside the best point of "
+                 "an exhaustive grid of the same space and the defaults, the three measured again in turn "
+                 f"({f.rounds} rounds; median (min-max)); every scoring {row.warmup_s:g} s warm-up, then "
+                 f"{row.repeats} repeats of {row.repeat_s:g} s")
+        rows = [_tune_row(f, name) for name in ("defaults", "tuned", "grid best")]
+        out += [title, "", *_table(["point", "settings", "img/s", "vs defaults", "vs grid best",
+                                    "search (its own scores)"], rows)]
+    return out
 
 
 def render_markdown(run: Run) -> str:
     """All tables of a run as Markdown."""
     parts = [*header_lines(run), *throughput_lines(run), *error_lines(run), *scaling_lines(run),
              *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *e2e_sweep_lines(run),
-             *soak_lines(run), *shards_lines(run), *capped_lines(run), *storage_lines(run)]
+             *soak_lines(run), *shards_lines(run), *capped_lines(run), *storage_lines(run), *tune_lines(run)]
     return "\n".join(parts).rstrip() + "\n"

@@ -28,16 +28,22 @@ from bench import storage
 from bench.backends import RunSpec, get_backend
 from bench.failures import died_reason, failure_reason
 from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
-from bench.records import Record, Settings, Status
+from bench.records import Record, Settings, Status, TuneFigures
+from bench.tuning import HILL_S, ROUNDS, expected_s, measure_spec, run_tune_section
 from dali_pipelines import DataSource, ImageFolderData
+from dali_pipelines.config import default_num_threads
+from dali_pipelines.tune import MeasureSpec
 
 _logger = logging.getLogger(__name__)
 
 SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "e2e-sweep", "soak", "shards", "capped",
-            "storage")
+            "storage", "tune")
 GPU_SECTIONS = ("hw-decoder", "e2e", "e2e-sweep")  # need --device gpu
-DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards", "capped", "storage"),
-                    "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards", "storage")}
+# tune is named in a GPU run (--sections ...,tune): it adds minutes to the GPU sweep's eight.
+DEFAULT_SECTIONS = {
+    "cpu": ("throughput", "scaling", "overlap", "soak", "shards", "capped", "storage", "tune"),
+    "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards", "storage"),
+}
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
 # On CPU, what RandAugment costs each loader is the headline; on a GPU it doubles --quick's jobs.
 QUICK_WORKLOADS = {"cpu": ("train", "train-aug"), "gpu": ("train",)}
@@ -91,6 +97,7 @@ class Job:
                  "capped": f" from {self.source}",
                  "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}",
                  "e2e-sweep": f" hw_decoder_load={self.spec.hw_decoder_load} prefetch={self.spec.prefetch}",
+                 "tune": f" climb ({HILL_S:g} s), grid, {ROUNDS} rounds in turn",
                  }.get(self.section, "")
         return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
                 f"w={self.spec.workers}{extra}")
@@ -110,10 +117,19 @@ class Job:
         return get_backend(self.backend).skip_reason(self.spec.workload)
 
     def minimum_s(self) -> float:
-        """Least time this job can take, for plan estimates (full-pass and skipped jobs: 0)."""
+        """Least time this job can take, for plan estimates (full-pass and skipped jobs: 0; tune:
+        the climb's budget and every scoring after it at its least)."""
         if self.passes or self.skip_reason():
             return 0.0
+        if self.section == "tune":
+            return expected_s(self.spec, self.measure_spec())
         return self.warmup_s + self.repeats * self.repeat_s
+
+    def measure_spec(self) -> MeasureSpec:
+        """The job's timing as the tuner's measurement (the tune section's scorings)."""
+        return MeasureSpec(warmup_s=self.warmup_s, warmup_batches=self.warmup_batches, repeat_s=self.repeat_s,
+                           repeat_batches=max(1, self.repeat_images // self.spec.batch_size),
+                           repeats=self.repeats)
 
 
 # ---------------------------------------------------------------- planning
@@ -190,10 +206,10 @@ def _capped(s: Settings, section: str) -> list[Job]:
             for src in (UNCAPPED, *(capped_source(side) for side in CAPPED_SIDES))]
 
 
-def _device_graph(s: Settings, section: str, sources: tuple[str, ...] = ("files",)) -> list[Job]:
+def _device_graph(s: Settings, section: str, sources: tuple[str, ...] = ("files",), **spec: Any) -> list[Job]:
     """Jobs of this project's graph on the run's device, one per source."""
     backend = DALI_FOR_DEVICE[s.device]
-    return [_job(s, section, backend, source=src) for src in sources] if backend in s.backends else []
+    return [_job(s, section, backend, source=src, **spec) for src in sources] if backend in s.backends else []
 
 
 def _soak(s: Settings, section: str) -> list[Job]:
@@ -210,11 +226,20 @@ def _storage(s: Settings, section: str) -> list[Job]:
     return _device_graph(s, section, storage.S3_SOURCES if "shards" in s.sections else storage.SOURCES)
 
 
+def _tune(s: Settings, section: str) -> list[Job]:
+    """From the library's defaults, measured as the tuner measures."""
+    spec = measure_spec(s.quick)
+    return [dataclasses.replace(job, warmup_s=spec.warmup_s, warmup_batches=spec.warmup_batches,
+                                repeat_s=spec.repeat_s, repeats=spec.repeats,
+                                repeat_images=spec.repeat_batches * job.spec.batch_size)
+            for job in _device_graph(s, section, workers=default_num_threads(s.device))]
+
+
 # Each section's planner: (settings, section name) -> its jobs.
 PLANNERS: dict[str, Callable[[Settings, str], list[Job]]] = {
     "throughput": _throughput, "scaling": _scaling, "hw-decoder": _hw_decoder, "overlap": _overlap,
     "e2e": _e2e, "e2e-sweep": _e2e_sweep, "soak": _soak, "shards": _shards, "capped": _capped,
-    "storage": _storage,
+    "storage": _storage, "tune": _tune,
 }
 
 
@@ -234,14 +259,17 @@ def plan(s: Settings) -> dict[str, list[Job]]:
 # ---------------------------------------------------------------- running one job (in the child)
 
 def _record(job: Job, status: Status, reason: str = "", *, measurement: Measurement | None = None,
-            consumer: StepFigures | None = None, trace: str | None = None) -> Record:
+            consumer: StepFigures | None = None, trace: str | None = None,
+            tune: TuneFigures | None = None) -> Record:
     """The record of ``job``: its fields, the outcome, the figures, the machine's load now."""
     return Record(**job.to_dict(), status=status, reason=reason, measurement=measurement, consumer=consumer,
-                  load_avg_1m=os.getloadavg()[0], traceback=trace)
+                  load_avg_1m=os.getloadavg()[0], traceback=trace, tune=tune)
 
 
 def execute(job: Job, data: DataSource) -> Record:
     """Measure ``job`` in this process over ``data`` (already verified); its record."""
+    if job.section == "tune":
+        return _record(job, "ok", tune=run_tune_section(data, job.spec, job.measure_spec()))
     step: Any = None
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
@@ -328,6 +356,10 @@ class Progress:
         if record.measurement is not None:
             m = record.measurement
             outcome = f"{m.images_per_s:.0f} img/s ({m.images_per_s_min:.0f}-{m.images_per_s_max:.0f})"
+        elif record.tune is not None:
+            t = record.tune
+            outcome = (f"tuned {t.median('tuned'):.0f} img/s, grid best {t.median('grid best'):.0f}, "
+                       f"defaults {t.median('defaults'):.0f} (medians of rounds in turn)")
         else:
             outcome = f"{record.status}: {record.reason}"
         width = len(str(self.total))

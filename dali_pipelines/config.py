@@ -16,6 +16,7 @@ from dali_pipelines._util.fields import (
     integer_in,
     number_in,
     one_of,
+    or_word,
     ordered_pair,
     rgb_in,
 )
@@ -25,6 +26,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 DEVICES = ("gpu", "cpu")
+AUTO = "auto"  # num_threads="auto": resolved from a saved tuning when a loader is made (docs/tune.md)
 DTYPES = ("float32", "float16")
 LAYOUTS = ("NCHW", "NHWC")
 # Train-time policies after crop, resize and flip (dali_pipelines.augment; docs/augmentation.md).
@@ -79,7 +81,10 @@ class PipelineConfig:
 
     batch_size: int = declared(64, integer_in(1, 65536))
     # None: default_num_threads(device), resolved at construction (replace() keeps the number).
-    num_threads: int | None = declared(None, integer_in(1, 1024))
+    # "auto": the threads, prefetch depth and hardware-decoder share of a saved tuning of this
+    # loader's data and workload on this machine, else the defaults; make_loader resolves it
+    # (dali_pipelines.tune.resolve_auto), and a graph is never built with it.
+    num_threads: int | str | None = declared(None, or_word(AUTO, integer_in(1, 1024)))
     # "gpu": nvJPEG ("mixed") + GPU ops; "cpu": the same graph on CPU threads.
     device: str = declared("gpu", one_of(DEVICES))
     device_id: int = declared(0, integer_in(0, 1023))  # CUDA device for "gpu"; unused on "cpu"
@@ -138,6 +143,11 @@ class PipelineConfig:
         if self.resize_size is None and isinstance(self.crop_size, int):
             object.__setattr__(self, "resize_size", default_resize_size(self.crop_size))
         check_fields(self, lambda name, problem: ValueError(f"{name} {problem}"))
+
+    @property
+    def auto(self) -> bool:
+        """Whether ``num_threads`` is "auto": to be resolved (``resolve_auto``) before a graph is built."""
+        return self.num_threads == AUTO
 
     def replace(self, **changes: Any) -> PipelineConfig:
         """A copy with some fields changed, validated again; a resize_size that followed crop_size

@@ -170,6 +170,9 @@ def build_pipeline(source: DataSource, cfg: PipelineConfig, *, train: bool,
     ``DaliLoader.state()``; the pipeline then resumes at the exact reader position and
     random-number state it was saved at.
     """
+    if cfg.auto:
+        raise ValueError("num_threads='auto' is resolved when a loader is made: use make_loader, or "
+                         "dali_pipelines.tune.resolve_auto(source, cfg, train=...) before build_pipeline")
     if graph is None:
         graph = train_graph if train else eval_graph
     return graph(

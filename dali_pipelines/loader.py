@@ -201,7 +201,9 @@ def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,
                 checkpoint: str | None = None, graph: Graph | None = None) -> DaliLoader:
     """The loader for ``source`` under ``cfg``; ``shard_id``/``num_shards`` override cfg's.
 
-    ``graph`` replaces the train or eval graph (see ``graphs.build_pipeline``). The first call
+    ``num_threads="auto"`` takes a saved tuning's speed settings, else the defaults
+    (``dali_pipelines.tune.resolve_auto``; nothing is measured here). ``graph`` replaces the train
+    or eval graph (see ``graphs.build_pipeline``). The first call
     routes the process's fd 2 through ``collapse_native_logs``, so DALI's per-sample native log
     lines appear once each with a count at exit (``DALI_PIPELINES_NATIVE_LOG=raw`` turns it off).
     """
@@ -212,5 +214,10 @@ def make_loader(source: DataSource, cfg: PipelineConfig, *, train: bool,
         )
     if cfg.device == "gpu" and not torch.cuda.is_available():
         raise RuntimeError("device='gpu' needs a CUDA GPU and none is visible; use device='cpu'")
+    if cfg.auto:
+        # Imported here: the tune package's scorers import this module.
+        from dali_pipelines.tune.auto import resolve_auto
+
+        cfg = resolve_auto(source, cfg, train=train)
     collapse_native_logs()
     return DaliLoader(source, cfg, train=train, checkpoint=checkpoint, graph=graph)

@@ -46,7 +46,8 @@ def test_the_default_plan_for_a_gpu_machine_fits_and_holds_every_claim() -> None
     peers = plan.by_name("peers")  # each registered peer runs, or is left out with its reason
     assert {j.backend for j in peers.jobs} | set(peers.left_out) == set(PEERS)
     assert all(peers.left_out.values())
-    assert plan.by_name("tune").reason == "bench.sweep has no 'tune' section in this version"
+    tune = plan.by_name("tune")
+    assert tune.runs and [j.backend for j in tune.jobs] == ["dali-gpu"]
     assert "GoogLeNet only" in plan.by_name("e2e-resnet50").reason
     text = "\n".join(describe(plan))
     assert "budget 480 s" in text and all(f"  {s.name} " in text for s in STEPS)

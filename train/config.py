@@ -118,6 +118,13 @@ class TrainConfig:
     workers: int | None = setting(None, "DALI CPU threads per process", group="data", resume=FREE,
                                   type=argtypes.int_in(1, 1024),
                                   shown_default="gpu 4, cpu 8; at most cores / ranks on the node")
+    tune: bool = setting(False, "before training, pick the DALI threads and prefetch depth (GPU: also the "
+                         "hardware-decoder share and output dtype) by measuring them feeding this run's "
+                         "model on rank 0, or reuse the saved tuning for this machine, data and model; "
+                         "recorded in config.json and the checkpoints, which a resume reuses",
+                         group="data", resume=MATCH, shown_default="off: --workers or the defaults")
+    tune_seconds: float = setting(60.0, "time budget of --tune, model set-up included", group="data",
+                                  resume=FREE, type=argtypes.positive_seconds)
 
     # --- run: how long, where the records go, how often they are written
     device: str = setting(default_device, "gpu: nvJPEG + GPU model; cpu: the same graph on CPU threads",
@@ -214,6 +221,8 @@ class TrainConfig:
                               f"--augment-magnitude-bins {self.augment_magnitude_bins}")
         if self.val_data is not None and self.val_split is not None:
             raise ConfigError("--val-data and --val-split both name the validation data; pass one of them")
+        if self.tune and self.workers is not None:
+            raise ConfigError("--workers sets the DALI threads and --tune picks them; pass one of them")
         if self.overwrite and self.resume is not None:
             raise ConfigError("--overwrite starts a new run and --resume continues one; pass one of them")
 

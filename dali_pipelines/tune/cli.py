@@ -38,13 +38,6 @@ def _listed(item: Callable[[str], Any], wanted: str) -> Callable[[str], list[Any
     return parse
 
 
-def _positive_seconds(text: str) -> float:
-    value = argtypes.non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number of seconds > 0, got 0")
-    return value
-
-
 def _dtype(text: str) -> str:
     if text not in DTYPES:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(DTYPES)}, got {text!r}")
@@ -73,7 +66,7 @@ def add_tune_command(commands: argparse._SubParsersAction) -> None:
                           help=f"gpu: nvJPEG + GPU ops; cpu: the same graph on CPU threads (default: {gpu})")
     tune_cmd.add_argument("--model", default=None, help="score by training steps of this torchvision model "
                           "(builder name, e.g. googlenet; random weights) (default: the loader alone)")
-    tune_cmd.add_argument("--seconds", type=_positive_seconds, default=DEFAULT_SECONDS,
+    tune_cmd.add_argument("--seconds", type=argtypes.positive_seconds, default=DEFAULT_SECONDS,
                           help=f"time budget of the whole tuning (default: {DEFAULT_SECONDS:g})")
     tune_cmd.add_argument("--grid", action="store_true", help="score every point of the space (within "
                           "--seconds) instead of hill climbing from the defaults (default: hill climbing)")
