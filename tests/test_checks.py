@@ -2,6 +2,7 @@
 and the test suite; the baseline comparison itself, on mypy's output format."""
 
 import importlib.util
+import os
 import shlex
 import shutil
 import subprocess
@@ -11,6 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_dry_run(*args: str) -> subprocess.CompletedProcess:
+    """`make -n ARGS` as a user types it: under `make check` the parent's MAKELEVEL/MAKEFLAGS would
+    make this one print "Entering directory" lines around its commands."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=30, check=False)
 
 
 def load_baseline_tool():
@@ -41,8 +50,7 @@ def _words(line: str) -> list[str]:
 def test_make_check_runs_linters_type_checker_and_tests():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    done = subprocess.run(["make", "-n", "check"], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = make_dry_run("check")
     assert done.returncode == 0, done.stderr
     commands = [words for line in done.stdout.splitlines() if (words := _words(line))]
 
@@ -102,7 +110,6 @@ def test_make_gpu_check_with_a_given_python_installs_nothing():
     """On a lent GPU machine (system Python, DALI on PYTHONPATH) the target only runs the check."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    done = subprocess.run(["make", "-n", "gpu-check", "PY=python3", "OUT=/tmp/out"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = make_dry_run("gpu-check", "PY=python3", "OUT=/tmp/out")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["python3 -m bench check --budget 480 --out /tmp/out"]
