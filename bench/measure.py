@@ -9,7 +9,7 @@ Reusable outside the backends::
 Warm-up and repeats are bounded below by time (and by images), not by a batch count, so a
 fast GPU loader and a slow sequential one are both timed over seconds.
 Also here: what consumes the batches (``SleepStep``, a simulated accelerator;
-``TrainingStep``, a real training step) and ``SyntheticBatches``, the "speed of light" input.
+``TimedTrainingStep``, a real training step) and ``SyntheticBatches``, the "speed of light" input.
 """
 
 from __future__ import annotations
@@ -355,7 +355,7 @@ class SleepStep:
         time.sleep(self.seconds)
 
 
-class TrainingStep:
+class TimedTrainingStep:
     """One training step per batch of a torchvision classifier (bf16 autocast, channels_last, SGD),
     timed on the GPU: GoogLeNet (the default, with its auxiliary heads and their loss, as
     ``python -m train``) or any other builder name, e.g. resnet50.

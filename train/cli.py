@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 import torch
 
 from dali_pipelines import DatasetError
+from dali_pipelines._util.pipes import quiet_broken_pipe
 from train.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from train.config import ConfigError, TrainConfig, get_args_parser
 from train.distributed import DistributedError, OtherRankFailedError
@@ -71,6 +72,7 @@ def run_command(argv: Sequence[str]) -> int:
         return 2
 
 
+@quiet_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m train`` and the ``dali-train`` script; returns the exit code."""
     rank = launch_rank()

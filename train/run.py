@@ -11,6 +11,7 @@ from train.checkpoint import (
     FORMAT_VERSION,
     OPTIONAL_EMA,
     OPTIONAL_MIX_RNG,
+    OPTIONAL_TUNING,
     clean_state_dict,
     restore_rng,
     rng_state,
@@ -21,6 +22,7 @@ from train.distributed import DistContext, gather_to_main
 from train.model import bare_model
 from train.resolution import SizedTrainLoader
 from train.trainer import Progress, Trainer
+from train.tuning import LoaderTuning
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Run:
     progress: Progress
     out: Path
     sized_train: SizedTrainLoader  # builds train_loader at each epoch's size
+    tuning: LoaderTuning | None = None  # --tune: the settings the loaders were built with
 
     @property
     def steps_per_epoch(self) -> int:
@@ -69,6 +72,7 @@ class Run:
             # Every rank's EMA has the same weights; rank 0's is saved. Its buffers are rank 0's
             # model's; each rank's EMA takes its own model's again whenever it is used.
             OPTIONAL_EMA: trainer.ema.state_dict() if trainer.ema is not None else None,
+            OPTIONAL_TUNING: self.tuning.record() if self.tuning is not None else None,
             "config": self.cfg.to_dict(), "classes": list(self.classes), "train_files": self.train_files,
             "run_id": self.run_id,
         }

@@ -14,13 +14,13 @@ import torch
 from dali_pipelines import (
     DaliLoader,
     DataSource,
-    ImageFolderData,
     PipelineConfig,
     make_loader,
-    open_source,
+    open_train_val,
     prepare_data,
 )
 from dali_pipelines.config import default_cache_dir, default_num_threads
+from dali_pipelines.sources.s3 import BucketReadError
 from train.checkpoint import estimated_bytes
 from train.config import ConfigError, TrainConfig, resize_for
 from train.distributed import (
@@ -49,6 +49,7 @@ from train.run import Run
 from train.rundir import RunDir
 from train.signals import StoppedBeforeTrainingError, StopRequest
 from train.trainer import EpochResult, Progress, Trainer
+from train.tuning import LoaderTuning, loader_tuning
 from train.weights import read_weights
 
 # --- data ---------------------------------------------------------------------------------------
@@ -59,8 +60,7 @@ def pipeline_config(cfg: TrainConfig, ctx: DistContext) -> PipelineConfig:
     evaluation sizes (``sized`` gives the training graph its epoch's)."""
     # The device's default (GPU: few threads leave the training loop its cores), capped at this
     # rank's share of the node's cores.
-    share = max(1, (os.cpu_count() or 1) // max(1, _ranks_on_node(ctx)))
-    threads = cfg.workers or min(default_num_threads(cfg.device), share)
+    threads = cfg.workers or min(default_num_threads(cfg.device), core_share(ctx))
     return PipelineConfig(
         batch_size=cfg.batch_size, num_threads=threads, device=cfg.device, device_id=ctx.local_rank,
         crop_size=cfg.eval_crop, resize_size=cfg.resize_size, seed=cfg.seed, random_erase=cfg.random_erase,
@@ -76,16 +76,30 @@ def sized(pipe_cfg: PipelineConfig, crop: int) -> PipelineConfig:
     return pipe_cfg.replace(crop_size=crop, resize_size=resize_for(crop))
 
 
+def core_share(ctx: DistContext) -> int:
+    """This rank's share of the node's cores: the most DALI threads its loader gets (--tune too)."""
+    return max(1, (os.cpu_count() or 1) // max(1, _ranks_on_node(ctx)))
+
+
 def _ranks_on_node(ctx: DistContext) -> int:
     """Processes sharing this node's cores (torchrun sets LOCAL_WORLD_SIZE)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ctx.enabled else 1
 
 
+def run_data(cfg: TrainConfig) -> tuple[DataSource, DataSource]:
+    """Training and validation sources from --data, --val-data and --val-split, with one class
+    list; every path and class is checked here, before any file is read."""
+    assert cfg.data is not None  # TrainConfig requires it; a resume brings the checkpoint's
+    data = open_train_val(cfg.data, val_data=cfg.val_data, val_split=cfg.val_split, seed=cfg.seed,
+                          fmt=cfg.format, list_root=cfg.list_root)
+    assert data.val is not None  # open_train_val refuses a run without validation data
+    return data.train, data.val
+
+
 def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
-    """Loose files checked before any graph is built: one undecodable JPEG would kill the DALI
-    pipeline hours into an epoch. Shards were verified when they were written."""
-    if not isinstance(data, ImageFolderData):
-        return data
+    """Data checked before any graph is built: one undecodable JPEG would kill the DALI pipeline
+    hours into an epoch. Loose files: bad ones fail or are left out (--on-bad-file). Shards (their
+    images were verified when they were written): each against its recorded checksum, cached."""
     return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
 
 
@@ -99,8 +113,7 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     ``run_dir`` is rank 0's claimed --out (None on the other ranks); ``device`` this rank's.
     """
     resume_path = Path(cfg.resume) if cfg.resume else None
-    train_data = open_source(cfg.data, fmt=cfg.format, split="train")
-    val_data = open_source(cfg.data, fmt=cfg.format, split="val")
+    train_data, val_data = run_data(cfg)
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, classes=tuple(train_data.classes))
     # The model before the data's verification: a --weights file that does not fit, or an input
@@ -114,7 +127,11 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
         train_data, val_data = verified(cfg, train_data), verified(cfg, val_data)
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, train_files=len(train_data))
-    if any_rank_during_setup(stop.requested, ctx):  # Ctrl-C during verification: leave before
+    # After verification (a bad file would stop every loader the search builds), before the loaders.
+    # What is tuned: the train loader at the first epoch's size, feeding --model.
+    first = sized(pipeline_config(cfg, ctx), cfg.train_crop_at(0))
+    tuning = loader_tuning(cfg, ctx, train_data, payload, base=first, cores=core_share(ctx))
+    if any_rank_during_setup(stop.requested, ctx):  # Ctrl-C during verification or tuning: leave before
         # anything is deleted or written (every rank leaves, whichever got the signal)
         raise StoppedBeforeTrainingError(f"stopped by {stop.signal_name or 'a signal on another rank'} "
                                          "before the first step; nothing was changed or saved")
@@ -124,10 +141,10 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     # the loaders' native log lines.
     metrics = MetricsLog(Path(cfg.out), enabled=ctx.is_main,
                          resumed_at=(payload["epoch"], payload["step"]) if payload else None)
-    sized_train, val_loader = _loaders(cfg, ctx, train_data, val_data, payload)
+    sized_train, val_loader = _loaders(cfg, ctx, train_data, val_data, payload, tuning=tuning)
     try:
         return _assemble(cfg, ctx, device=device, stop=stop, payload=payload, metrics=metrics,
-                         loaders=(sized_train, val_loader), train_data=train_data, model=model)
+                         loaders=(sized_train, val_loader), train_data=train_data, model=model, tuning=tuning)
     except BaseException:
         sized_train.close()
         val_loader.close()
@@ -136,10 +153,13 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
 
 
 def _loaders(cfg: TrainConfig, ctx: DistContext, train_data: DataSource, val_data: DataSource,
-             payload: dict[str, Any] | None) -> tuple[SizedTrainLoader, DaliLoader]:
+             payload: dict[str, Any] | None, *,
+             tuning: LoaderTuning | None) -> tuple[SizedTrainLoader, DaliLoader]:
     """This rank's train loader at its epoch's size (and the checkpoint's position when resuming),
-    and its val loader."""
+    and its val loader, with the tuned settings when --tune is on."""
     pipe_cfg = pipeline_config(cfg, ctx)
+    if tuning is not None:
+        pipe_cfg = tuning.apply(pipe_cfg)
 
     def train_loader(size: int, position: str | None) -> DaliLoader:
         return make_loader(train_data, sized(pipe_cfg, size), train=True, checkpoint=position)
@@ -160,7 +180,7 @@ def _loaders(cfg: TrainConfig, ctx: DistContext, train_data: DataSource, val_dat
 def _assemble(cfg: TrainConfig, ctx: DistContext, *, device: torch.device, stop: StopRequest,
               payload: dict[str, Any] | None, metrics: MetricsLog,
               loaders: tuple[SizedTrainLoader, DaliLoader], train_data: DataSource,
-              model: torch.nn.Module) -> Run:
+              model: torch.nn.Module, tuning: LoaderTuning | None) -> Run:
     """EMA, optimizer and trainer around the model and loaders; restored from ``payload`` if given."""
     sized_train, val_loader = loaders
     train_loader = sized_train.loader
@@ -175,7 +195,7 @@ def _assemble(cfg: TrainConfig, ctx: DistContext, *, device: torch.device, stop:
     state = Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
                 classes=tuple(train_data.classes), train_files=len(train_data),
                 run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
-                out=Path(cfg.out), sized_train=sized_train)
+                out=Path(cfg.out), sized_train=sized_train, tuning=tuning)
     if payload is not None:
         state.restore(payload)
     else:
@@ -216,7 +236,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
         state = setup(cfg, ctx, stop, payload, run_dir, device=device)
         try:
             _announce(state)
-            with training_stream(device):
+            with training_stream(device), resume_hint_on_read_failure(state):
                 return _epochs(state)
         finally:
             state.trainer.metrics.close()
@@ -231,7 +251,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
 @contextmanager
 def training_stream(device: torch.device) -> Iterator[None]:
     """On the GPU, the loop's torch work on a stream of higher priority than DALI's kernels, which
-    share its SMs: the model's kernels go first when both are ready (gain measured in docs/gpu.md).
+    share its SMs: the model's kernels go first when both are ready (gain: docs/gpu.md#training-stream).
     DALI's iterator copies its output on the current stream, so no cross-stream sync is needed."""
     if device.type != "cuda":
         yield
@@ -251,7 +271,8 @@ def _announce(state: Run) -> None:
              global_batch=cfg.global_batch(ctx.world_size), scaled_lr=cfg.scaled_lr(ctx.world_size),
              steps_per_epoch=state.steps_per_epoch, classes=list(state.classes),
              train_files=state.train_files, pipeline=state.train_loader.cfg.to_dict(),
-             eval_pipeline=state.val_loader.cfg.to_dict())
+             eval_pipeline=state.val_loader.cfg.to_dict(),
+             tuning=None if state.tuning is None else state.tuning.summary())
     where = f"GPU {torch.cuda.get_device_name(ctx.local_rank)}" if cfg.device == "gpu" else "CPU"
     sizes = f"train {state.sized_train.size} px, eval {cfg.eval_crop} px"
     print(f"device: {cfg.device} ({where}); model: {cfg.model}; ranks: {ctx.world_size}; classes: "
@@ -261,6 +282,20 @@ def _announce(state: Run) -> None:
     if cfg.resume:
         p = state.progress
         print(f"resumed from {cfg.resume}: epoch {p.epoch}, step {p.step}", flush=True)
+
+
+@contextmanager
+def resume_hint_on_read_failure(state: Run) -> Iterator[None]:
+    """A bucket that stopped answering mid-run: its one line gains the checkpoint to resume from
+    (saved before the failure, so it is whole) and the command, for when the endpoint is back."""
+    try:
+        yield
+    except BucketReadError as err:
+        last = state.checkpoint_dir / "last.pt"
+        if not last.is_file():
+            raise BucketReadError(f"{err}; no checkpoint was saved yet: run again once it answers") from err
+        raise BucketReadError(f"{err}; the last checkpoint {last} is intact: once the endpoint answers, "
+                              f"resume with: {resume_command(last, state.ctx)}") from err
 
 
 def _epochs(state: Run) -> int:
