@@ -97,6 +97,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="(default: 32)")
     parser.add_argument("--workers", type=argtypes.int_in(1, 1024), metavar="N",
                         help="DALI threads (default: train's)")
+    parser.add_argument("--torch-threads", type=argtypes.int_in(1, 1024), metavar="N",
+                        help="torch's intra-op threads in the training process (OMP_NUM_THREADS): 1 on "
+                             "busy cores, where a CPU step's threads wait on each other (default: torch's)")
     parser.add_argument("--out", type=Path, metavar="FILE",
                         help="write the figures, epochs, machine, versions and command as JSON here "
                              "(default: none)")
@@ -128,7 +131,10 @@ def measure_run(args: argparse.Namespace, schedule: ResizeSchedule) -> dict[str,
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="dali-progressive-") as tmp:
         command = train_command(args, schedule, Path(tmp) / "run")
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        env = dict(os.environ)
+        if args.torch_threads:
+            env["OMP_NUM_THREADS"] = str(args.torch_threads)
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"the training run failed ({done.returncode}):\n{done.stderr[-2000:]}")
         epochs = read_epochs(Path(tmp) / "run" / "epochs.csv")
@@ -136,7 +142,7 @@ def measure_run(args: argparse.Namespace, schedule: ResizeSchedule) -> dict[str,
     result.update(train_command=" ".join(command[1:]), date=started.isoformat(timespec="seconds"),
                   machine=dataclasses.asdict(machine_info()), versions=versions(),
                   load_average={"before": list(load_before), "after": list(os.getloadavg())},
-                  note=args.note, epochs=epochs)
+                  torch_threads=args.torch_threads, note=args.note, epochs=epochs)
     return result
 
 
