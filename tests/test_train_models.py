@@ -134,6 +134,7 @@ def test_size_settings(tmp_path: Path) -> None:
             ({"train_size": 128, "progressive_resize": "160:192"}, "pass one of them"),
             ({"progressive_resize": "160:192:1:12", "epochs": 10}, "TO_EPOCH 12 is not an epoch"),
             ({"model": "vit_b_16", "train_size": 128}, "built for one input size"),
+            ({"model": "vit_b_16", "image_size": 128, "tune": True}, "or leave --tune out at 128 px"),
             ({"finetune": True}, "pass --weights too"),
             ({"opt": "adam"}, "--opt: invalid choice"),
             ({"model": "resnet"}, "not a torchvision classification model")]:

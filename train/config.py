@@ -309,6 +309,10 @@ class TrainConfig:
         if fixed is not None and not one_size:
             raise ConfigError(f"--model {self.model} is built for one input size ({fixed}): train and "
                               "evaluate at one size (--image-size N), without --progressive-resize")
+        if fixed is not None and self.tune and self.eval_crop != 224:
+            # The tuner (dali_pipelines.tune) builds torchvision's model with its default input size.
+            raise ConfigError(f"--tune scores the loader by --model {self.model} built for 224 px input: "
+                              f"pass --image-size 224, or leave --tune out at {self.eval_crop} px")
 
     @property
     def resize_schedule(self) -> ResizeSchedule:
