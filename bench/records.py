@@ -49,7 +49,7 @@ class Settings:
     soak_epochs: int = 30
     timeout_s: float = 600.0
     quick: bool = False
-    e2e_model: str = "googlenet"  # the model e2e trains; a run file without the key: GoogLeNet
+    e2e_model: str = "googlenet"  # what e2e and e2e-sweep train (each record names its own, Record.model)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists); ``e2e_model`` only when it is not GoogLeNet, so a run
@@ -132,6 +132,7 @@ class Record:
     traceback: str | None = None  # of a job that raised
     prefetch: int | None = None  # the spec's prefetch queue depth (e2e-sweep); written only when set
     tune: TuneFigures | None = None  # the tune section's figures (its ``measurement`` is None)
+    model: str | None = None  # e2e, e2e-sweep: the model the step trained (absent in older files: GoogLeNet)
 
     @property
     def ok(self) -> bool:
@@ -139,12 +140,12 @@ class Record:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback`` and
-        ``prefetch`` and ``tune`` only when set."""
+        """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback``,
+        ``prefetch``, ``tune`` and ``model`` only when set."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["measurement"] = None if self.measurement is None else self.measurement.to_dict()
         out["consumer"] = {} if self.consumer is None else dataclasses.asdict(self.consumer)
-        for optional in ("traceback", "prefetch", "tune"):
+        for optional in ("traceback", "prefetch", "tune", "model"):
             if out[optional] is None:
                 del out[optional]
         if self.tune is not None:

@@ -90,7 +90,7 @@ class Job:
     step_ms: float = 0.0  # overlap: simulated accelerator step per batch
     source: str = "files"  # "files" | "shards" (shards section) | "uncapped" | "capped-N" (capped);
     # storage.SOURCES (storage section)
-    model: str = "googlenet"  # e2e, e2e-sweep: the trained model (the records: the run's Settings.e2e_model)
+    model: str | None = None  # e2e, e2e-sweep: the model the step trains (its record names it)
 
     def label(self) -> str:
         """Short human label for progress lines and logs."""
@@ -101,12 +101,13 @@ class Job:
                  "e2e-sweep": f" hw_decoder_load={self.spec.hw_decoder_load} prefetch={self.spec.prefetch}",
                  "tune": f" climb ({HILL_S:g} s), grid, {ROUNDS} rounds in turn",
                  }.get(self.section, "")
+        trains = f" {self.model}" if self.model else ""
         return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
-                f"w={self.spec.workers}{extra}")
+                f"w={self.spec.workers}{trains}{extra}")
 
     def to_dict(self) -> dict[str, Any]:
         """The job's fields with the spec's inline: how its ``Record`` begins."""
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("spec", "model")}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "spec"}
         return {**out, **self.spec.to_dict()}
 
     def skip_reason(self) -> str | None:
@@ -278,7 +279,7 @@ def execute(job: Job, data: DataSource) -> Record:
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
     elif job.section in ("e2e", "e2e-sweep"):
-        step = TimedTrainingStep(len(data.classes), job.model)
+        step = TimedTrainingStep(len(data.classes), job.model or "googlenet")
     if job.backend == SYNTHETIC:
         def make() -> SyntheticBatches:
             return SyntheticBatches(job.spec.batch_size, len(data.classes), job.spec.torch_device)

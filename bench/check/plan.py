@@ -229,7 +229,8 @@ def _bench(p: Planned, setup: Setup, level: Level, base: Settings, sweep_points:
         p.skip(why)
         return
     workloads = p.step.workloads if level.all_workloads else p.step.workloads[:1]
-    settings = dataclasses.replace(base, backends=tuple(backends), workloads=workloads)
+    settings = dataclasses.replace(base, backends=tuple(backends), workloads=workloads,
+                                   e2e_model=p.step.e2e_model)
     jobs = plan_section(settings, p.step.section)
     if p.step.section == "e2e-sweep" and sweep_points is not None:
         light = [j for j in jobs if j.backend == SYNTHETIC]
@@ -245,8 +246,8 @@ def build(setup: Setup, level: Level, *, sweep_points: int | None = None,
           dropped: frozenset[str] = frozenset()) -> Plan:
     """Every step planned at ``level`` (``sweep_points``: the e2e-sweep's first N; None: all),
     the ``dropped`` ones planned out for the budget."""
-    sections = tuple(s.section for s in STEPS if s.kind == "bench" and s.name not in dropped
-                     and not _runnable(s, setup)[2])
+    sections = tuple(dict.fromkeys(s.section for s in STEPS if s.kind == "bench" and s.name not in dropped
+                                   and not _runnable(s, setup)[2]))
     base = Settings(sections=sections, backends=(), workloads=(), device=setup.device,
                     batch_size=setup.batch_size, max_workers=setup.workers, warmup_s=level.warmup_s,
                     repeat_s=level.repeat_s, repeat_batches=level.repeat_batches)
@@ -259,10 +260,8 @@ def build(setup: Setup, level: Level, *, sweep_points: int | None = None,
             _sample(p, setup)
         elif step.kind == "train":
             _train(p, setup)
-        elif step.kind == "bench":
-            _bench(p, setup, level, base, sweep_points)
         else:
-            p.skip(step.pending)
+            _bench(p, setup, level, base, sweep_points)
         if p.runs and step.name in dropped:
             p.skip(f"does not fit --budget {setup.budget_s:g} s (about {p.estimate_s:.0f} s)")
         steps.append(p)
