@@ -9,6 +9,7 @@ Optimizer, weights-file and schedule rules on their own are in test_train_recipe
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -19,9 +20,10 @@ import torch
 import torchvision
 
 from bench import progressive
-from dali_pipelines import PipelineConfig, make_loader, open_source
+from dali_pipelines import PipelineConfig, make_loader, open_source, open_train_val
 from train.cli import main
-from train.config import TrainConfig, get_args_parser
+from train.config import ConfigError, TrainConfig, get_args_parser
+from train.evaluate import EvalRequest, eval_source
 from train.resolution import ResizeSchedule
 from train.trained import load_trained
 
@@ -193,6 +195,22 @@ def test_test_only_evaluates_a_weights_file(recipe: dict, tmp_path: Path,
     assert summary["top1"] == pytest.approx(float(last["val_top1"]), abs=1e-6)
     assert summary["loss"] == pytest.approx(float(last["val_loss"]), rel=1e-5)
     assert "top-1" in capsys.readouterr().out and not (out.parent / "steps.csv").exists()
+
+
+def test_eval_scores_the_runs_own_validation_images(tiny_root: Path, sample_root: Path) -> None:
+    """eval of a run that held out --val-split of one data set scores that hold-out (and --split
+    train the rest); --data of a split root reads its val/; data of other classes is refused."""
+    data = str(tiny_root / "train")
+    run = TrainConfig(data=data, val_split=0.34, seed=3)
+    request = EvalRequest(data=data, device="cpu")
+    held_out = eval_source(request, CLASSES, run=run)
+    assert held_out.samples == open_train_val(data, val_split=0.34, seed=3).val.samples and len(held_out) == 9
+    rest = eval_source(dataclasses.replace(request, split="train"), CLASSES, run=run)
+    assert len(rest) == 18 and not set(rest.files) & set(held_out.files)
+    root = eval_source(EvalRequest(data=str(tiny_root)), CLASSES, run=run)
+    assert {Path(f).parent.parent.name for f in root.files} == {"val"} and len(root) == 9
+    with pytest.raises(ConfigError, match=r"its val split has 8 classes .*the model was trained on 3"):
+        eval_source(EvalRequest(data=str(sample_root)), CLASSES)
 
 
 def test_eval_and_export_refuse_what_is_not_a_checkpoint(tmp_path: Path,

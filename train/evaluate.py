@@ -22,11 +22,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dali_pipelines import DataSource, ImageFolderData, PipelineConfig, make_loader, open_source, prepare_data
+from dali_pipelines import DataSource, PipelineConfig, make_loader, open_source, open_train_val, prepare_data
 from dali_pipelines._util import argtypes
 from dali_pipelines._util.atomic import atomic_write, write_atomic, write_json_atomic
 from dali_pipelines.config import default_cache_dir
-from train.config import ConfigError, absolute_path, default_device, resize_for
+from train.config import ConfigError, TrainConfig, absolute_path, default_device, resize_for
 from train.trained import TrainedModel, load_trained
 
 _logger = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class EvalRequest:
 
 def evaluate_checkpoint(trained: TrainedModel, request: EvalRequest) -> dict[str, Any]:
     """Score ``trained`` on ``request``'s data and write the files; returns the summary."""
-    source = _opened(request, trained.classes)
+    source = eval_source(request, trained.classes, run=trained.cfg)
     size = request.eval_size or trained.cfg.eval_crop
     model = trained.module(size)
     out = request.out or trained.path.parent.parent / "eval" / f"{trained.path.stem}-{request.split}-{size}px"
@@ -198,7 +198,7 @@ def evaluate_checkpoint(trained: TrainedModel, request: EvalRequest) -> dict[str
 def evaluate_weights(model: nn.Module, name: str, classes: tuple[str, ...], request: EvalRequest,
                      size: int) -> dict[str, Any]:
     """Score a model whose weights came from a --weights file (``python -m train --test-only``)."""
-    source = _opened(request, classes)
+    source = eval_source(request, classes)
     out = request.out or Path("runs") / name / "eval" / f"weights-{request.split}-{size}px"
     about = {"model": name, "weights": "file", "data": request.data, "split": request.split,
              "eval_size": size, "resize_size": resize_for(size),
@@ -206,15 +206,23 @@ def evaluate_weights(model: nn.Module, name: str, classes: tuple[str, ...], requ
     return _run(model, source, request, size=size, classes=classes, out=out, about=about, amp=None)
 
 
-def _opened(request: EvalRequest, classes: tuple[str, ...]) -> DataSource:
-    source = open_source(request.data, split=request.split)
+def eval_source(request: EvalRequest, classes: tuple[str, ...], *,
+                run: TrainConfig | None = None) -> DataSource:
+    """The images to score, verified: the run's own split of its own --data (its --val-data or
+    --val-split hold-out too) when ``request.data`` is the run's; else ``request.data``'s split."""
+    if run is not None and run.data is not None and request.data == run.data:
+        both = open_train_val(run.data, val_data=run.val_data, val_split=run.val_split, seed=run.seed,
+                              fmt=run.format, list_root=run.list_root)
+        source = both.val if request.split == "val" else both.train
+    else:
+        source = open_source(request.data, split=request.split)
+    assert source is not None  # open_train_val gives a val source unless asked not to
     if tuple(source.classes) != tuple(classes):
         raise ConfigError(f"--data {request.data}: its {request.split} split has {len(source.classes)} "
                           f"classes ({', '.join(source.classes[:4])}, ...), the model was trained on "
                           f"{len(classes)} ({', '.join(classes[:4])}, ...); pass the data it was trained on")
-    if isinstance(source, ImageFolderData):  # loose files: one bad JPEG would kill the graph
-        source = prepare_data(source, on_bad_file=request.on_bad_file, cache_dir=default_cache_dir())
-    return source
+    # One bad JPEG would kill the graph; shards are checked against their recorded checksums.
+    return prepare_data(source, on_bad_file=request.on_bad_file, cache_dir=default_cache_dir())
 
 
 def _amp(amp: str, device: str) -> torch.dtype | None:
@@ -258,8 +266,9 @@ def add_eval_command(commands: Any) -> None:
                "--raw")
     parser.add_argument("checkpoint", type=absolute_path, metavar="CKPT",
                         help="a checkpoint file, or a run directory (its checkpoints/best.pt)")
-    parser.add_argument("--data", type=absolute_path, metavar="DIR",
-                        help="data root with the split to evaluate (default: the run's --data)")
+    parser.add_argument("--data", type=absolute_path, metavar="PATH",
+                        help="a split root holding the split to evaluate (default: the run's data, split "
+                             "as the run split it: its val/, --val-data or --val-split hold-out)")
     parser.add_argument("--split", default="val", choices=("val", "train"), help="split (default: val)")
     parser.add_argument("--device", default=default_device(), choices=("gpu", "cpu"),
                         help="where to decode and run (default: gpu when CUDA is available; here "
