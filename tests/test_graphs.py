@@ -63,20 +63,22 @@ def test_train_epochs_reshuffle(train_root: Path) -> None:
     assert sorted(orders[0]) != orders[0]  # not in class order even in epoch 0
 
 
-def test_random_erasing_boxes_follow_torchvision(train_root: Path) -> None:
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_random_erasing_boxes_follow_torchvision(train_root: Path, device: str) -> None:
     """--random-erase 1: every image of a batch has one box of zeros (after normalization) whose
     area share and aspect are in RandomErasing's ranges, strictly inside the image; 0.5 erases some
-    images of a batch and leaves the others."""
+    images of a batch and leaves the others. On the GPU the erasing runs on the GPU's batch."""
     size = 48
     source = scan_image_folder(train_root)
-    base = PipelineConfig(batch_size=16, num_threads=2, device="cpu", crop_size=size, resize_size=55, seed=7)
+    base = PipelineConfig(batch_size=16, num_threads=2, device=device, crop_size=size, resize_size=55, seed=7)
     counts = {}
     for probability in (1.0, 0.5):
         loader = make_loader(source, base.replace(random_erase=probability), train=True)
         images, _ = next(iter(loader))
         loader.close()
+        assert images.is_cuda == (device == "gpu")
         erased = 0
-        for zero in (images == 0).all(dim=1):  # [H, W]: pixels zero in every channel
+        for zero in (images == 0).all(dim=1).cpu():  # [H, W]: pixels zero in every channel
             rows, cols = torch.nonzero(zero, as_tuple=True)
             if len(rows) == 0:
                 continue

@@ -1,5 +1,6 @@
 """Models by builder name, their input sizes, initial weights from a file (strict, --finetune), the
-progressive-resize schedule against FFCV's rule, and the size settings.
+progressive-resize schedule against FFCV's rule, the train loader that follows it, and the size
+settings.
 
 Whole runs with them (and their exact resume) are in test_train_recipes.py.
 """
@@ -14,9 +15,10 @@ import pytest
 import torch
 import torchvision
 
-from train.config import ConfigError, TrainConfig
+from dali_pipelines import DaliLoader, PipelineConfig, make_loader, scan_image_folder
+from train.config import ConfigError, TrainConfig, resize_for
 from train.models import InputSizeError, build, check_input_sizes, classifier_keys, model_name
-from train.resolution import ResizeSchedule
+from train.resolution import ResizeSchedule, SizedTrainLoader
 from train.weights import WeightsError, load_weights, read_weights
 
 
@@ -140,3 +142,31 @@ def test_size_settings(tmp_path: Path) -> None:
             ({"model": "resnet"}, "not a torchvision classification model")]:
         with pytest.raises(ConfigError, match=message):
             TrainConfig(data=data, **settings)
+
+
+def test_the_train_graph_is_built_again_only_when_the_size_changes(val_root: Path) -> None:
+    """Sizes 32, 32, 64 over three epochs of 24 images: two graphs are built (the first, then 64 px
+    from the old graph's position), and the rebuilt one continues the sample order of a graph
+    never rebuilt."""
+    source = scan_image_folder(val_root)
+    base = PipelineConfig(batch_size=8, num_threads=2, device="cpu", seed=1)
+    built: list[int] = []
+
+    def build(size: int, position: str | None) -> DaliLoader:
+        built.append(size)
+        return make_loader(source, base.replace(crop_size=size, resize_size=resize_for(size)), train=True,
+                           checkpoint=position)
+
+    sized = SizedTrainLoader(build, [32, 32, 64].__getitem__, epoch=0, checkpoint=None)
+    try:
+        orders = [[int(x) for _, labels in sized.for_epoch(epoch) for x in labels] for epoch in range(3)]
+        assert sized.loader.cfg.crop_size == 64
+    finally:
+        sized.close()
+    assert built == [32, 64]
+    plain = make_loader(source, base.replace(crop_size=32, resize_size=resize_for(32)), train=True)
+    try:
+        expected = [[int(x) for _, labels in plain for x in labels] for _ in range(3)]
+    finally:
+        plain.close()
+    assert orders == expected and orders[1] != orders[2]
