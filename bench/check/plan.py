@@ -1,7 +1,7 @@
 """The check's plan: every step's jobs and estimated seconds, fitted to the budget before anything runs.
 
 Estimates are allowances, not measurements: a bench job costs ``sweep.START_S`` plus its timed
-minimum (warm-up and repeats) plus what starting it on a GPU, building GoogLeNet or filling a
+minimum (warm-up and repeats) plus what starting it on a GPU, building the e2e model or filling a
 DataLoader's first batch adds (the constants below, explained in docs/gpu-check.md). When the
 steps do not fit, the plan takes the first of ``LEVELS`` that does (shorter repeats, a shorter
 bound on the tests, fewer throughput workloads), with as many e2e-sweep points as fit (at least
@@ -23,7 +23,7 @@ from bench.sweep import E2E_BATCH_SIZE, SECTIONS, START_S, SYNTHETIC, Job, plan_
 
 # Per-job allowances beyond START_S (seconds).
 GPU_JOB_START_S = 3.0  # a CUDA context, nvJPEG and the DALI graph on the GPU
-E2E_JOB_START_S = 4.0  # GoogLeNet built on the GPU; cuDNN's kernel search in the warm-up steps
+E2E_JOB_START_S = 4.0  # the model (GoogLeNet, ResNet-50) built on the GPU; cuDNN's kernel search in warm-up
 LOADER_IMAGE_S = 0.01  # a DataLoader's first batch is built by one worker: this much per image
 DATALOADER_BACKENDS = ("torch-pil", "torch-tv")
 # The other steps' allowances.
