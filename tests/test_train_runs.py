@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -191,8 +192,9 @@ def test_lock_without_flock_goes_by_the_recorded_pid(tmp_path: Path, monkeypatch
         (b"", "the file is empty"),
         (b"hello\n", "not a checkpoint written by python -m train"),
         (b"abc", "not a checkpoint written by python -m train"),
-        ("truncated", "not a checkpoint written by python -m train"),
-        ("corrupt", "damaged, torch cannot read it (Unsupported operand 0)"),
+        ("truncated", "truncated: a torch archive whose end is missing"),
+        ("corrupt", "damaged: t/data.pkl is not what torch's writer recorded (Bad CRC-32 for file"),
+        ("foreign zip", "torch cannot read it (Unsupported operand 0) although every member passes"),
         ("pickled object", "holds Python objects (time.struct_time) that weights_only loading refuses"),
         ("bare weights", "not a checkpoint written by python -m train (it holds a dict of 1 entries"),
         ("old format", "checkpoint format 2 is older than this version's 3"),
@@ -210,6 +212,10 @@ def test_unusable_resume_file_is_one_sentence(tmp_path: Path, content: bytes | s
         data = bytearray(path.read_bytes())
         data[60:200] = bytes(140)  # the archive's first local header and the pickle
         path.write_bytes(bytes(data))
+    elif content == "foreign zip":  # whole (CRC-32s match), but no pickle torch can read
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("t/version", b"3\n")
+            archive.writestr("t/data.pkl", b"\x00garbage")
     elif content == "pickled object":
         torch.save({"when": time.struct_time((2024, 1, 1, 0, 0, 0, 0, 1, 0))}, path)
     elif content == "bare weights":

@@ -9,8 +9,10 @@ from typing import Any
 from dali_pipelines import DaliLoader
 from train.checkpoint import (
     FORMAT_VERSION,
+    LAST,
     OPTIONAL_EMA,
     OPTIONAL_MIX_RNG,
+    PREVIOUS,
     clean_state_dict,
     restore_rng,
     rng_state,
@@ -36,6 +38,7 @@ class Run:
     run_id: str
     progress: Progress
     out: Path
+    saved_step: int | None = None  # the step of the last.pt this process wrote last
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -43,7 +46,9 @@ class Run:
         return self.out / "checkpoints"
 
     def save_checkpoint(self, name: str) -> Path:
-        """Write checkpoints/<name>.pt on rank 0; every rank must call (each holds its own part)."""
+        """Write checkpoints/<name>.pt on rank 0; every rank must call (each holds its own part).
+        A new last.pt of a later step moves the one it replaces to previous.pt (an epoch-end save on
+        the step of a periodic one replaces it: previous.pt stays the older state)."""
         path = self.checkpoint_dir / f"{name}.pt"
         progress, trainer = self.progress, self.trainer
         mid_epoch = progress.epoch_step > 0 and trainer.meter is not None
@@ -65,7 +70,10 @@ class Run:
             "config": self.cfg.to_dict(), "classes": list(self.classes), "train_files": self.train_files,
             "run_id": self.run_id,
         }
-        save_atomic(payload, path)
+        rotate = path.name == LAST and self.saved_step != progress.step
+        save_atomic(payload, path, previous=self.checkpoint_dir / PREVIOUS if rotate else None)
+        if path.name == LAST:
+            self.saved_step = progress.step
         return path
 
     def restore(self, payload: dict[str, Any]) -> None:
