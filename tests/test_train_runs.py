@@ -104,15 +104,16 @@ def test_unwritable_out_is_refused_before_any_work(tiny_root: Path, out: str,
 def test_out_without_room_for_a_checkpoint_is_refused(tiny_root: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """Free space under one checkpoint's estimated size (weights + momentum): refused before the
-    data is verified. The file system's answer is replaced: a full disk cannot be made here."""
+    """Free space under what a save needs at once (four checkpoints of the estimated size: weights
+    + momentum): refused before the data is verified. The file system's answer is replaced here
+    (test_train_reliability.py fills a real tmpfs)."""
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=5 * 2**20))
     assert main(["--data", str(tiny_root), *FAST, "--out", str(tmp_path / "run")]) == 2
     line = _one_error_line(capsys)
-    assert f"--out {tmp_path / 'run'} has 5 MiB free" in line and "one checkpoint needs about" in line
-    needed = int(line.split("about ")[1].split(" MiB")[0])
-    assert 60 < needed < 100  # GoogLeNet for 3 classes: ~10M weights x 4 bytes, twice (momentum)
+    assert f"--out {tmp_path / 'run'} has 5 MiB free, and a run's saves need about" in line
+    each = int(line.split("about ")[2].split(" MiB each")[0])
+    assert 60 < each < 100  # GoogLeNet for 3 classes: ~10M weights x 4 bytes, twice (momentum)
 
 
 # --- one run per directory ----------------------------------------------------------------------

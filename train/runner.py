@@ -186,10 +186,15 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
     with main_process_first(ctx):  # one owner checks and locks --out, before any work
         if ctx.is_main:
             run_dir = RunDir.claim(Path(cfg.out), resume_run_id=payload["run_id"] if payload else None,
-                                   overwrite=cfg.overwrite)
+                                   overwrite=cfg.overwrite, data=Path(cfg.data) if cfg.data else None)
     stop = StopRequest().install()
     try:
-        state = setup(cfg, ctx, stop, payload, run_dir, device=device)
+        try:
+            state = setup(cfg, ctx, stop, payload, run_dir, device=device)
+        except BaseException:
+            if run_dir is not None:
+                run_dir.remove_created()  # nothing of a failed set-up may block the corrected rerun
+            raise
         try:
             _announce(state)
             with training_stream(device):
