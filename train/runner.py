@@ -30,6 +30,7 @@ from train.distributed import (
     main_process_first,
     shutdown,
 )
+from train.guards import Guard, TrainingHaltedError, close_records, resumed_from
 from train.metrics import MetricsLog
 from train.recipe import (
     build_criterion,
@@ -187,7 +188,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
         if ctx.is_main:
             run_dir = RunDir.claim(Path(cfg.out), resume_run_id=payload["run_id"] if payload else None,
                                    overwrite=cfg.overwrite, data=Path(cfg.data) if cfg.data else None)
-    stop = StopRequest().install()
+    stop = StopRequest(kept=_kept_during_setup if ctx.is_main else None).install()
     try:
         try:
             state = setup(cfg, ctx, stop, payload, run_dir, device=device)
@@ -195,18 +196,28 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
             if run_dir is not None:
                 run_dir.remove_created()  # nothing of a failed set-up may block the corrected rerun
             raise
+        guard = Guard(state, resumed_from(cfg.resume, payload))
+        if ctx.is_main:
+            stop.kept = guard.kept
         try:
-            _announce(state)
-            with training_stream(device):
-                return _epochs(state)
+            with guard.writes():
+                _announce(state)
+                with training_stream(device):
+                    return _epochs(state, guard)
+        except TrainingHaltedError as err:
+            return guard.halt(err)
         finally:
-            state.trainer.metrics.close()
+            close_records(state.trainer.metrics.close, state.out)
             state.train_loader.close()
             state.val_loader.close()
     finally:
         stop.uninstall()
         if run_dir is not None:
             run_dir.release()
+
+
+def _kept_during_setup() -> str:
+    return "set-up had not finished, so this run wrote no checkpoint"
 
 
 @contextmanager
@@ -241,22 +252,25 @@ def _announce(state: Run) -> None:
         print(f"resumed from {cfg.resume}: epoch {p.epoch}, step {p.step}", flush=True)
 
 
-def _epochs(state: Run) -> int:
+def _epochs(state: Run, guard: Guard) -> int:
     cfg, progress, trainer = state.cfg, state.progress, state.trainer
 
     def on_step(p: Progress) -> None:
+        if p.step % cfg.log_every == 0:
+            guard.check_loss()
         if p.step % cfg.save_every == 0:
-            state.save_checkpoint("last")
+            guard.save("last")
 
+    batches = guard.batches(state.train_loader, "training")
     while progress.epoch < cfg.epochs:
-        result = trainer.train_epoch(state.train_loader, len(state.train_loader), progress, on_step)
+        result = trainer.train_epoch(batches, len(state.train_loader), progress, on_step)
         if result.stopped_by and result.stopped_by != "max-steps":
-            path = state.save_checkpoint("last")
+            path = guard.save("last")
             if state.ctx.is_main:
                 print(f"stopped by {result.stopped_by} at step {progress.step}; resume with: "
                       f"{resume_command(path, state.ctx)}", flush=True)
             return 0
-        _end_epoch(state, result)
+        _end_epoch(state, result, guard)
         if result.stopped_by:
             break
     if state.ctx.is_main:
@@ -273,11 +287,11 @@ def _percent(fraction: float | None) -> float | None:
     return None if fraction is None else round(100 * fraction, 2)
 
 
-def _end_epoch(state: Run, result: EpochResult) -> None:
+def _end_epoch(state: Run, result: EpochResult, guard: Guard) -> None:
     """Evaluate (the raw weights, and the EMA's when kept), log the epoch, and checkpoint: last,
     and best by top-1 (the EMA's top-1 when --ema-decay is on)."""
     progress, trainer = state.progress, state.trainer
-    scores = trainer.evaluate(state.val_loader)
+    scores = trainer.evaluate(guard.batches(state.val_loader, "validation"))
     timing = result.timing
     row = {"epoch": progress.epoch, "step": progress.step, "train_loss": round(result.loss, 6),
            "train_top1": round(result.top1, 6), **{k: round(v, 6) for k, v in scores.items()},
@@ -299,9 +313,9 @@ def _end_epoch(state: Run, result: EpochResult) -> None:
         top1 = best_by(scores)
         improved = top1 > progress.best_top1
         progress.best_top1 = max(progress.best_top1, top1)
-    state.save_checkpoint("last")
+    guard.save("last")
     if improved:
-        state.save_checkpoint("best")
+        guard.save("best")
 
 
 def best_by(scores: dict[str, float]) -> float:
