@@ -17,6 +17,10 @@ Layout (format 3): a dict whose values all load under ``torch.load(..., weights_
 - ``config``: every ``TrainConfig`` setting; a resume takes the run's settings from it.
 - ``classes`` (names in label order), ``train_files`` (training images the loader read),
   ``run_id`` (also in the run's config.json: tells one run directory's records from another's).
+- ``data_identity``: which training samples the run read, in order
+  (``dali_pipelines.sources.identity``: kind, digest, count, compressed entries); a resume
+  refuses other data of the same size, naming what changed. Optional: a checkpoint without it
+  resumes with the count check alone.
 
 Files: a run keeps ``checkpoints/last.pt`` (the newest save), ``previous.pt`` (the save last.pt
 replaced) and ``best.pt`` (the best whole epoch's); each is verified member by member against the
@@ -61,6 +65,8 @@ RANK_LAYOUT: dict[str, type | tuple[type, ...]] = {"loader": (str, bytes), "rng"
 # saved setting makes them required when it is on.
 OPTIONAL_EMA = "ema"  # top level; --ema-decay
 OPTIONAL_MIX_RNG = "mix_rng"  # per rank; --mixup / --cutmix
+OPTIONAL_DATA = "data_identity"  # top level; any run (absent from checkpoints written before it)
+DATA_LAYOUT: dict[str, type | tuple[type, ...]] = {"kind": str, "digest": str, "count": int, "entries": bytes}
 # The files of a run's checkpoints/ folder: the newest periodic or epoch-end save, the one it
 # replaced (kept so a damaged last.pt always has a predecessor), and the best epoch's.
 LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
@@ -291,6 +297,9 @@ def _optional_keys_wrong(payload: dict[str, Any], ranks: list[Any]) -> list[str]
     ema = payload.get(OPTIONAL_EMA)
     if not isinstance(ema, dict | type(None)) or (config.get("ema_decay", 0) and ema is None):
         wrong.append(OPTIONAL_EMA)
+    data = payload.get(OPTIONAL_DATA)
+    if data is not None and not _has_layout(data, DATA_LAYOUT):
+        wrong.append(OPTIONAL_DATA)
     mixing = bool(config.get("mixup", 0) or config.get("cutmix", 0))
     for rank in ranks:
         state = rank.get(OPTIONAL_MIX_RNG) if isinstance(rank, dict) else None

@@ -10,6 +10,7 @@ from dali_pipelines import DaliLoader
 from train.checkpoint import (
     FORMAT_VERSION,
     LAST,
+    OPTIONAL_DATA,
     OPTIONAL_EMA,
     OPTIONAL_MIX_RNG,
     PREVIOUS,
@@ -38,6 +39,7 @@ class Run:
     run_id: str
     progress: Progress
     out: Path
+    data_identity: dict[str, Any] | None = None  # the training data's identity record (sources.identity)
     saved_step: int | None = None  # the step of the last.pt this process wrote last
 
     @property
@@ -68,7 +70,7 @@ class Run:
             # model's; each rank's EMA takes its own model's again whenever it is used.
             OPTIONAL_EMA: trainer.ema.state_dict() if trainer.ema is not None else None,
             "config": self.cfg.to_dict(), "classes": list(self.classes), "train_files": self.train_files,
-            "run_id": self.run_id,
+            "run_id": self.run_id, OPTIONAL_DATA: self.data_identity,
         }
         rotate = path.name == LAST and self.saved_step != progress.step
         save_atomic(payload, path, previous=self.checkpoint_dir / PREVIOUS if rotate else None)

@@ -21,6 +21,7 @@ from dali_pipelines import (
     prepare_data,
 )
 from dali_pipelines.config import default_cache_dir, default_num_threads
+from dali_pipelines.sources.identity import data_identity
 from train.checkpoint import estimated_bytes
 from train.config import TrainConfig
 from train.distributed import (
@@ -99,8 +100,9 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
         if run_dir is not None:
             run_dir.check_free_space(estimated_bytes(len(train_data.classes), ema=cfg.ema_decay > 0))
         train_data, val_data = verified(cfg, train_data), verified(cfg, val_data)
+    identity = data_identity(train_data)  # the usable files, as the loader reads them
     if payload is not None:
-        check_resumed_data(payload, cfg, resume_path, train_files=len(train_data))
+        check_resumed_data(payload, cfg, resume_path, train_files=len(train_data), identity=identity)
     if any_rank_during_setup(stop.requested, ctx):  # Ctrl-C during verification: leave before
         # anything is deleted or written (every rank leaves, whichever got the signal)
         raise StoppedBeforeTrainingError(f"stopped by {stop.signal_name or 'a signal on another rank'} "
@@ -113,8 +115,10 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
                          resumed_at=(payload["epoch"], payload["step"]) if payload else None)
     loaders = _loaders(cfg, ctx, train_data, val_data, payload)
     try:
-        return _assemble(cfg, ctx, device=device, stop=stop, payload=payload, metrics=metrics,
-                         loaders=loaders, train_data=train_data)
+        state = _assemble(cfg, ctx, device=device, stop=stop, payload=payload, metrics=metrics,
+                          loaders=loaders, train_data=train_data)
+        state.data_identity = identity.record()
+        return state
     except BaseException:
         for loader in loaders:
             loader.close()
