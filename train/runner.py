@@ -79,7 +79,8 @@ def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
     pipeline hours into an epoch. Shards were verified when they were written."""
     if not isinstance(data, ImageFolderData):
         return data
-    return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
+    return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir(),
+                        max_pixels=cfg.max_pixels)
 
 
 # --- set-up -------------------------------------------------------------------------------------
