@@ -25,6 +25,7 @@ import json
 import os
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +43,20 @@ class DataIdentity:
     kind: str  # "files" | "shards"
     entries: tuple[tuple[str, int, int | str], ...]
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """``<kind>:<sha256 hex>`` of the entries' canonical JSON (see the module docstring)."""
-        return f"{self.kind}:{hashlib.sha256(self._canonical()).hexdigest()}"
+        return f"{self.kind}:{hashlib.sha256(self._canonical).hexdigest()}"
 
+    @cached_property
     def _canonical(self) -> bytes:
-        return json.dumps([list(e) for e in self.entries], separators=(",", ":")).encode("ascii")
+        return json.dumps(self.entries, separators=(",", ":")).encode("ascii")
 
     def record(self) -> dict[str, Any]:
-        """A plain dict for a checkpoint (``torch.load(weights_only=True)`` reads it back)."""
+        """A plain dict for a checkpoint (``torch.load(weights_only=True)`` reads it back). zlib's
+        fastest level: a few percent larger than its default, several times faster."""
         return {"kind": self.kind, "digest": self.digest, "count": len(self.entries),
-                "entries": zlib.compress(self._canonical())}
+                "entries": zlib.compress(self._canonical, 1)}
 
     def differences(self, record: dict[str, Any]) -> str | None:
         """None when ``record`` (a saved ``record()``) is this identity; else what changed, naming
