@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
+import json
 import logging
 import os
 import shutil
@@ -24,6 +26,7 @@ import pytest
 import torch
 
 from dali_pipelines import scan_image_folder
+from dali_pipelines.sources import convert_image_folder, open_shards
 from dali_pipelines.sources.identity import data_identity
 from train.checkpoint import load_checkpoint
 from train.cli import main
@@ -197,6 +200,22 @@ def test_data_identity_survives_moving_and_names_changes(data_root: Path, tmp_pa
     change = data_identity(scan_image_folder(moved)).differences(saved)
     assert change == ("1 file(s) removed (space/space_00001.jpg), 1 file(s) added (space/space_new.jpg); "
                       "27 files then, 27 now")
+
+
+def test_shard_identity_is_the_manifests_checksums(data_root: Path, tmp_path: Path) -> None:
+    """Shards are identified by name, sample count and the sha256 to-shards recorded: a moved copy
+    is the same data, a list without its first shard names that shard."""
+    shards = convert_image_folder(data_root / "train", tmp_path / "shards", images_per_shard=10,
+                                  progress=False)
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    saved = data_identity(shards)
+    assert [entry[2] for entry in saved.entries] == [record["sha256"] for record in manifest["shards"]]
+    shutil.copytree(tmp_path / "shards", tmp_path / "moved")
+    assert data_identity(open_shards(tmp_path / "moved")).differences(saved.record()) is None
+    fewer = dataclasses.replace(shards, shards=shards.shards[1:], index_files=shards.index_files[1:],
+                                shard_samples=shards.shard_samples[1:], shard_bytes=shards.shard_bytes[1:])
+    assert data_identity(fewer).differences(saved.record()) == \
+        f"1 shard(s) removed ({Path(shards.shards[0]).name}); 3 shards then, 2 now"
 
 
 def test_resume_on_changed_data_of_the_same_count_is_refused(data_gone_run: dict, data_root: Path,
