@@ -213,7 +213,8 @@ def test_shard_identity_is_the_manifests_checksums(data_root: Path, tmp_path: Pa
     shutil.copytree(tmp_path / "shards", tmp_path / "moved")
     assert data_identity(open_shards(tmp_path / "moved")).differences(saved.record()) is None
     fewer = dataclasses.replace(shards, shards=shards.shards[1:], index_files=shards.index_files[1:],
-                                shard_samples=shards.shard_samples[1:], shard_bytes=shards.shard_bytes[1:])
+                                shard_samples=shards.shard_samples[1:], shard_bytes=shards.shard_bytes[1:],
+                                shard_sha256=shards.shard_sha256[1:])
     assert data_identity(fewer).differences(saved.record()) == \
         f"1 shard(s) removed ({Path(shards.shards[0]).name}); 3 shards then, 2 now"
 

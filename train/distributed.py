@@ -140,6 +140,16 @@ def _setup_sum(value: float, ctx: DistContext) -> float:
     return float(tensor.item())
 
 
+def broadcast_from_main(value: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``value`` on every rank (a pickled object broadcast in the set-up group: gloo, on
+    the CPU, with ``SETUP_TIMEOUT``), for what rank 0 alone decided during set-up."""
+    if not ctx.enabled:
+        return value
+    holder = [value if ctx.is_main else None]
+    dist.broadcast_object_list(holder, src=0, group=ctx.setup_group)
+    return holder[0]
+
+
 def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
     """Give every rank rank 0's buffers (BatchNorm running statistics), as DDP's forward does."""
     if ctx.enabled:

@@ -7,8 +7,9 @@ the last good one, and the command that continues once the cause is fixed:
   and before every save (the loss and every weight), never per step, so no step waits for the
   device; a save that would hold NaN or inf is not written;
 - the data can no longer be read (``DataReadError``): any exception a loader raises while an
-  epoch runs (a deleted or unreadable file, a storage server gone); what DALI's message names
-  (the file) is kept, the rest of its multi-paragraph text dropped;
+  epoch runs (a deleted or unreadable file, a bucket that stopped answering); the loader's own
+  one line is kept (``BucketReadError`` names the endpoint and object), or what DALI's
+  multi-paragraph text names (the file);
 - the run directory cannot be written (``RunWriteError``): a full disk, a lost mount, a
   permission changed; a checkpoint that fails to save leaves its temporary removed and the
   checkpoints before it as they were.
@@ -39,10 +40,6 @@ from train.model import bare_model
 from train.resume import resume_command
 from train.run import Run
 from train.trainer import Trainer
-
-# Explainers of a loader's exception, tried in order: each returns one line for the errors it
-# knows (a storage backend's own, say) or None. ``read_failure`` falls back to the generic ones.
-READ_FAILURE_EXPLAINERS: list[Callable[[BaseException], str | None]] = []
 
 # DALI's "Critical error in pipeline" text: the operator's own message sits after "encountered:".
 _DALI_REASON = re.compile(r"encountered:\s*(.+?)\s*(?:C\+\+ context|Current pipeline object|$)", re.DOTALL)
@@ -222,13 +219,10 @@ class ReadGuarded:
 
 
 def read_failure(err: BaseException) -> str:
-    """One line for a loader's exception: a registered explainer's, a DatasetError's own message,
-    the operator message of DALI's "Critical error in pipeline" text (which names the file), or
-    the first line of anything else."""
-    for explain in READ_FAILURE_EXPLAINERS:
-        line = explain(err)
-        if line:
-            return line
+    """One line for a loader's exception: a DatasetError's own message (the loader's translation
+    of a bucket's failed read, a bad shard sample, a file DALI cannot decode), the operator
+    message of DALI's "Critical error in pipeline" text (which names the file), or the first line
+    of anything else."""
     if isinstance(err, DatasetError):
         return str(err)
     text = str(err)

@@ -13,6 +13,7 @@ from train.checkpoint import (
     OPTIONAL_DATA,
     OPTIONAL_EMA,
     OPTIONAL_MIX_RNG,
+    OPTIONAL_TUNING,
     PREVIOUS,
     clean_state_dict,
     restore_rng,
@@ -23,6 +24,7 @@ from train.config import TrainConfig
 from train.distributed import DistContext, gather_to_main
 from train.model import bare_model
 from train.trainer import Progress, Trainer
+from train.tuning import LoaderTuning
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Run:
     run_id: str
     progress: Progress
     out: Path
+    tuning: LoaderTuning | None = None  # --tune: the settings the loaders were built with
     data_identity: dict[str, Any] | None = None  # the training data's identity record (sources.identity)
     saved_step: int | None = None  # the step of the last.pt this process wrote last
 
@@ -69,6 +72,7 @@ class Run:
             # Every rank's EMA has the same weights; rank 0's is saved. Its buffers are rank 0's
             # model's; each rank's EMA takes its own model's again whenever it is used.
             OPTIONAL_EMA: trainer.ema.state_dict() if trainer.ema is not None else None,
+            OPTIONAL_TUNING: self.tuning.record() if self.tuning is not None else None,
             "config": self.cfg.to_dict(), "classes": list(self.classes), "train_files": self.train_files,
             "run_id": self.run_id, OPTIONAL_DATA: self.data_identity,
         }

@@ -6,11 +6,12 @@ it lies, so that a resumed run can tell the same data moved from other data of t
 - loose files (``ImageFolderData``): one ``[relative path, label, size in bytes]`` per file, in
   the reader's order (the order decides the sample permutation), the path relative to the
   source's root in POSIX form: moving the whole tree keeps the identity, deleting, adding,
-  renaming, relabelling or rewriting a file (a new size) changes it;
-- WebDataset shards (``WebDatasetShards``): one ``[tar name, samples, checksum]`` per shard in
-  reading order, the checksum being the sha256 that ``to-shards`` recorded in ``manifest.json``;
-  shards without a manifest use their size in bytes instead (hashing terabytes at every start is
-  not affordable).
+  renaming, relabelling or rewriting a file (a new size) changes it. A bucket's tree
+  (``S3ImageFolder``) gives the sizes its listing reported, so no object is read;
+- WebDataset shards (``WebDatasetShards``, in a bucket too): one ``[tar name, samples,
+  checksum]`` per shard in reading order, the checksum being the sha256 that ``to-shards``
+  recorded in ``manifest.json``; shards without one use their size in bytes instead (hashing
+  terabytes at every start is not affordable).
 
 The digest is the sha256 of ``json.dumps(entries, separators=(",", ":"))`` (ASCII, so any file
 name is representable), prefixed by the kind: ``files:<hex>`` or ``shards:<hex>``.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from dali_pipelines.errors import DatasetError
+from dali_pipelines.sources.bucket import is_s3_url
 from dali_pipelines.sources.image_folder import ImageFolderData
-from dali_pipelines.sources.webdataset import MANIFEST_NAME, WebDatasetShards, read_json
+from dali_pipelines.sources.webdataset import WebDatasetShards
 
 _NAMED = 3  # entries named per kind of change in a message; the rest are counted
 
@@ -72,7 +75,7 @@ class DataIdentity:
 def data_identity(source: ImageFolderData | WebDatasetShards) -> DataIdentity:
     """The identity of ``source``: its files' or shards' entries (see the module docstring).
 
-    Loose files cost one ``stat`` each; shards read their manifest.
+    Local loose files cost one ``stat`` each; a bucket's files and any shards none.
     """
     if isinstance(source, ImageFolderData):
         return _files_identity(source)
@@ -83,32 +86,34 @@ def data_identity(source: ImageFolderData | WebDatasetShards) -> DataIdentity:
 
 
 def _files_identity(data: ImageFolderData) -> DataIdentity:
-    root = str(data.root)
-    entries = []
-    for path, label in zip(data.files, data.labels, strict=True):
-        try:
-            size = os.stat(path).st_size
-        except OSError as err:
-            raise DatasetError(f"{path} cannot be read ({err.strerror}); restore it or leave it out of "
-                               "the data") from None
-        entries.append((Path(os.path.relpath(path, root)).as_posix(), int(label), size))
-    return DataIdentity("files", tuple(entries))
+    listed = getattr(data, "sizes", ())  # a bucket's listing (S3ImageFolder); local files are stat'ed
+    sizes = listed if listed else [_local_size(path) for path in data.files]
+    entries = tuple((_relative(path, data.root), int(label), int(size))
+                    for path, label, size in zip(data.files, data.labels, sizes, strict=True))
+    return DataIdentity("files", entries)
+
+
+def _local_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as err:
+        raise DatasetError(f"{path} cannot be read ({err.strerror}); restore it or leave it out of "
+                           "the data") from None
 
 
 def _shards_identity(shards: WebDatasetShards) -> DataIdentity:
-    manifest_path = shards.root / MANIFEST_NAME
-    checksums: dict[str, str] = {}
-    if manifest_path.is_file():
-        manifest = read_json(manifest_path)
-        listed = manifest.get("shards", []) if isinstance(manifest, dict) else []
-        records = [r for r in listed if isinstance(r, dict)]
-        checksums = {r["tar"]: r["sha256"] for r in records
-                     if isinstance(r.get("tar"), str) and isinstance(r.get("sha256"), str)}
-    entries = []
-    for tar, samples, size in zip(shards.shards, shards.shard_samples, shards.shard_bytes, strict=True):
-        name = Path(os.path.relpath(tar, shards.root)).as_posix()
-        entries.append((name, int(samples), checksums.get(name, size)))
-    return DataIdentity("shards", tuple(entries))
+    entries = tuple((_relative(tar, shards.root), int(samples), checksum or int(size))
+                    for tar, samples, size, checksum in zip(shards.shards, shards.shard_samples,
+                                                            shards.shard_bytes, shards.shard_sha256,
+                                                            strict=True))
+    return DataIdentity("shards", entries)
+
+
+def _relative(path: str, root: str | os.PathLike[str]) -> str:
+    """``path`` relative to ``root`` in POSIX form, for a local path or an ``s3://`` URL."""
+    if is_s3_url(str(root)):
+        return posixpath.relpath(str(path), str(root))  # both are URLs: the scheme cancels out
+    return Path(os.path.relpath(path, root)).as_posix()
 
 
 def _changes(saved: list[tuple], current: list[tuple], *, unit: str) -> str:

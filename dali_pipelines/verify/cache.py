@@ -1,6 +1,8 @@
 """A JSON cache of verification results per data set root, keyed by path, size, mtime and ctime: a
 second run over unchanged data costs one ``stat`` per file (``chmod`` changes ctime, so a file made
-unreadable is checked again). Replaced atomically: concurrent runs never read half of it."""
+unreadable is checked again). Objects in a bucket are keyed by size and ETag instead (``stat_key``
+is one kind of key; any tuple of JSON scalars works). Replaced atomically: concurrent runs never
+read half of it."""
 
 from __future__ import annotations
 
@@ -31,8 +33,14 @@ def write_bad_list(folder: Path, root: str | os.PathLike[str], bad: dict[str, st
 
 def _root_tag(root: str | os.PathLike[str]) -> str:
     """``<name>-<hash of the resolved path>``: two data sets called "train" get different files."""
-    resolved = str(Path(root).resolve())
-    return f"{Path(resolved).name}-{hashlib.sha1(resolved.encode('utf-8')).hexdigest()[:12]}"
+    resolved = _resolved(root)
+    name = resolved.rstrip("/").rsplit("/", 1)[-1]
+    return f"{name}-{hashlib.sha1(resolved.encode('utf-8')).hexdigest()[:12]}"
+
+
+def _resolved(root: str | os.PathLike[str]) -> str:
+    """A local root resolved; a URL (``s3://bucket/prefix``) as it is."""
+    return str(root) if "://" in str(root) else str(Path(root).resolve())
 
 
 class VerifyCache:
@@ -42,7 +50,7 @@ class VerifyCache:
                  deep: bool, max_pixels: int) -> None:
         self.path = Path(cache_dir) / f"verify-{_root_tag(root)}.json" if cache_dir is not None else None
         self._deep, self._max_pixels = deep, max_pixels
-        self._prefix = os.path.join(str(Path(root).resolve()), "")  # keys are relative: a smaller file
+        self._prefix = os.path.join(_resolved(root), "")  # keys are relative: a smaller file
         self._entries = self._load()
         self._stored = 0
 
@@ -59,23 +67,23 @@ class VerifyCache:
             return {}
         return payload["entries"]
 
-    def lookup(self, path: str, st: os.stat_result) -> tuple[bool, str | None]:
-        """(hit, reason): a hit needs the same size, mtime, ctime and pixel limit, and if ``deep`` a
-        decode; a file the header pass found bad is bad for a deep check too."""
+    def lookup(self, path: str, key: tuple[Any, ...]) -> tuple[bool, str | None]:
+        """(hit, reason): a hit needs the same ``key`` (``stat_key``: size, mtime, ctime) and pixel
+        limit, and if ``deep`` a decode; a file the header pass found bad is bad for a deep check too."""
         entry = self._entries.get(path.removeprefix(self._prefix))
-        if not (isinstance(entry, list) and len(entry) == 6):
+        if not (isinstance(entry, list) and len(entry) == len(key) + 3):
             return False, None
-        *key, level, limit, reason = entry
-        if tuple(key) != _stat_key(st) or limit != self._max_pixels or (
+        *stored, level, limit, reason = entry
+        if tuple(stored) != key or limit != self._max_pixels or (
                 self._deep and level != "deep" and reason is None):
             return False, None
         return True, reason
 
-    def store(self, path: str, st: os.stat_result, reason: str | None) -> None:
-        """Remember one file's result; read errors are never kept (they may pass next time)."""
+    def store(self, path: str, key: tuple[Any, ...], reason: str | None) -> None:
+        """Remember one file's result under ``key``; read errors are never kept (they may pass next time)."""
         if not (reason or "").startswith(READ_ERROR):
             level = "deep" if self._deep else "header"
-            self._entries[path.removeprefix(self._prefix)] = [*_stat_key(st), level, self._max_pixels, reason]
+            self._entries[path.removeprefix(self._prefix)] = [*key, level, self._max_pixels, reason]
             self._stored += 1
 
     def save(self) -> None:
@@ -84,5 +92,6 @@ class VerifyCache:
             write_json_atomic(self.path, {"version": _VERSION, "entries": self._entries}, indent=None)
 
 
-def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+def stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    """A local file's cache key: size, mtime and ctime (nanoseconds)."""
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -19,8 +19,15 @@ _BATCH_FILES, _BATCH_PIXELS = 64, 64 * 1024 * 1024  # per batch at most: bounds 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int]) -> dict[str, str]:
-    """Decode ``paths`` (``pixels``: the size each header claims) on ``workers`` threads; path -> reason."""
+def read_local(path: str) -> np.ndarray:
+    """A local file's bytes, as the decoder takes them."""
+    return np.fromfile(path, dtype=np.uint8)
+
+
+def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int],
+                read: Callable[[str], np.ndarray] = read_local) -> dict[str, str]:
+    """Decode ``paths`` (``pixels``: the size each header claims) on ``workers`` threads; path -> reason.
+    ``read`` fetches a file's bytes (an OSError is a read error): local files, or objects in a bucket."""
     import nvidia.dali.experimental.dynamic as ndd  # heavy: imported only when something is decoded
 
     bad: dict[str, str] = {}
@@ -31,7 +38,7 @@ def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int]) -
             encoded: dict[str, np.ndarray] = {}
             for path in batch:
                 try:
-                    encoded[path] = np.fromfile(path, dtype=np.uint8)
+                    encoded[path] = read(path)
                 except OSError as err:
                     bad[path] = os_reason(err)
             if encoded and _decode(list(encoded.values())) is not None:
@@ -40,6 +47,18 @@ def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int]) -
             if number % 100 == 0:
                 _logger.info("decoded %d of %d files, %d bad so far", done, len(paths), len(bad))
     return bad
+
+
+def decode_bytes(encoded: dict[str, bytes], *, workers: int) -> dict[str, str]:
+    """Decode in-memory images (name -> bytes, at most one batch's worth) on ``workers`` threads;
+    name -> reason for each that DALI's CPU decoder refuses."""
+    import nvidia.dali.experimental.dynamic as ndd
+
+    arrays = {name: np.frombuffer(data, dtype=np.uint8) for name, data in encoded.items()}
+    with ndd.EvalContext(num_threads=workers, device_id=None):
+        if not arrays or _decode(list(arrays.values())) is None:
+            return {}
+        return {name: reason for name, array in arrays.items() if (reason := _decode([array]))}
 
 
 def _batches(paths: Sequence[str], pixels: dict[str, int]) -> Iterator[list[str]]:

@@ -4,6 +4,7 @@ whose header cannot show it gets ``needs_decode``, and DALI's own decoder gives 
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from typing import BinaryIO, NamedTuple
@@ -35,9 +36,14 @@ def check_path(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
     """Check the file at ``path`` from its header and tail; every failure is a reason, never raised."""
     try:
         with open(path, "rb") as f:
-            return _check(f, os.fstat(f.fileno()).st_size, max_pixels)
+            return check_stream(f, os.fstat(f.fileno()).st_size, max_pixels)
     except OSError as err:
         return Header(os_reason(err))
+
+
+def check_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
+    """``check_path`` for an image held in memory (a member of a tar shard)."""
+    return check_stream(io.BytesIO(data), len(data), max_pixels)
 
 
 def os_reason(err: OSError) -> str:
@@ -47,7 +53,9 @@ def os_reason(err: OSError) -> str:
     return READ_ERROR + fixes.get(type(err), err.strerror or str(err))
 
 
-def _check(f: BinaryIO, size: int, max_pixels: int) -> Header:
+def check_stream(f: BinaryIO, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
+    """Check the ``size``-byte file ``f`` (seekable: a local file, or ranged reads of an object).
+    Reads its first bytes, a JPEG's segment headers and its tail; a read error raises OSError."""
     if size == 0:
         return Header("empty file (0 bytes)")
     head = f.read(16)
