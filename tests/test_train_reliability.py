@@ -370,6 +370,20 @@ def test_out_inside_the_data_is_refused_naming_both(data_root: Path) -> None:
     assert f"--out {out} is inside --data {data_root}" in _error_line(err)
 
 
+def test_skipping_bad_files_that_empties_a_class_is_refused(data_root: Path, tmp_path: Path) -> None:
+    """--on-bad-file skip where every file of a class is bad: refused before any step, naming the
+    class (as an empty class folder is), not trained with a class it never sees."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(data_root, data)
+    for image in (data / "train" / "space").iterdir():
+        image.write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    code, err = _run(["--data", str(data), *FAST, "--on-bad-file", "skip", "--out", str(out)])
+    assert code == 2 and "Traceback" not in err
+    assert f"9 of 27 files under {data / 'train'} would stop DALI:" in err
+    assert "Skipping them would leave 1 class without a single file (space), which is refused" in err
+    assert list(out.iterdir()) == []
+
+
 def test_max_pixels_reaches_verification(data_root: Path, tmp_path: Path) -> None:
     """train has the --max-pixels that verification's message tells the user to raise."""
     code, err = _run(["--data", str(data_root), *FAST, "--max-pixels", "1000",
