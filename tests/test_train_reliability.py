@@ -370,6 +370,18 @@ def test_out_inside_the_data_is_refused_naming_both(data_root: Path) -> None:
     assert f"--out {out} is inside --data {data_root}" in _error_line(err)
 
 
+def test_val_class_the_training_data_lacks_is_refused_before_any_work(data_root: Path, sample_root: Path,
+                                                                     tmp_path: Path) -> None:
+    """A val/ with a class train/ lacks (which would fail at the first evaluation, an epoch in):
+    one line naming it, before any file is read or written."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(data_root, data)
+    shutil.copytree(sample_root / "val" / "coffee", data / "val" / "coffee")
+    code, err = _run(["--data", str(data), *FAST, "--out", str(out)])
+    assert code == 2 and "lacks: coffee; every validation class must be a training class" in _error_line(err)
+    assert list(out.iterdir()) == []
+
+
 def test_skipping_bad_files_that_empties_a_class_is_refused(data_root: Path, tmp_path: Path) -> None:
     """--on-bad-file skip where every file of a class is bad: refused before any step, naming the
     class (as an empty class folder is), not trained with a class it never sees."""
