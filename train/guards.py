@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import re
 import shutil
 import sys
@@ -108,6 +109,9 @@ class Guard:
     def __init__(self, state: Run, last_good: LastGood) -> None:
         self.state = state
         self.last_good = last_good
+        # While last.pt is being saved: what it will hold, and the inode it had before (None: no
+        # file). A second signal can land between the rename and the return (see ``kept``).
+        self._saving: tuple[LastGood, int | None] | None = None
 
     # --- the loaders
 
@@ -141,10 +145,16 @@ class Guard:
         """Checkpoint ``name`` after checking that the loss and weights are finite; a write
         failure becomes a RunWriteError and leaves the earlier checkpoints as they were."""
         self._check(weights=True)
-        with writes_into(self.state.checkpoint_dir):
-            path = self.state.save_checkpoint(name)
-        if path.name == LAST:
-            self.last_good = LastGood(path, self.state.progress.step)
+        target = self.state.checkpoint_dir / f"{name}.pt"
+        if target.name == LAST:
+            self._saving = (LastGood(target, self.state.progress.step), _inode(target))
+        try:
+            with writes_into(self.state.checkpoint_dir):
+                path = self.state.save_checkpoint(name)
+            if path.name == LAST:
+                self.last_good = LastGood(path, self.state.progress.step)
+        finally:
+            self._saving = None
         return path
 
     def writes(self) -> AbstractContextManager[None]:
@@ -152,11 +162,16 @@ class Guard:
         return writes_into(self.state.out)
 
     def kept(self) -> str:
-        """What a run stopped now would leave, and how to continue it."""
-        if self.last_good.path is None:
+        """What a run stopped now would leave, and how to continue it (called from a signal
+        handler, at any point of a save)."""
+        good = self.last_good
+        saving = self._saving
+        if saving is not None and _inode(saving[0].path) != saving[1]:
+            good = saving[0]  # the rename is done: last.pt is the new, whole file
+        if good.path is None:
             return "no checkpoint of this run was saved yet"
-        resume = resume_command(self.last_good.path, self.state.ctx)
-        return f"{self.last_good.path} (step {self.last_good.step}) is kept; resume with: {resume}"
+        resume = resume_command(good.path, self.state.ctx)
+        return f"{good.path} (step {good.step}) is kept; resume with: {resume}"
 
     def report(self, err: TrainingHaltedError) -> str:
         """The one line a halted run prints: what happened, what was kept, what to do."""
@@ -170,6 +185,14 @@ class Guard:
         if self.state.ctx.is_main or err.every_rank:
             print(self.report(err), file=sys.stderr, flush=True)
         return 2
+
+
+def _inode(path: Path | None) -> int | None:
+    """``path``'s inode number, None when there is no such file."""
+    try:
+        return os.stat(path).st_ino if path is not None else None
+    except FileNotFoundError:
+        return None
 
 
 def _non_finite(trainer: Trainer, *, weights: bool) -> list[float]:
