@@ -296,29 +296,32 @@ def test_free_space_check_counts_every_file_a_save_needs(data_root: Path, tmp_pa
 
 
 def test_full_disk_at_a_save_keeps_the_last_checkpoint(data_root: Path, tmp_path: Path) -> None:
-    """The disk fills (another writer) once the first epoch's row is written: the next save fails
-    with one line naming the folder and the fix, the rows are in epochs.csv, no temporary is left,
-    and last.pt is whole."""
+    """The disk fills (another writer) once the first last.pt is saved: the next save fails with
+    one line naming the folder and the fix, every step's row is in steps.csv (flushed one by one),
+    no temporary is left, and last.pt is whole."""
     with _tmpfs(tmp_path / "disk", 330) as disk:
         out = disk / "run"
 
         def fill_the_disk() -> None:
-            _wait_for(lambda: (out / "epochs.csv").exists() and len(_rows(out / "epochs.csv")) >= 1)
-            with contextlib.suppress(OSError), open(disk / "filler", "wb") as filler:
-                while True:
-                    filler.write(bytes(2**20))
-                    filler.flush()
+            _wait_for((out / "checkpoints" / "last.pt").exists)
+            with open(disk / "filler", "wb", buffering=0) as filler:  # unbuffered: its close writes nothing
+                with contextlib.suppress(OSError):  # all the free space at once, then what is left
+                    os.posix_fallocate(filler.fileno(), 0, shutil.disk_usage(disk).free)
+                with contextlib.suppress(OSError):
+                    while True:
+                        filler.write(bytes(4096))
 
-        code, err = _run(["--data", str(data_root), *FAST, "--epochs", "3", "--max-steps", "6",
+        code, err = _run(["--data", str(data_root), *FAST, "--epochs", "2", "--max-steps", "6",
                           "--save-every", "1", "--log-every", "1", "--out", str(out)], during=fill_the_disk)
         assert code == 2
         line = _error_line(err)
         folder = out / "checkpoints"
         assert f"cannot write to {folder} (No space left on device" in line
         assert f"free space in {folder}, then resume with: " in line and "--out DIR" in line
-        assert [row["epoch"] for row in _rows(out / "epochs.csv")] == ["0"]
+        saved = load_checkpoint(folder / "last.pt")["step"]
+        assert [int(row["step"]) for row in _rows(out / "steps.csv")] == list(range(1, saved + 2))
+        assert f"{folder / 'last.pt'} (step {saved}), is kept as it was" in line
         assert not _temporaries(folder)
-        assert load_checkpoint(folder / "last.pt")["step"] >= 2
 
 
 def test_claiming_a_directory_removes_temporaries_of_its_own_files(tmp_path: Path,
