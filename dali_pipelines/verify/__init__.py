@@ -76,7 +76,8 @@ def verify_data(data: ImageFolderData, *, deep: bool = False, max_pixels: int = 
 class BadFilesError(DatasetError):
     """Files DALI would fail on (``bad``: path -> reason); the message lists them and says the fix."""
 
-    def __init__(self, report: VerifyReport, *, none_usable: bool = False) -> None:
+    def __init__(self, report: VerifyReport, *, none_usable: bool = False,
+                 emptied: tuple[str, ...] = ()) -> None:
         root, more = report.data.root, len(report.bad) - _LISTED
         lines = [f"{len(report.bad)} of {len(report.data)} files under {root} would stop DALI:"]
         lines += [f"  {name}: {reason}" for name, reason in report.named_bad()[:_LISTED]]
@@ -84,6 +85,10 @@ class BadFilesError(DatasetError):
         if none_usable:
             lines.append(f"No file under {root} is usable, so skipping bad files leaves nothing: re-encode "
                          "them or point at the right data.")
+        elif emptied:
+            lines.append(f"Skipping them would leave {len(emptied)} class{'es' if len(emptied) > 1 else ''} "
+                         f"without a single file ({', '.join(emptied[:_LISTED])}), which is refused as an "
+                         "empty class folder is: re-encode those files, or remove the class from the data.")
         else:
             lines.append(f"Fix: remove or re-encode these files (full list: python -m dali_pipelines verify "
                          f"{root}), or pass --on-bad-file skip to leave them out.")
@@ -108,8 +113,9 @@ def prepare_data(data: WebDatasetShards | ImageFolderData, *, on_bad_file: str =
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  workers: int | None = None) -> WebDatasetShards | ImageFolderData:
     """Verify ``data`` before a graph is built; raise on bad files (``error``) or leave them out (``skip``,
-    listing them with reasons in ``cache_dir``, else the temp folder). Shards are checked as a
-    whole (``prepare_shards``: each against its recorded checksum), so ``skip`` does not apply."""
+    listing them with reasons in ``cache_dir``, else the temp folder). A skip that would leave a
+    class without any file is refused, as an empty class folder is at scan time. Shards are checked
+    as a whole (``prepare_shards``: each against its recorded checksum), so ``skip`` does not apply."""
     if on_bad_file not in ("error", "skip"):
         raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
     if isinstance(data, WebDatasetShards):
@@ -118,9 +124,16 @@ def prepare_data(data: WebDatasetShards | ImageFolderData, *, on_bad_file: str =
     if report.ok:
         return data
     clean = report.clean()
-    if on_bad_file == "error" or not len(clean):
-        raise BadFilesError(report, none_usable=not len(clean))
+    emptied = _emptied_classes(data, clean)
+    if on_bad_file == "error" or not len(clean) or emptied:
+        raise BadFilesError(report, none_usable=not len(clean), emptied=emptied)
     where = write_bad_list(Path(cache_dir or tempfile.gettempdir()), data.root, report.bad)
     _logger.warning("skipping %d of %d files under %s that DALI cannot decode; list with reasons: %s",
                     len(report.bad), len(data), data.root, where)
     return clean
+
+
+def _emptied_classes(data: ImageFolderData, clean: ImageFolderData) -> tuple[str, ...]:
+    """The classes ``data`` has files of and ``clean`` has none of."""
+    gone = set(data.labels) - set(clean.labels)
+    return tuple(data.classes[label] for label in sorted(gone))
