@@ -13,9 +13,12 @@ import sys
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dali_pipelines._util.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 STEP_FIELDS = ("step", "epoch", "loss", "lr", "data_ms", "compute_ms", "images_per_s")
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
@@ -35,7 +38,7 @@ class MetricsLog:
     def __init__(self, run_dir: Path, *, enabled: bool, resumed_at: tuple[int, int] | None = None) -> None:
         """``resumed_at``: the checkpoint's (epoch, step) when continuing a run."""
         self.enabled = enabled
-        self._writer = None
+        self._writer: SummaryWriter | None = None
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -51,13 +54,13 @@ class MetricsLog:
                                        purge_step=None if resumed_at is None else resumed_at[1] + 1)
 
     def step(self, row: dict[str, Any]) -> None:
-        if self.enabled:
+        if self._writer is not None:
             self._steps.write(row)
             for key in ("loss", "lr", "data_ms", "compute_ms", "images_per_s"):
                 self._writer.add_scalar(f"step/{key}", row[key], row["step"])
 
     def epoch(self, row: dict[str, Any]) -> None:
-        if self.enabled:
+        if self._writer is not None:
             self._epochs.write(row)
             for key, value in row.items():
                 if key not in ("epoch", "step") and value is not None and not _isnan(value):
@@ -72,7 +75,7 @@ class MetricsLog:
             self._epochs.close()
 
 
-def _summary_writer(log_dir: Path, purge_step: int | None) -> Any:
+def _summary_writer(log_dir: Path, purge_step: int | None) -> SummaryWriter:
     """torch's TensorBoard writer on TensorBoard's own TensorFlow stub.
 
     Where TensorFlow is installed (the `tf` extra), TensorBoard's lazy ``tf`` imports it to write
