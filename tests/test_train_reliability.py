@@ -36,16 +36,6 @@ CLASSES = ("astronaut", "space", "texture")
 FAST = ["--device", "cpu", "--image-size", "32", "--batch-size", "9", "--workers", "2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Every run here on one intra-op thread (as tests/test_tune_train.py's runs): on 2 cores busy
-    with DALI's threads and other jobs, torch's second OpenMP thread makes each step slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data_root(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three classes of the sample set: 27 train JPEGs (3 steps of 9), 9 val."""
