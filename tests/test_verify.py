@@ -279,7 +279,8 @@ def test_damage_inside_compressed_data_needs_deep(tmp_path: Path) -> None:
 
 
 def test_pixel_limit_is_configurable_and_applies_before_decoding(rejected_dir: Path, tmp_path: Path) -> None:
-    assert _reason(rejected_dir / "bomb.jpg", max_pixels=60000 * 60000) is None  # header only
+    raised = _reason(rejected_dir / "bomb.jpg", max_pixels=60000 * 60000)  # its 4 KB cannot hold the claim
+    assert raised is not None and "over the limit" not in raised and "needs at least" in raised
     small = tmp_path / "small.jpg"
     small.write_bytes(_jpeg())
     reason = _reason(small, max_pixels=96 * 72 - 1)

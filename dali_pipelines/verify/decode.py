@@ -4,14 +4,17 @@ decoded in batches on DALI's threads; only a failing batch is decoded again file
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
-from collections.abc import Iterator, Sequence
+import stat
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from dali_pipelines._util.native_stderr import native_stderr
-from dali_pipelines.verify.headers import os_reason
+from dali_pipelines.verify.headers import non_regular, os_reason
 
 _logger = logging.getLogger(__name__)
 
@@ -19,8 +22,21 @@ _BATCH_FILES, _BATCH_PIXELS = 64, 64 * 1024 * 1024  # per batch at most: bounds 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int]) -> dict[str, str]:
-    """Decode ``paths`` (``pixels``: the size each header claims) on ``workers`` threads; path -> reason."""
+def read_local(path: str) -> np.ndarray:
+    """A local file's bytes, as the decoder takes them; opened without blocking, and an OSError unless
+    it is a regular file (a FIFO put in its place after the header pass must not hang the pass)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, non_regular(mode))
+        return np.frombuffer(f.read(), dtype=np.uint8)
+
+
+def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int],
+                read: Callable[[str], np.ndarray] = read_local) -> dict[str, str]:
+    """Decode ``paths`` (``pixels``: the size each header claims) on ``workers`` threads; path -> reason.
+    ``read`` fetches a file's bytes (an OSError is a read error): local files, or objects in a bucket."""
     import nvidia.dali.experimental.dynamic as ndd  # heavy: imported only when something is decoded
 
     bad: dict[str, str] = {}
@@ -31,7 +47,7 @@ def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int]) -
             encoded: dict[str, np.ndarray] = {}
             for path in batch:
                 try:
-                    encoded[path] = np.fromfile(path, dtype=np.uint8)
+                    encoded[path] = read(path)
                 except OSError as err:
                     bad[path] = os_reason(err)
             if encoded and _decode(list(encoded.values())) is not None:

@@ -1,0 +1,85 @@
+"""What verification refuses before any decode, each as a class, on real files: headers claiming
+more pixels than the file can hold, and files that are not regular files."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dali_pipelines import ImageFolderData, verify_data
+from dali_pipelines.verify.decode import read_local
+from dali_pipelines.verify.headers import check_path
+from tests.jpeg_kinds import jpeg, photo
+
+PHOTO = photo(96, 72)
+
+
+def _forged_jpeg(width: int, height: int) -> bytes:
+    """A real 96x72 JPEG whose frame header (SOF0) claims ``width`` x ``height``."""
+    b, i = bytearray(jpeg(PHOTO, quality=30)), 2
+    while b[i + 1] != 0xC0:
+        i += 2 + struct.unpack(">H", b[i + 2:i + 4])[0]
+    b[i + 5:i + 9] = struct.pack(">HH", height, width)
+    return bytes(b)
+
+
+def _forged_png(width: int, height: int) -> bytes:
+    """A real 96x72 PNG whose IHDR claims ``width`` x ``height`` (its CRC kept valid)."""
+    out = io.BytesIO()
+    PHOTO.save(out, format="PNG")
+    b = bytearray(out.getvalue())
+    b[16:24] = struct.pack(">II", width, height)
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))
+    return bytes(b)
+
+
+def _flat(fmt: str, size: int, **options: object) -> bytes:
+    """A large flat image, compressed as far as the encoder goes: the least bytes per pixel real
+    files have (the bounds must let these pass)."""
+    out = io.BytesIO()
+    image = Image.new("L" if fmt == "JPEG" else "1", (size, size), 255)
+    image.save(out, format=fmt, optimize=True, **options)
+    return out.getvalue()
+
+
+def _data(folder: Path, names: list[str]) -> ImageFolderData:
+    return ImageFolderData(root=folder, files=tuple(str(folder / n) for n in names),
+                           labels=tuple(range(len(names))), classes=tuple(names))
+
+
+def test_header_claiming_more_pixels_than_the_file_holds_is_refused(tmp_path: Path) -> None:
+    """1-2 KB files claiming 13000x13000 (under the pixel limit) would cost a 0.5 GB decode each."""
+    kinds = {"forged.jpg": _forged_jpeg(13000, 13000), "forged.png": _forged_png(13000, 13000),
+             "flat_progressive.jpg": _flat("JPEG", 3000, progressive=True, quality=1),
+             "flat_baseline.jpg": _flat("JPEG", 3000, quality=1), "flat_1bit.png": _flat("PNG", 3000)}
+    for name, content in kinds.items():
+        (tmp_path / name).write_bytes(content)
+    assert len(kinds["forged.jpg"]) < 2048 and len(kinds["forged.png"]) < 32 * 1024
+    report = verify_data(_data(tmp_path, list(kinds)), workers=2)
+    assert set(report.bad) == {str(tmp_path / "forged.jpg"), str(tmp_path / "forged.png")}
+    for reason in report.bad.values():
+        assert "claims 13000x13000" in reason and "needs at least" in reason and "re-encode" in reason
+    assert check_path(str(tmp_path / "forged.jpg")).pixels == 0  # refused before DALI could decode it
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
+    """A FIFO named like a JPEG: opening it to read would wait for a writer forever."""
+    (tmp_path / "good.jpg").write_bytes(jpeg(PHOTO))
+    os.mkfifo(tmp_path / "pipe.jpg")
+    data = _data(tmp_path, ["good.jpg", "pipe.jpg"])
+    report = verify_data(data, workers=1)  # refused without blocking on it
+    pipe = str(tmp_path / "pipe.jpg")
+    assert list(report.bad) == [pipe] and "FIFO" in report.bad[pipe]
+    assert "FIFO" in (check_path(str(tmp_path / "pipe.jpg")).reason or "")  # the header pass alone
+    with pytest.raises(OSError, match="FIFO"):  # and the decode pass's reader
+        read_local(str(tmp_path / "pipe.jpg"))
+    good = tmp_path / "good.jpg"
+    assert np.array_equal(read_local(str(good)), np.fromfile(good, np.uint8))
