@@ -1,5 +1,6 @@
 """What verification refuses before any decode, each as a class, on real files: headers claiming
-more pixels than the file can hold, and files that are not regular files."""
+more pixels than the file can hold, files that are not regular files, and names a DALI file
+list cannot hold."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_pipelines import ImageFolderData, verify_data
+from dali_pipelines import (
+    ImageFolderData,
+    PipelineConfig,
+    make_loader,
+    read_file_list,
+    scan_image_folder,
+    verify_data,
+)
+from dali_pipelines.cli import main
 from dali_pipelines.verify.decode import read_local
 from dali_pipelines.verify.headers import check_path
 from tests.jpeg_kinds import jpeg, photo
@@ -75,7 +84,7 @@ def test_a_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
     (tmp_path / "good.jpg").write_bytes(jpeg(PHOTO))
     os.mkfifo(tmp_path / "pipe.jpg")
     data = _data(tmp_path, ["good.jpg", "pipe.jpg"])
-    report = verify_data(data, workers=1)  # refused without blocking on it
+    report = verify_data(data, workers=1)  # the stat pass refuses it: no pass opens it
     pipe = str(tmp_path / "pipe.jpg")
     assert list(report.bad) == [pipe] and "FIFO" in report.bad[pipe]
     assert "FIFO" in (check_path(str(tmp_path / "pipe.jpg")).reason or "")  # the header pass alone
@@ -83,3 +92,30 @@ def test_a_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
         read_local(str(tmp_path / "pipe.jpg"))
     good = tmp_path / "good.jpg"
     assert np.array_equal(read_local(str(good)), np.fromfile(good, np.uint8))
+
+
+def test_names_a_file_list_cannot_hold_are_refused_and_never_listed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "data"
+    names = ["fine.jpg", "two\nlines.jpg", "carriage\rreturn.jpg", "caf\u00e9 au lait.jpg"]
+    for name in names:
+        (root / "c").mkdir(parents=True, exist_ok=True)
+        (root / "c" / name).write_bytes(jpeg(PHOTO))
+    data = scan_image_folder(root)
+    report = verify_data(data, workers=1)
+    assert set(report.bad) == {str(root / "c" / names[1]), str(root / "c" / names[2])}
+    assert all("line break" in r and "rename the file" in r for r in report.bad.values())
+    trailing = _data(root / "c", ["fine.jpg"])  # a file list can name a file that ends in a space
+    (root / "c" / "spaced.jpg ").write_bytes(jpeg(PHOTO))
+    spaced = verify_data(ImageFolderData(trailing.root, (*trailing.files, str(root / "c" / "spaced.jpg ")),
+                                         (0, 1), ("a", "b")), workers=1)
+    assert "ends in whitespace" in spaced.bad[str(root / "c" / "spaced.jpg ")]
+    out = tmp_path / "clean.txt"
+    assert main(["verify", str(root), "--clean-list", str(out)]) == 1
+    capsys.readouterr()
+    clean = read_file_list(out)  # it reads back: the two names DALI cannot list are not in it
+    assert clean.files == (str(root / "c" / names[3]), str(root / "c" / names[0]))
+    cfg = PipelineConfig(batch_size=2, device="cpu", num_threads=1, crop_size=32, resize_size=36)
+    loader = make_loader(report.clean(), cfg, train=False)  # and DALI reads the clean names
+    assert sorted(label for _, labels in loader for label in labels.tolist()) == [0, 0]
+    loader.close()

@@ -1,8 +1,10 @@
 """Verify image files before a DALI graph is built: one bad file kills a DALI pipeline for good.
 
-A header pass (``headers``) reads each file's header and tail; DALI's own decoder (``decode``) then
-judges what a header cannot vouch for, or with ``deep=True`` every file. ``prepare_data`` is what
-training and benchmarks call: verify (cached), then fail or skip."""
+A stat pass (``stats``) keys every file and refuses what must not be opened; a header pass
+(``headers``) reads each file's header and tail; DALI's own decoder (``decode``) then judges what
+a header cannot vouch for, or with ``deep=True`` every file. Results are cached (``cache``), and
+every pass goes a chunk of files at a time, so memory stays bounded at any data set size.
+``prepare_data`` is what training and benchmarks call: verify (cached), then fail or skip."""
 
 from __future__ import annotations
 
@@ -10,23 +12,28 @@ import logging
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from dali_pipelines.config import default_num_threads
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources.image_folder import ImageFolderData
-from dali_pipelines.verify.cache import VerifyCache, write_bad_list
-from dali_pipelines.verify.decode import deep_decode
-from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, check_path, os_reason
+from dali_pipelines.verify.cache import VerifyCache, cacheable, write_bad_list
+from dali_pipelines.verify.decode import deep_decode, read_local
+from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, Header, check_path
+from dali_pipelines.verify.stats import CHUNK, StatPass, stat_pass
 
 _logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MAX_PIXELS", "BadFilesError", "VerifyReport", "prepare_data", "verify_data"]
 
 _LISTED = 20  # bad files named in an error message; the rest are counted
+_PROGRESS_S = 10.0  # seconds between progress lines of a long pass
 
 
 @dataclass
@@ -54,45 +61,78 @@ class VerifyReport:
 
 def verify_data(data: ImageFolderData, *, deep: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                 workers: int | None = None, cache_dir: str | os.PathLike[str] | None = None) -> VerifyReport:
-    """Check every file of ``data``; results for unchanged files come from ``cache_dir``."""
+    """Check every file of ``data``; results for unchanged files come from ``cache_dir``.
+
+    A data set whose every file has the name and key of a past run's costs its stat pass and one
+    query; otherwise each chunk of files is looked up, and what is new or changed is read."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     start, report = time.perf_counter(), VerifyReport(data)
-    cache = VerifyCache(cache_dir, data.root, deep=deep, max_pixels=max_pixels)
-    results: dict[str, str | None] = {}
-    todo: dict[str, os.stat_result] = {}
-    for path in data.files:  # one stat per file: on a second run, usually all the work there is
-        try:
-            todo[path] = os.stat(path)
-        except OSError as err:
-            results[path] = os_reason(err)
-            continue
-        hit, results[path] = cache.lookup(path, todo[path])
-        if hit:
-            report.cached += 1
-            del todo[path]
-    results.update(_check_many(list(todo), deep=deep, max_pixels=max_pixels,
-                               workers=workers or default_num_threads()))
-    for path, st in todo.items():
-        cache.store(path, st, results[path])
-    cache.save()
-    report.checked, report.bad = len(todo), {p: r for p in data.files if (r := results[p]) is not None}
+    stats = stat_pass(data.files, str(data.root))
+    with VerifyCache(cache_dir, data.root, deep=deep, max_pixels=max_pixels) as cache:
+        known = cache.listing(stats.digest)
+        if known is not None:
+            bad, report.cached = known, len(data) - len(stats.refused)
+        else:
+            bad = _check_all(data.files, stats, cache, report, deep=deep, max_pixels=max_pixels,
+                             workers=workers or default_num_threads())
+            if all(cacheable(reason) for reason in bad.values()):  # else the next run reads them again
+                cache.store_listing(stats.digest, bad)
+    bad |= {data.files[i]: reason for i, reason in stats.refused.items()}
+    report.bad = {path: bad[path] for path in data.files if path in bad} if bad else {}
     _logger.info("verified %d files under %s (%s; %d checked, %d from cache) in %.2f s: %d bad", len(data),
-                 data.root, "deep" if deep else "header pass", len(todo), report.cached,
+                 data.root, "deep" if deep else "header pass", report.checked, report.cached,
                  time.perf_counter() - start, len(report.bad))
     return report
 
 
-def _check_many(paths: list[str], *, deep: bool, max_pixels: int, workers: int) -> dict[str, str | None]:
-    """Header pass on threads (mostly waiting on I/O); DALI decodes what the headers cannot vouch for."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        headers = dict(zip(paths, pool.map(lambda p: check_path(p, max_pixels), paths), strict=True))
+def _check_all(files: Sequence[str], stats: StatPass, cache: VerifyCache, report: VerifyReport, *,
+               deep: bool, max_pixels: int, workers: int) -> dict[str, str]:
+    """Look each chunk up in the cache and read what it misses; the bad files (path -> reason)."""
+    bad: dict[str, str] = {}
+    use_cache, shown = not cache.empty, time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        for start in range(0, len(files), CHUNK):
+            indices = [i for i in range(start, min(start + CHUNK, len(files))) if i not in stats.refused]
+            paths, keys = [files[i] for i in indices], [stats.key(i) for i in indices]
+            found = cache.lookup_many(paths, keys) if use_cache else [(False, None)] * len(paths)
+            bad |= {path: reason for path, (hit, reason) in zip(paths, found, strict=True) if hit and reason}
+            todo = {path: key for path, key, (hit, _) in zip(paths, keys, found, strict=True) if not hit}
+            results = _check_many(list(todo), deep=deep, max_pixels=max_pixels, workers=workers, pool=pool)
+            for path, key in todo.items():
+                cache.store(path, key, results[path])
+            bad |= {path: reason for path, reason in results.items() if reason is not None}
+            report.checked += len(todo)
+            report.cached += len(paths) - len(todo)
+            if time.perf_counter() - shown > _PROGRESS_S:
+                shown = time.perf_counter()
+                _logger.info("verifying: %d of %d files done, %d bad so far", min(start + CHUNK, len(files)),
+                             len(files), len(bad))
+    finally:  # on Ctrl-C: the queued reads are dropped, the running ones end within a file
+        pool.shutdown(wait=True, cancel_futures=True)
+    return bad
+
+
+def _check_many(paths: list[str], *, deep: bool, max_pixels: int, workers: int,
+                check: Callable[[str, int], Header] = check_path,
+                read: Callable[[str], np.ndarray] = read_local,
+                pool: Executor | None = None) -> dict[str, str | None]:
+    """Header pass on threads (mostly waiting on I/O); DALI decodes what the headers cannot vouch for.
+    ``check`` and ``read`` reach the files (local ones by default); ``pool`` runs the header reads
+    (a pool of ``workers`` threads for this call by default)."""
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=workers) as own:
+            return _check_many(paths, deep=deep, max_pixels=max_pixels, workers=workers, check=check,
+                               read=read, pool=own)
+    headers = dict(zip(paths, pool.map(lambda p: check(p, max_pixels), paths), strict=True))
     results: dict[str, str | None] = {p: h.reason for p, h in headers.items()}
     decode = [p for p, h in headers.items() if h.reason is None and (deep or h.needs_decode)]
     if decode:
         _logger.info("%d of %d files go on to DALI's decoder%s", len(decode), len(paths),
                      "" if deep else ": their headers cannot show that DALI decodes them")
-        results.update(deep_decode(decode, workers=workers, pixels={p: headers[p].pixels for p in decode}))
+        results.update(deep_decode(decode, workers=workers, pixels={p: headers[p].pixels for p in decode},
+                                   read=read))
     return results
 
 
