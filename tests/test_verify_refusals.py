@@ -1,6 +1,6 @@
 """What verification refuses before any decode, each as a class, on real files: headers claiming
-more pixels than the file can hold, files that are not regular files, and names a DALI file
-list cannot hold."""
+more pixels than the file can hold, files that are not regular files, names a DALI file list
+cannot hold, and a skip that would empty a class."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ import pytest
 from PIL import Image
 
 from dali_pipelines import (
+    BadFilesError,
     ImageFolderData,
     PipelineConfig,
     make_loader,
+    prepare_data,
     read_file_list,
     scan_image_folder,
     verify_data,
@@ -119,3 +121,21 @@ def test_names_a_file_list_cannot_hold_are_refused_and_never_listed(
     loader = make_loader(report.clean(), cfg, train=False)  # and DALI reads the clean names
     assert sorted(label for _, labels in loader for label in labels.tolist()) == [0, 0]
     loader.close()
+
+
+def test_skipping_every_file_of_a_class_is_refused_naming_it(tmp_path: Path) -> None:
+    """--on-bad-file skip never leaves a class without files, as the scan refuses an empty class folder."""
+    root = tmp_path / "data"
+    for name, content in {"keep/a.jpg": jpeg(PHOTO), "keep/cut.jpg": jpeg(PHOTO)[:300],
+                          "lost/empty.jpg": b"", "lost/cut.jpg": jpeg(PHOTO)[:-400]}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    with pytest.raises(BadFilesError) as caught:
+        prepare_data(scan_image_folder(root), on_bad_file="skip", cache_dir=None)
+    message = str(caught.value)
+    assert "would leave class 'lost' with no file" in message and "'keep'" not in message
+    assert "lost/empty.jpg: empty file" in message and "lost/cut.jpg" in message
+    assert "remove the class folder" in message
+    (root / "lost" / "b.jpg").write_bytes(jpeg(PHOTO))  # one good file left: skipping is fine
+    clean = prepare_data(scan_image_folder(root), on_bad_file="skip", cache_dir=None)
+    assert sorted(Path(f).name for f in clean.files) == ["a.jpg", "b.jpg"]

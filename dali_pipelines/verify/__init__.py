@@ -4,7 +4,8 @@ A stat pass (``stats``) keys every file and refuses what must not be opened; a h
 (``headers``) reads each file's header and tail; DALI's own decoder (``decode``) then judges what
 a header cannot vouch for, or with ``deep=True`` every file. Results are cached (``cache``), and
 every pass goes a chunk of files at a time, so memory stays bounded at any data set size.
-``prepare_data`` is what training and benchmarks call: verify (cached), then fail or skip."""
+``prepare_data`` is what training and benchmarks call: verify (cached), then fail or skip;
+``judge_data`` gives the same decision as a ``Verdict`` that other ranks apply without reading."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,10 +29,12 @@ from dali_pipelines.verify.cache import VerifyCache, cacheable, write_bad_list
 from dali_pipelines.verify.decode import deep_decode, read_local
 from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, Header, check_path
 from dali_pipelines.verify.stats import CHUNK, StatPass, stat_pass
+from dali_pipelines.verify.verdict import Verdict, listing_digest, verdict_for
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MAX_PIXELS", "BadFilesError", "VerifyReport", "prepare_data", "verify_data"]
+__all__ = ["DEFAULT_MAX_PIXELS", "BadFilesError", "Verdict", "VerifyReport", "judge_data", "listing_digest",
+           "prepare_data", "verify_data"]
 
 _LISTED = 20  # bad files named in an error message; the rest are counted
 _PROGRESS_S = 10.0  # seconds between progress lines of a long pass
@@ -137,9 +141,12 @@ def _check_many(paths: list[str], *, deep: bool, max_pixels: int, workers: int,
 
 
 class BadFilesError(DatasetError):
-    """Files DALI would fail on (``bad``: path -> reason); the message lists them and says the fix."""
+    """Files DALI would fail on (``bad``: path -> reason); the message lists them and says the fix.
+    ``emptied``: classes that skipping the files would leave without any (refused, as an empty
+    class folder is refused by the scan)."""
 
-    def __init__(self, report: VerifyReport, *, none_usable: bool = False) -> None:
+    def __init__(self, report: VerifyReport, *, none_usable: bool = False,
+                 emptied: Sequence[str] = ()) -> None:
         root, more = report.data.root, len(report.bad) - _LISTED
         lines = [f"{len(report.bad)} of {len(report.data)} files under {root} would stop DALI:"]
         lines += [f"  {name}: {reason}" for name, reason in report.named_bad()[:_LISTED]]
@@ -147,6 +154,11 @@ class BadFilesError(DatasetError):
         if none_usable:
             lines.append(f"No file under {root} is usable, so skipping bad files leaves nothing: re-encode "
                          "them or point at the right data.")
+        elif emptied:
+            names = ", ".join(f"'{name}'" for name in emptied)
+            lines.append(f"Skipping them would leave class {names} with no file, and an empty class is "
+                         "refused like an empty class folder: re-encode or replace its files, or remove the "
+                         "class folder.")
         else:
             lines.append(f"Fix: remove or re-encode these files (full list: python -m dali_pipelines verify "
                          f"{root}), or pass --on-bad-file skip to leave them out.")
@@ -154,20 +166,43 @@ class BadFilesError(DatasetError):
         self.bad = report.bad
 
 
-def prepare_data(data: ImageFolderData, *, on_bad_file: Literal["error", "skip"] = "error",
-                 cache_dir: str | os.PathLike[str] | None = None, deep: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None) -> ImageFolderData:
-    """Verify ``data`` before a graph is built; raise on bad files (``error``) or leave them out (``skip``,
-    listing them with reasons in ``cache_dir``, else the temp folder)."""
+def judge_data(data: ImageFolderData, *, on_bad_file: Literal["error", "skip"] = "error",
+               cache_dir: str | os.PathLike[str] | None = None, deep: bool = False,
+               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None) -> Verdict:
+    """Verify ``data`` and decide: raise ``BadFilesError`` on bad files (``error``; with ``skip`` when
+    nothing usable or a class without files would be left), else the verdict leaving them out
+    (``skip``: listed with reasons in ``cache_dir``, else the temp folder). Its ``apply`` gives the
+    data to train on, here and on ranks that never read a file."""
     if on_bad_file not in ("error", "skip"):
         raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
     report = verify_data(data, deep=deep, max_pixels=max_pixels, workers=workers, cache_dir=cache_dir)
     if report.ok:
-        return data
-    clean = report.clean()
-    if on_bad_file == "error" or not len(clean):
-        raise BadFilesError(report, none_usable=not len(clean))
+        return Verdict(listing_digest(data))
+    none_usable = len(report.bad) == len(data)
+    if on_bad_file == "error" or none_usable:
+        raise BadFilesError(report, none_usable=none_usable)
+    emptied = _emptied_classes(data, report.bad)
+    if emptied:
+        raise BadFilesError(report, emptied=emptied)
     where = write_bad_list(Path(cache_dir or tempfile.gettempdir()), data.root, report.bad)
     _logger.warning("skipping %d of %d files under %s that DALI cannot decode; list with reasons: %s",
                     len(report.bad), len(data), data.root, where)
-    return clean
+    return verdict_for(data, report.bad)
+
+
+def prepare_data(data: ImageFolderData, *, on_bad_file: Literal["error", "skip"] = "error",
+                 cache_dir: str | os.PathLike[str] | None = None, deep: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None) -> ImageFolderData:
+    """Verify ``data`` before a graph is built: ``judge_data``, applied. The data itself when no file
+    is bad, else a copy without the skipped files."""
+    verdict = judge_data(data, on_bad_file=on_bad_file, cache_dir=cache_dir, deep=deep, max_pixels=max_pixels,
+                         workers=workers)
+    return verdict.apply(data)
+
+
+def _emptied_classes(data: ImageFolderData, bad: dict[str, str]) -> list[str]:
+    """Classes every file of which is in ``bad``."""
+    lost = Counter(label for path, label in zip(data.files, data.labels, strict=True) if path in bad)
+    held = Counter(data.labels)
+    return [data.classes[label] if label < len(data.classes) else str(label)
+            for label, count in sorted(lost.items()) if held[label] == count]

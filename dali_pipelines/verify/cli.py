@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from dali_pipelines._util.argtypes import positive_int
-from dali_pipelines.config import default_num_threads
+from dali_pipelines.config import default_cache_dir, default_num_threads
 from dali_pipelines.sources.image_folder import image_sets, write_file_list
 from dali_pipelines.verify import DEFAULT_MAX_PIXELS, verify_data
 
@@ -38,23 +38,30 @@ def add_verify_command(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--root", type=Path, default=None,
                         help="for a file list: the folder its paths are relative to, as DALI's file_root "
                         "(default: the list's folder)")
-    verify.add_argument("--cache-dir", type=Path, default=None,
-                        help="reuse results for files unchanged since a run over the same folder "
-                        "(default: no cache)")
+    cache = verify.add_mutually_exclusive_group()
+    cache.add_argument("--cache-dir", type=Path, default=None,
+                       help="where results are kept, so a file unchanged since a run over the same folder is "
+                       "not read again; training and the benchmarks read the same cache (default: "
+                       "$DALI_PIPELINES_CACHE, else $XDG_CACHE_HOME/dali_pipelines, else "
+                       "~/.cache/dali_pipelines)")
+    cache.add_argument("--no-cache", action="store_true",
+                       help="read every file, and keep no result (default: off)")
     verify.set_defaults(run=run_verify)
 
 
 def run_verify(args: argparse.Namespace) -> int:
     """Verify, print the bad files and a summary per data set, write clean lists; 1 if any file is bad."""
     status = 0
+    cache_dir = None if args.no_cache else args.cache_dir or default_cache_dir()
     for split, data in image_sets(args.target, root=args.root).items():
         report = verify_data(data, deep=args.deep, max_pixels=args.max_pixels, workers=args.workers,
-                             cache_dir=args.cache_dir)
+                             cache_dir=cache_dir)
         for name, reason in report.named_bad():
             print(f"{name}: {reason}")
         level = "deep decode" if args.deep else "header pass"
         print(f"{split + ': ' if split else ''}{len(data)} files checked ({level}) under {data.root}: "
-              f"{len(data) - len(report.bad)} ok, {len(report.bad)} bad")
+              f"{len(data) - len(report.bad)} ok, {len(report.bad)} bad"
+              + (f" ({report.cached} results from the cache in {cache_dir})" if report.cached else ""))
         if args.clean_list is not None:
             out = args.clean_list  # a split root gets OUT-<split> (before the suffix) per split
             out = write_file_list(report.clean(), out.with_stem(f"{out.stem}-{split}") if split else out)
