@@ -1,11 +1,15 @@
-"""One verification per job: the verify command and training share one cache, and a verdict
-applies on another rank without reading a file."""
+"""One verification per job: the verify command and training share one cache, and under torchrun
+rank 0 verifies while every other rank applies its verdict without reading a file."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import pickle
 import shutil
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +65,44 @@ def test_a_verdict_leaves_out_the_same_files_without_reading_any(mixed_root: Pat
     (mixed_root / "a" / "3.jpg").write_bytes(jpeg(photo(40, 30)))  # a rank that sees other files
     with pytest.raises(DatasetError, match="differ from those rank 0 verified"):
         verdict.apply(scan_image_folder(mixed_root))
+
+
+def _rank(rank: int, port: int, root: str, cache: str, results: Any) -> None:
+    """One torchrun-like process: joins a 2-process gloo group and runs training's verification."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), DALI_PIPELINES_CACHE=cache)
+    from train.config import TrainConfig
+    from train.data import verified
+    from train.distributed import init_distributed, shutdown
+
+    ctx = init_distributed("cpu")
+    try:
+        (clean,) = verified(TrainConfig(data=root, on_bad_file="skip"), ctx, [scan_image_folder(root)],
+                            list_seeds=[None])
+        results.put((rank, clean.files))
+    finally:
+        shutdown(ctx)
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_0_alone_verifies(mixed_root: Path, tmp_path: Path) -> None:
+    """Rank 1's cache folder cannot even be created: had it verified, it would have failed. It
+    trains on the files rank 0 kept, and rank 0 wrote the reader list before rank 1 went on."""
+    (tmp_path / "no-folder").write_text("a file where rank 1's cache folder would be")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("forkserver")  # one fresh process imports what both ranks need, once
+    ctx.set_forkserver_preload(["train.data", "train.distributed"])
+    results = ctx.Queue()
+    caches = [str(tmp_path / "cache"), str(tmp_path / "no-folder" / "cache")]
+    procs = [ctx.Process(target=_rank, args=(r, port, str(mixed_root), caches[r], results)) for r in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    got = dict(results.get(timeout=5) for _ in range(2))
+    assert got[0] == got[1] and len(got[0]) == 4
+    cache = tmp_path / "cache"
+    assert list(cache.glob("verify-*.sqlite")) and list(cache.glob("reader-lists/*.txt"))

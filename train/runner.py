@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,14 @@ import torch
 from dali_pipelines import (
     DaliLoader,
     DataSource,
-    ImageFolderData,
     PipelineConfig,
     make_loader,
     open_source,
-    prepare_data,
 )
-from dali_pipelines.config import default_cache_dir, default_num_threads
+from dali_pipelines.config import default_num_threads
 from train.checkpoint import estimated_bytes
 from train.config import TrainConfig
+from train.data import verified
 from train.distributed import (
     DistContext,
     any_rank_during_setup,
@@ -72,14 +72,6 @@ def _ranks_on_node(ctx: DistContext) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ctx.enabled else 1
 
 
-def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
-    """Loose files checked before any graph is built: one undecodable JPEG would kill the DALI
-    pipeline hours into an epoch. Shards were verified when they were written."""
-    if not isinstance(data, ImageFolderData):
-        return data
-    return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
-
-
 # --- set-up -------------------------------------------------------------------------------------
 
 
@@ -94,10 +86,9 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     val_data = open_source(cfg.data, fmt=cfg.format, split="val")
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, classes=tuple(train_data.classes))
-    with main_process_first(ctx):  # the other ranks then find every result in the cache
-        if run_dir is not None:
-            run_dir.check_free_space(estimated_bytes(len(train_data.classes), ema=cfg.ema_decay > 0))
-        train_data, val_data = verified(cfg, train_data), verified(cfg, val_data)
+    room = None if run_dir is None else partial(
+        run_dir.check_free_space, estimated_bytes(len(train_data.classes), ema=cfg.ema_decay > 0))
+    train_data, val_data = verified(cfg, ctx, [train_data, val_data], list_seeds=[cfg.seed, None], first=room)
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, train_files=len(train_data))
     if any_rank_during_setup(stop.requested, ctx):  # Ctrl-C during verification: leave before
