@@ -21,6 +21,7 @@ import psutil
 import torch
 
 from bench.measure import Measurement, StepFigures
+from bench.scale import SIZES, ScaleFigures
 
 FORMAT = "dali-pipelines-bench/2"  # run files without it (older formats) are not read
 # Least warm-up and repeat times, and batches per repeat: the full sweep, and --quick.
@@ -48,10 +49,14 @@ class Settings:
     soak_epochs: int = 30
     timeout_s: float = 600.0
     quick: bool = False
+    scale_files: tuple[int, ...] = SIZES  # the scale section's tree sizes
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """JSON-ready dict (tuples become lists); ``scale_files`` only with the scale section."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if "scale" not in self.sections:
+            del out["scale_files"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
@@ -107,6 +112,7 @@ class Record:
     consumer: StepFigures | None  # the training step's GPU figures (e2e); None for other consumers
     load_avg_1m: float
     traceback: str | None = None  # of a job that raised
+    scale: ScaleFigures | None = None  # the scale section's figures (its records have no measurement)
 
     @property
     def ok(self) -> bool:
@@ -114,20 +120,24 @@ class Record:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback`` only when set."""
+        """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback`` and
+        ``scale`` only when set."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["measurement"] = None if self.measurement is None else self.measurement.to_dict()
         out["consumer"] = {} if self.consumer is None else dataclasses.asdict(self.consumer)
-        if self.traceback is None:
-            del out["traceback"]
+        out["scale"] = None if self.scale is None else dataclasses.asdict(self.scale)
+        for name in ("traceback", "scale"):
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         """The record ``to_dict`` wrote."""
-        m, consumer = data["measurement"], data["consumer"]
+        m, consumer, scale = data["measurement"], data["consumer"], data.get("scale")
         return cls(**{**data, "measurement": None if m is None else Measurement.from_dict(m),
-                      "consumer": StepFigures(**consumer) if consumer else None})
+                      "consumer": StepFigures(**consumer) if consumer else None,
+                      "scale": None if scale is None else ScaleFigures(**scale)})
 
 
 @dataclass

@@ -26,11 +26,12 @@ from typing import Any
 from bench.backends import BACKENDS, RunSpec, get_backend
 from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
 from bench.records import Record, Settings, Status
+from bench.scale import ScaleFigures, measure_scale
 from dali_pipelines import DataSource, ImageFolderData
 
 _logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards")
+SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards", "scale")
 GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
 DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards"),
                     "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards")}
@@ -49,6 +50,9 @@ E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering f
 E2E_AUG_BACKENDS = ("dali-gpu", "torch-tv")
 DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and read from shards
 START_S = 1.5  # rough per-job cost outside the timed loop (fork, imports, graph build): estimates only
+# The scale section's least cost per file (mostly the cold header pass) and per job (five fresh
+# interpreters importing DALI and torch): estimates only.
+SCALE_S_PER_FILE, SCALE_START_S = 1.5e-4, 30.0
 # Imported once in the server that forks every job; nothing here may touch CUDA or start threads.
 _PRELOAD = ["torch", "torchvision", "numpy", "PIL.Image", "psutil", "bench.measure"]
 
@@ -68,9 +72,13 @@ class Job:
     passes: bool = False  # each repeat one full epoch (soak)
     step_ms: float = 0.0  # overlap: simulated accelerator step per batch
     source: str = "files"  # "files" | "shards" (shards section)
+    scale_files: int = 0  # scale: the tree's size (its record carries it in ``scale``)
 
     def label(self) -> str:
         """Short human label for progress lines and logs."""
+        if self.section == "scale":
+            return (f"scale: {self.scale_files} files, {self.backend} bs={self.spec.batch_size} "
+                    f"w={self.spec.workers}")
         extra = {"overlap": f" step={self.step_ms:g}ms", "shards": f" from {self.source}",
                  "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}"}.get(self.section, "")
         return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
@@ -78,7 +86,7 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """The job's fields with the spec's inline: how its ``Record`` begins."""
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "spec"}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("spec", "scale_files")}
         return {**out, **self.spec.to_dict()}
 
     def skip_reason(self) -> str | None:
@@ -89,7 +97,13 @@ class Job:
         """Least time this job can take, for plan estimates (full-pass and skipped jobs: 0)."""
         if self.passes or self.skip_reason():
             return 0.0
+        if self.section == "scale":
+            return SCALE_START_S + SCALE_S_PER_FILE * self.scale_files
         return self.warmup_s + self.repeats * self.repeat_s
+
+    def timeout_s(self, default: float) -> float:
+        """Seconds this job may take: ``default``, or for a scale tree ten times its estimate."""
+        return max(default, 10 * self.minimum_s()) if self.section == "scale" else default
 
 
 # ---------------------------------------------------------------- planning
@@ -139,6 +153,8 @@ def plan_section(s: Settings, section: str) -> list[Job]:
         return [dataclasses.replace(_job(s, section, backend), passes=True, repeats=s.soak_epochs)]
     if section == "shards":
         return [_job(s, section, backend, source=src) for src in ("files", "shards")]
+    if section == "scale":
+        return [_job(s, section, backend, scale_files=n) for n in s.scale_files]
     raise ValueError(f"unknown section {section!r}; accepted: {', '.join(SECTIONS)}")
 
 
@@ -151,14 +167,22 @@ def plan(s: Settings) -> dict[str, list[Job]]:
 # ---------------------------------------------------------------- running one job (in the child)
 
 def _record(job: Job, status: Status, reason: str = "", *, measurement: Measurement | None = None,
-            consumer: StepFigures | None = None, trace: str | None = None) -> Record:
+            consumer: StepFigures | None = None, trace: str | None = None,
+            scale: ScaleFigures | None = None) -> Record:
     """The record of ``job``: its fields, the outcome, the figures, the machine's load now."""
     return Record(**job.to_dict(), status=status, reason=reason, measurement=measurement, consumer=consumer,
-                  load_avg_1m=os.getloadavg()[0], traceback=trace)
+                  load_avg_1m=os.getloadavg()[0], traceback=trace, scale=scale)
 
 
 def execute(job: Job, data: DataSource) -> Record:
     """Measure ``job`` in this process over ``data`` (already verified); its record."""
+    if job.section == "scale":
+        if not isinstance(data, ImageFolderData):
+            raise TypeError(f"the scale section links to loose JPEG files; got {type(data).__name__}")
+        spec = job.spec
+        figures = measure_scale(job.scale_files, data, batch_size=spec.batch_size, threads=spec.workers,
+                                device=spec.device, timeout_s=job.timeout_s(600.0))
+        return _record(job, "ok", scale=figures)
     step: Any = None
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
@@ -234,6 +258,11 @@ class Progress:
         if record.measurement is not None:
             m = record.measurement
             outcome = f"{m.images_per_s:.0f} img/s ({m.images_per_s_min:.0f}-{m.images_per_s_max:.0f})"
+        elif record.scale is not None:
+            f = record.scale
+            outcome = (f"scan {f.scan_s:.2f} s, verify {f.cold_verify_s:.1f} s cold "
+                       f"(+{f.cold_verify_peak_mb:.0f} MiB) / {f.warm_verify_s:.2f} s warm, loader "
+                       f"{f.loader_s:.2f} s (+{f.loader_peak_mb:.0f} MiB)")
         else:
             outcome = f"{record.status}: {record.reason}"
         width = len(str(self.total))
@@ -251,7 +280,7 @@ def run_sweep(sections: dict[str, list[Job]], sources: dict[str, DataSource], ti
             if reason:
                 record = _record(job, "skipped", reason)
             else:
-                record = run_job(job, sources[job.source], timeout_s)
+                record = run_job(job, sources[job.source], job.timeout_s(timeout_s))
             save(record)
             progress(job, record)
 
