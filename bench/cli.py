@@ -14,14 +14,17 @@ from pathlib import Path
 
 import torch
 
-from bench.backends import BACKENDS, WORKLOADS
+from bench.backends import BACKENDS, PEERS, WORKLOADS
+from bench.check.cli import add_check_command, run_check
 from bench.records import TIMING, Run, Settings
 from bench.scale import SIZES
 from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
 from dali_pipelines import DatasetError
 from dali_pipelines._util import argtypes
+from dali_pipelines._util.pipes import quiet_broken_pipe
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+EXIT_FAILED = 1  # a measurement failed: the others are kept, and the report lists it
 SCRATCH_DIR = RESULTS_DIR / "_scratch"  # git-ignored: quick runs never touch committed results
 CORES = os.cpu_count() or 1
 
@@ -34,6 +37,7 @@ process; results go to OUT as JSON, CSV, Markdown and PNG, saved after every mea
   python -m bench --quick               about 2 minutes, on a sample set it makes itself
   python -m bench --data DIR            the full sweep on your JPEG ImageFolder
   python -m bench report [DIR] --json   the newest run in DIR as one JSON object
+  python -m bench check --out DIR       prove a GPU machine in one budgeted command
 """
 
 SECTION_HELP = {
@@ -43,22 +47,18 @@ SECTION_HELP = {
     "overlap": "each loader feeding a simulated accelerator step (a sleep)",
     "e2e": "GoogLeNet training fed by each GPU loader vs synthetic data, and with train-aug by dali-gpu "
            "and torch-tv (GPU)",
+    "e2e-sweep": "the e2e step fed by dali-gpu over DALI threads x hw_decoder_load x prefetch depth (GPU)",
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
+    "storage": "the DALI train graph reading the same files loose and as shards from local disk and from a "
+               "local S3 server (SeaweedFS on 127.0.0.1, started for the section)",
+    "capped": "the DALI CPU train graph reading shards with images capped at 512, 384, 256 px (to-shards "
+              "--max-side) vs the same shards uncapped: img/s and CPU per image",
+    "tune": "the loader tuner's choice (hill climbing, 60 s) beside an exhaustive grid's best and the "
+            "defaults, measured again in turn",
     "scale": "start-up over data set size on hard-linked trees (--scale-files): scan, cold and warm "
              "verification, loader build, peak memory (not in the defaults: minutes, and a million links)",
 }
-
-
-def _names(flag: str, accepted: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
-    def parse(text: str) -> tuple[str, ...]:
-        items = tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
-        bad = [item for item in items if item not in accepted]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(
-                f"{flag} takes a comma-separated list of: {', '.join(accepted)}; got {text!r}")
-        return items
-    return parse
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -82,19 +82,31 @@ def _folder(flag: str) -> Callable[[str], Path]:
     return parse
 
 
+def _existing(flag: str) -> Callable[[str], Path]:
+    def parse(text: str) -> Path:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{flag} must be an existing folder or label list; {text!r} "
+                                             "is not one")
+        return path
+    return parse
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to measure")
     what.add_argument("--quick", action="store_true",
                       help=f"a short run: {' and '.join(QUICK_WORKLOADS['cpu'])} workloads with throughput "
                            f"plus overlap on CPU, {' and '.join(QUICK_WORKLOADS['gpu'])} with throughput "
                            "plus e2e on GPU; shorter repeats, a small sample set (default: off)")
-    what.add_argument("--sections", metavar="LIST", type=_names("--sections", SECTIONS), default=None,
+    what.add_argument("--sections", metavar="LIST", type=argtypes.names("--sections", SECTIONS), default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in SECTION_HELP.items())
                            + f" (default: all that apply to the device; {'+'.join(QUICK_SECTIONS['cpu'])} "
                              f"on CPU, {'+'.join(QUICK_SECTIONS['gpu'])} on GPU with --quick)")
-    what.add_argument("--backends", metavar="LIST", type=_names("--backends", list(BACKENDS)), default=None,
-                      help=f"comma list of {','.join(BACKENDS)} (default: all that can run here)")
-    what.add_argument("--workloads", metavar="LIST", type=_names("--workloads", list(WORKLOADS)),
+    what.add_argument("--backends", metavar="LIST", type=argtypes.names("--backends", list(BACKENDS)),
+                      default=None,
+                      help=f"comma list of {','.join(BACKENDS)} (default: all that can run here; "
+                           f"with --quick or --device gpu all but {','.join(PEERS)})")
+    what.add_argument("--workloads", metavar="LIST", type=argtypes.names("--workloads", list(WORKLOADS)),
                       default=None,
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in WORKLOADS.items())
                            + f" (default: all; with --quick {','.join(QUICK_WORKLOADS['cpu'])} on CPU, "
@@ -107,9 +119,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                       help=f"workers/threads of each backend; scaling goes 1, 2, 4, ... below it "
                            f"(default: {CORES}, the cores here)")
     data = p.add_argument_group("data")
-    data.add_argument("--data", metavar="DIR", type=_folder("--data"), default=None,
-                      help="JPEG ImageFolder; its train/ when it has train/ and val/ (default: a sample "
-                           "set made in a temp folder)")
+    data.add_argument("--data", metavar="PATH", type=_existing("--data"), default=None,
+                      help="JPEG ImageFolder, or a label list (.csv, .tsv or a DALI file list); its train/ "
+                           "when it has train/ and val/ (default: a sample set made in a temp folder)")
+    data.add_argument("--list-root", metavar="DIR", type=_folder("--list-root"), default=None,
+                      help="for a label list: the folder its relative paths start from (default: the "
+                           "list's folder)")
     data.add_argument("--images", metavar="N", type=argtypes.int_in(16, 1_000_000), default=None,
                       help="images in the sample set made without --data (default: 2000; 320 with --quick "
                            "on CPU, 640 on GPU)")
@@ -117,8 +132,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                       help="a file that fails verification stops the run before any measurement, or is "
                            "left out of every backend (default: error)")
     data.add_argument("--shards", metavar="DIR", type=_folder("--shards"), default=None,
-                      help="WebDataset shards of the same images for the shards section (default: --data "
-                           "converted into the temp folder, reused by later runs)")
+                      help="WebDataset shards of the same images for the shards and storage sections "
+                           "(default: --data converted into the temp folder, reused by later runs)")
     data.add_argument("--scale-files", metavar="LIST", type=_sizes, default=None,
                       help="tree sizes of the scale section, comma-separated (default: "
                            f"{','.join(str(n) for n in SIZES)})")
@@ -156,6 +171,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "train-aug / train per backend, skipped jobs, e2e efficiency per loader "
                              "('dali-gpu+train-aug' for train-aug), ratios to dali-ref, command, date) "
                              "instead; write nothing (default: off)")
+    add_check_command(commands)
     return parser
 
 
@@ -201,9 +217,9 @@ def _sections(args: argparse.Namespace, device: str) -> tuple[str, ...]:
     if needs_gpu and device != "gpu":
         raise ValueError(f"--sections {','.join(needs_gpu)} needs --device gpu and a CUDA GPU; "
                          f"leave {'it' if len(needs_gpu) == 1 else 'them'} out on this machine")
-    if args.shards is not None and "shards" not in args.sections:
-        raise ValueError("--shards is read only by the shards section; add shards to --sections "
-                         "or drop --shards")
+    if args.shards is not None and not {"shards", "storage"} & set(args.sections):
+        raise ValueError("--shards is read only by the shards section and the storage section; add one "
+                         "to --sections or drop --shards")
     return args.sections
 
 
@@ -215,6 +231,11 @@ def _backends(args: argparse.Namespace, device: str) -> tuple[tuple[str, ...], d
         if bad:
             raise ValueError(f"--backends: {'; '.join(bad)}")
         return tuple(name for name in BACKENDS if name in args.backends), {}  # registry order
+    # The peers would take --quick past its 2 minutes and the full GPU sweep past its 8 (the GPU
+    # check's budget); named in --backends, they run.
+    if args.quick or device == "gpu":
+        why = "not in --quick" if args.quick else "not in a GPU run"
+        reasons.update({n: f"{why} by default: name it in --backends" for n in PEERS if not reasons[n]})
     return (tuple(n for n, why in reasons.items() if not why),
             {n: why for n, why in reasons.items() if why})
 
@@ -243,10 +264,11 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
 
 def run_command(args: argparse.Namespace, tmp: Path) -> Run:
     """Check everything, prepare the data, then measure section by section, saving as it goes."""
-    from bench.data import image_folder_root, load_jpeg_folder, make_temp_sample, shards_for
+    from bench.data import capped_shards_for, load_jpeg_folder, make_temp_sample, shards_for
     from bench.publish import publish, saver
     from bench.records import RunData, new_run
-    from bench.sweep import data_sources, describe_plan, plan, run_sweep
+    from bench.storage import StorageSources, unavailable_reason
+    from bench.sweep import CAPPED_SIDES, data_sources, describe_plan, plan, run_sweep
 
     settings, left_out = resolve(args)
     if args.images is not None and args.data is not None:
@@ -254,20 +276,29 @@ def run_command(args: argparse.Namespace, tmp: Path) -> Run:
     out_dir = args.out or (SCRATCH_DIR if args.quick else RESULTS_DIR)
     check_out_dir(out_dir)
     device_images = {"cpu": 320, "gpu": 640}[settings.device]
-    root = (image_folder_root(args.data) if args.data
-            else make_temp_sample(args.images or (device_images if args.quick else 2000), tmp))
-    files = load_jpeg_folder(root, on_bad_file=args.on_bad_file)  # once per run, before any job
+    root = args.data or make_temp_sample(args.images or (device_images if args.quick else 2000), tmp)
+    files = load_jpeg_folder(root, on_bad_file=args.on_bad_file,  # once per run, before any job
+                             list_root=args.list_root)
     sections = plan(settings)
     if not sections:
         raise ValueError(f"nothing to measure: --sections {','.join(settings.sections)} has no job for "
                          f"--backends {','.join(settings.backends)} on {settings.device}")
     # Shards of a sample made for this run go with it; shards of --data are kept for later runs.
-    shards = shards_for(files, args.shards, None if args.data else tmp) if "shards" in sections else None
+    workdir = None if args.data else tmp
+    needs_shards = {"shards", "storage"} & set(sections)
+    shards = shards_for(files, args.shards, workdir) if needs_shards else None
+    capped = capped_shards_for(files, CAPPED_SIDES, workdir) if "capped" in sections else None
     out_dir.mkdir(parents=True, exist_ok=True)
     run = new_run(args.argv, dataclasses.replace(settings, sections=tuple(sections)),
                   RunData(name=str(root), images=len(files), classes=len(files.classes)), left_out)
     print(f"bench: {describe_plan(sections)}; results in {out_dir}/{run.stem}.*", file=sys.stderr)
-    run_sweep(sections, data_sources(files, shards), settings.timeout_s, saver(run, out_dir))
+    sources = StorageSources(data_sources(files, shards, capped), tmp)
+    try:
+        if "storage" in sections and unavailable_reason() is None:  # else its S3 jobs are skipped
+            sources.start()  # before the first job: job processes keep the environment of the first
+        run_sweep(sections, sources, settings.timeout_s, saver(run, out_dir))
+    finally:
+        sources.close()
     md = publish(run, out_dir, plots=True)
     print(md.read_text(encoding="utf-8"))
     print(f"results: {out_dir}/{run.stem}.{{json,csv,md}} and *.png", file=sys.stderr)
@@ -293,8 +324,22 @@ def report_command(args: argparse.Namespace) -> None:
     print(md.read_text(encoding="utf-8"))
 
 
+def failed_status(run: Run) -> int:
+    """0 when every job of ``run`` was measured or skipped; else ``EXIT_FAILED``, said on stderr."""
+    from bench.queries import failed_rows
+
+    failed = failed_rows(run)
+    if not failed:
+        return 0
+    print(f"bench: {len(failed)} of {len(run.results)} measurements failed (the report's 'Failed jobs' "
+          f"says why); exit status {EXIT_FAILED}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+@quiet_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m bench`` and ``dali-bench``; 0 on success, 2 on bad input."""
+    """Entry point of ``python -m bench`` and ``dali-bench``; 0 on success, 1 when a measurement
+    failed (the others are kept), 2 on bad input."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = get_args_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with the results
@@ -302,9 +347,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             report_command(args)
             return 0
+        if args.command == "check":
+            check_out_dir(args.out)
+            return run_check(args, whole_process=argv is None)
         with tempfile.TemporaryDirectory(prefix="dali-bench-") as tmp:
-            run_command(args, Path(tmp))
+            run = run_command(args, Path(tmp))
+    except BrokenPipeError:  # stdout's reader went away: quiet_broken_pipe ends the command
+        raise
     except (DatasetError, ValueError, OSError) as err:  # OSError: its message names the file
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return failed_status(run)

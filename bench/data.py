@@ -1,5 +1,6 @@
-"""Which images a benchmark reads: any JPEG ImageFolder or a sample set made on the spot,
-verified once per run; and the same images as WebDataset shards for the ``shards`` section."""
+"""Which images a benchmark reads: any JPEG ImageFolder or label list, or a sample set made on the spot,
+verified once per run; and the same images as WebDataset shards for the ``shards`` section, and
+as shards capped at several resolutions for the ``capped`` section."""
 
 from __future__ import annotations
 
@@ -13,90 +14,112 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from bench.sweep import UNCAPPED, capped_source
 from dali_pipelines import (
     DatasetError,
     ImageFolderData,
     WebDatasetShards,
     make_sample_dataset,
-    open_source,
+    open_train_val,
     prepare_data,
-    scan_image_folder,
 )
 from dali_pipelines.config import default_cache_dir
-from dali_pipelines.sources import convert_image_folder, split_folders
+from dali_pipelines.sources import convert_image_folder, open_shards
 
 _logger = logging.getLogger(__name__)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 IMAGES_PER_SHARD = 1000  # when converting for the shards section
 
 
-def image_folder_root(path: Path) -> Path:
-    """``path/train`` when ``path`` is a split data root with a train/ folder, else ``path`` itself."""
-    return split_folders(path).get("train", path)
-
-
 def make_temp_sample(images: int, parent: Path) -> Path:
     """A sample set of ``images`` real-photo JPEGs under ``parent`` (a temp dir); its train/ folder."""
     root = parent / "sample"
     _logger.info("no --data given: making a %d-image sample set in %s", images, root)
-    make_sample_dataset(root, images=images, seed=0)
+    make_sample_dataset(root, images=images, seed=0, workers=os.cpu_count() or 1)
     return root / "train"
 
 
-def load_jpeg_folder(root: Path, *, on_bad_file: str = "error") -> ImageFolderData:
-    """Scan and verify ``root`` (cached); every file must be a JPEG, since the backends compare
-    JPEG decoders. A bad file would kill the DALI backends mid-measurement, so it stops the run
-    before any job (``error``) or is left out of every backend alike (``skip``). Called once
-    per run: the jobs get the verified list, so a warning about skipped files appears once."""
-    data = scan_image_folder(root)
+def load_jpeg_folder(path: Path, *, on_bad_file: str = "error",
+                     list_root: Path | None = None) -> ImageFolderData:
+    """The JPEGs ``--data`` names, scanned and verified (cached): a split root's train/, a folder
+    of class folders or a label list (``open_train_val``'s training set). Every file must be a
+    JPEG, since the backends compare JPEG decoders. A bad file would kill the DALI backends
+    mid-measurement, so it stops the run before any job (``error``) or is left out of every
+    backend alike (``skip``). Called once per run: the jobs get the verified list, so a warning
+    about skipped files appears once."""
+    data = open_train_val(path, fmt="folder", list_root=list_root, with_val=False).train
+    assert isinstance(data, ImageFolderData)  # format "folder": loose files
     others = [f for f in data.files if not f.lower().endswith(JPEG_SUFFIXES)]
     if others:
         raise DatasetError(
-            f"--data {root}: {len(others)} of {len(data)} files are not JPEG (e.g. {others[0]}); "
-            "the benchmark compares JPEG decoders, so pass a JPEG-only ImageFolder")
+            f"--data {path}: {len(others)} of {len(data)} files are not JPEG (e.g. {others[0]}); "
+            "the benchmark compares JPEG decoders, so pass JPEGs only")
     return prepare_data(data, on_bad_file=on_bad_file, cache_dir=default_cache_dir())
 
 
 def shards_for(files: ImageFolderData, shards_dir: Path | None,
                workdir: Path | None = None) -> WebDatasetShards:
-    """``shards_dir`` opened, or ``files`` converted into ``workdir`` (default: a folder under
-    the temp dir, reused by later runs); either way checked to hold exactly the same images.
-
-    The folder name holds a hash of the resolved data root, so two data sets that are both
-    called ``sample/train`` never share (or resume) a conversion.
-    """
-    if shards_dir is not None:
-        shards = open_source(shards_dir, "wds")
+    """``shards_dir`` opened and checked, or ``files`` converted into ``workdir`` (default: a folder
+    under the temp dir, reused by later runs); either way checked to hold exactly the same images."""
+    if shards_dir is not None:  # checked like training data: a damaged shard would kill its jobs
+        shards = prepare_data(open_shards(shards_dir), cache_dir=default_cache_dir())
     else:
-        root = files.root.resolve()
-        key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-        parent = workdir or Path(tempfile.gettempdir()) / "dali-bench-shards"
-        out = parent / f"{root.name}-{key}-{IMAGES_PER_SHARD}"
+        parent = workdir or _default_workdir()
         _check_room(files, parent)
-        # The converter verifies again and would warn again about the files this run already
-        # reported as skipped; the check below makes sure it left out the same ones.
-        verify_log = logging.getLogger("dali_pipelines.verify")
-        level = verify_log.level
-        verify_log.setLevel(logging.ERROR)
-        try:
-            shards = convert_image_folder(root, out, images_per_shard=IMAGES_PER_SHARD,
-                                          progress=sys.stderr.isatty())
-        finally:
-            verify_log.setLevel(level)
+        shards = _converted(files, parent)
     check_same_images(files, shards)
     return shards
 
 
-def _check_room(files: ImageFolderData, parent: Path) -> None:
-    """Raise DatasetError before converting when the shards (about the JPEGs' size) won't fit."""
-    needed = sum(os.path.getsize(f) for f in files.files) * 1.05  # tar headers and indexes
+def capped_shards_for(files: ImageFolderData, sides: tuple[int, ...],
+                      workdir: Path | None = None) -> dict[str, WebDatasetShards]:
+    """``files`` as shards stored as they are (the shards section's conversion, shared) and capped
+    at each of ``sides`` (``to-shards --max-side``), in ``workdir`` (default: under the temp dir,
+    reused by later runs), by the sweep's source names; each checked to hold the same images."""
+    parent = workdir or _default_workdir()
+    _check_room(files, parent, copies=1 + len(sides))  # capped copies are smaller: an upper bound
+    converted = {UNCAPPED: _converted(files, parent)}
+    converted |= {capped_source(side): _converted(files, parent, max_side=side) for side in sides}
+    for shards in converted.values():
+        check_same_images(files, shards)
+    return converted
+
+
+def _default_workdir() -> Path:
+    return Path(tempfile.gettempdir()) / "dali-bench-shards"
+
+
+def _converted(files: ImageFolderData, parent: Path, *, max_side: int | None = None) -> WebDatasetShards:
+    """``files`` converted into ``parent`` (or the finished conversion found there), in a folder
+    named by a hash of the resolved data root: two data sets both called ``sample/train`` never
+    share (or resume) a conversion."""
+    root = files.root.resolve()
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    cap = "" if max_side is None else f"-max{max_side}"
+    out = parent / f"{root.name}-{key}-{IMAGES_PER_SHARD}{cap}"
+    # The converter verifies again and would warn again about the files this run already
+    # reported as skipped; check_same_images makes sure it left out the same ones.
+    verify_log = logging.getLogger("dali_pipelines.verify")
+    level = verify_log.level
+    verify_log.setLevel(logging.ERROR)
+    try:
+        return convert_image_folder(root, out, images_per_shard=IMAGES_PER_SHARD, max_side=max_side,
+                                    progress=sys.stderr.isatty())
+    finally:
+        verify_log.setLevel(level)
+
+
+def _check_room(files: ImageFolderData, parent: Path, *, copies: int = 1) -> None:
+    """Raise DatasetError before converting when ``copies`` conversions (each about the JPEGs'
+    size) won't fit."""
+    needed = copies * sum(os.path.getsize(f) for f in files.files) * 1.05  # tar headers and indexes
     existing = next(p for p in [parent, *parent.parents] if p.exists())
     free = shutil.disk_usage(existing).free
     if needed > free:
         raise DatasetError(
-            f"the shards section converts --data into {parent} and needs about {needed / 2**30:.1f} GiB; "
-            f"{free / 2**30:.1f} GiB are free there: set TMPDIR to a larger disk, pass --shards, or leave "
-            "shards out of --sections")
+            f"the {'capped' if copies > 1 else 'shards'} section converts --data into {parent} and needs "
+            f"about {needed / 2**30:.1f} GiB; {free / 2**30:.1f} GiB are free there: set TMPDIR to a larger "
+            f"disk{'' if copies > 1 else ', pass --shards'}, or leave the section out of --sections")
 
 
 def check_same_images(files: ImageFolderData, shards: WebDatasetShards) -> None:

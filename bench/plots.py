@@ -39,6 +39,7 @@ _logger = logging.getLogger(__name__)
 COLOURS = {  # fixed per backend, so a colour means the same loader in every figure
     "naive": "#7f7f7f", "tfdata": "#ff7f0e", "torch-pil": "#1f77b4", "torch-tv": "#17becf",
     "dali-cpu": "#2ca02c", "dali-gpu": "#006400", "dali-ref": "#9467bd", "torchvision-gpu": "#d62728",
+    "spdl": "#bcbd22", "torchcodec": "#e377c2", "dali-proxy": "#8c564b",
     SYNTHETIC: "#000000",
 }
 

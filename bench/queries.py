@@ -17,7 +17,7 @@ from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
 from bench.measure import Measurement
 from bench.records import Record, Run
 from bench.scale import IMAGENET_TRAIN, IMAGENET_VAL, TEN_MILLION, ScaleFigures
-from bench.sweep import SYNTHETIC
+from bench.sweep import DALI_FOR_DEVICE, SYNTHETIC, UNCAPPED, capped_side
 
 
 def ok_rows(run: Run, section: str, **match: object) -> list[Record]:
@@ -96,6 +96,16 @@ def ratios_to_reference(run: Run) -> dict[str, dict[str, float]]:
             for b in DALI_BACKENDS if b in rates and ref}
 
 
+def ratios_to_ours(run: Run) -> dict[str, dict[str, float]]:
+    """{other backend: {workload: its img/s / this project's graph's on the run's device}}, same run
+    (``dali-cpu`` on a CPU run, ``dali-gpu`` on a GPU run): above 1, that loader is faster."""
+    rates = throughput(run)
+    ours = DALI_FOR_DEVICE[run.device]
+    mine = rates.get(ours, {})
+    return {b: {w: r[w] / mine[w] for w in r if w in mine} for b, r in rates.items()
+            if b not in (ours, REFERENCE) and mine}
+
+
 def _step_ms(row: Record | None) -> float | None:
     return None if row is None or row.consumer is None else row.consumer.gpu_step_ms
 
@@ -112,24 +122,34 @@ class E2EFigures:
     step_vs_synthetic: float | None  # GPU time per step / the same on synthetic data
 
 
+def _e2e_against(r: Record, light: Record | None) -> E2EFigures:
+    """``r``'s e2e figures against ``light``, the same step fed synthetic data (None: absent)."""
+    step, light_step = _step_ms(r), _step_ms(light)
+    return E2EFigures(
+        images_per_s=rate(r),
+        efficiency=rate(r) / rate(light) if light else None,
+        data_wait_frac=measured(r).data_wait_frac,
+        gpu_idle_frac=None if r.consumer is None else r.consumer.gpu_idle_frac,
+        gpu_step_ms=step,
+        step_vs_synthetic=step / light_step if step and light_step else None,
+    )
+
+
 def e2e_figures(run: Run) -> dict[str, E2EFigures]:
     """Per loader in the e2e section (keyed by ``e2e_key``): efficiency, data wait, GPU idle and
     step time vs synthetic."""
     rows = {e2e_key(r): r for r in ok_rows(run, "e2e")}
     light = rows.get(SYNTHETIC)
-    light_step = _step_ms(light)
-    out = {}
-    for backend, r in rows.items():
-        step = _step_ms(r)
-        out[backend] = E2EFigures(
-            images_per_s=rate(r),
-            efficiency=rate(r) / rate(light) if light else None,
-            data_wait_frac=measured(r).data_wait_frac,
-            gpu_idle_frac=None if r.consumer is None else r.consumer.gpu_idle_frac,
-            gpu_step_ms=step,
-            step_vs_synthetic=step / light_step if step and light_step else None,
-        )
-    return out
+    return {backend: _e2e_against(r, light) for backend, r in rows.items()}
+
+
+def e2e_sweep_figures(run: Run) -> list[tuple[Record, E2EFigures]]:
+    """The e2e-sweep's points (threads, hw_decoder_load, prefetch in each record) with their
+    figures, fastest first; against the sweep's synthetic record, else the e2e section's."""
+    rows = ok_rows(run, "e2e-sweep")
+    light = next((r for r in [*rows, *ok_rows(run, "e2e")] if r.backend == SYNTHETIC), None)
+    points = [(r, _e2e_against(r, light)) for r in rows if r.backend != SYNTHETIC]
+    return sorted(points, key=lambda item: -item[1].images_per_s)
 
 
 @dataclass(frozen=True)
@@ -183,6 +203,45 @@ def shards_figures(run: Run) -> dict[str, ShardsFigures]:
         out[workload] = ShardsFigures(backend=r.backend, files=rate(r), shards=rate(other),
                                       ratio=rate(other) / rate(r), cpu_files=measured(r).cpu_s_per_1000,
                                       cpu_shards=measured(other).cpu_s_per_1000)
+    return out
+
+
+def storage_figures(run: Run) -> dict[str, dict[str, Any]]:
+    """Per workload: img/s of the same images loose and as shards, from local disk (the storage
+    section's jobs, else the shards section's) and from the local S3 server; S3 / local ratios."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in [*ok_rows(run, "shards"), *ok_rows(run, "storage")]:  # storage's own local jobs win
+        out.setdefault(r.workload, {"backend": r.backend})[r.source] = rate(r)
+    for f in out.values():
+        for form in ("files", "shards"):
+            local, remote = f.get(form), f.get(f"s3-{form}")
+            f[f"s3_vs_local_{form}"] = remote / local if local and remote else None
+    return {w: f for w, f in out.items() if "s3-files" in f or "s3-shards" in f}
+
+
+@dataclass(frozen=True)
+class CappedFigures:
+    """The CPU train graph reading shards capped at ``max_side`` (None: the images as they are)."""
+
+    max_side: int | None
+    images_per_s: float
+    cpu_ms_per_image: float  # CPU s / 1000 img: the whole graph's, decoding most of it
+    cpu_vs_uncapped: float | None  # CPU per image / the uncapped shards'; None without them
+    rate_vs_uncapped: float | None  # img/s / the uncapped shards'
+
+
+def capped_figures(run: Run) -> list[CappedFigures]:
+    """The capped section's records: the uncapped shards first, then by descending cap."""
+    rows = {r.source: r for r in ok_rows(run, "capped")}
+    base = rows.get(UNCAPPED)
+    out = []
+    for side, r in sorted(((capped_side(src), r) for src, r in rows.items()),
+                          key=lambda item: (item[0] is not None, -(item[0] or 0))):
+        m = measured(r)
+        out.append(CappedFigures(
+            max_side=side, images_per_s=m.images_per_s, cpu_ms_per_image=m.cpu_s_per_1000,
+            cpu_vs_uncapped=m.cpu_s_per_1000 / measured(base).cpu_s_per_1000 if base else None,
+            rate_vs_uncapped=m.images_per_s / rate(base) if base else None))
     return out
 
 
@@ -313,9 +372,62 @@ def scale_summary(run: Run) -> dict[str, Any] | None:
             "imagenet_nonzero_rank_startup_s": None if startup is None else startup.total_s}
 
 
+@dataclass(frozen=True)
+class Search:
+    """One search of the tune section: what it cost and how far it got."""
+
+    method: str  # "hill" or "grid"
+    seconds: float  # wall time, loader set-up included
+    budget_s: float
+    points: int  # distinct points scored
+    space: int  # points in the space
+    scorings: int  # confirmations included
+    complete: bool  # hill: converged; grid: every point scored
+    images_per_s: float  # the search's own score of the point it reports (chosen, or the grid's best)
+
+
+def _search(record: dict[str, Any], point: str) -> Search:
+    return Search(method=record["method"], seconds=record["seconds"], budget_s=record["budget_s"],
+                  points=len({str(t["point"]) for t in record["trials"]}), space=record["space_size"],
+                  scorings=len(record["trials"]), complete=record["complete"],
+                  images_per_s=record["images_per_s"][point])
+
+
+@dataclass(frozen=True)
+class TuneSummary:
+    """The tune section on one loader: the defaults, the climb's choice and the grid's best point
+    measured again in turn (medians), their ratios, and the two searches."""
+
+    points: dict[str, dict[str, Any]]  # "defaults", "tuned", "grid best" -> settings
+    images_per_s: dict[str, float]  # the same names -> median of the rounds in turn
+    spread: dict[str, tuple[float, float]]  # the same names -> (min, max) of the rounds
+    rounds: int
+    tuned_vs_grid_best: float
+    tuned_vs_defaults: float
+    hill: Search
+    grid: Search
+
+
+def tune_figures(run: Run) -> dict[str, TuneSummary]:
+    """Per loader of the tune section (``dali-cpu`` or ``dali-gpu``): its ``TuneSummary``."""
+    out = {}
+    for r in ok_rows(run, "tune"):
+        t = r.tune
+        if t is None:
+            continue
+        rates = {name: t.median(name) for name in t.points}
+        out[r.backend] = TuneSummary(
+            points=t.points, images_per_s=rates, spread={n: (min(v), max(v)) for n, v in t.rates.items()},
+            rounds=len(t.rates["tuned"]), tuned_vs_grid_best=rates["tuned"] / rates["grid best"],
+            tuned_vs_defaults=rates["tuned"] / rates["defaults"], hill=_search(t.hill, "chosen"),
+            grid=_search(t.grid, "best"))
+    return out
+
+
 def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
     """The JSON summary of a run (``python -m bench report --json``); ``scale`` only with that section."""
     e2e = e2e_figures(run)
+    capped = {str(f.max_side): f.cpu_vs_uncapped for f in capped_figures(run) if f.max_side is not None}
     scale = scale_summary(run)
     return {
         "device": run.device, "cpus": run.machine.cores, "gpu": run.machine.gpu,
@@ -324,12 +436,34 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         "throughput": throughput(run),
         "train_aug_vs_train": aug_ratios(run),
         "ratio_to_dali_ref": ratios_to_reference(run),
+        "ratio_to_ours": ratios_to_ours(run),
         "e2e_efficiency": {b: f.efficiency for b, f in e2e.items() if b != SYNTHETIC},
         "e2e_gpu_idle_frac": {b: f.gpu_idle_frac for b, f in e2e.items()},
         "e2e_step_vs_synthetic": {b: f.step_vs_synthetic for b, f in e2e.items() if b != SYNTHETIC},
+        "e2e_sweep": [{"threads": r.workers, "hw_decoder_load": r.hw_decoder_load, "prefetch": r.prefetch,
+                       "images_per_s": f.images_per_s, "efficiency": f.efficiency}
+                      for r, f in e2e_sweep_figures(run)],
         "soak_growth_pct": {b: f.growth_pct for b, f in soak_figures(run).items()},
         "shards_vs_files": {w: f.ratio for w, f in shards_figures(run).items()},
+        "s3_vs_local": {w: {"files": f["s3_vs_local_files"], "shards": f["s3_vs_local_shards"]}
+                        for w, f in storage_figures(run).items()},
         "skipped": skipped(run),
         "errors": len(failed_rows(run)),
+        # Only for a run with a capped section: the summary of a run without one keeps its keys.
+        **({"capped_cpu_vs_uncapped": capped} if capped else {}),
+        "failed": [{"section": r.section, "backend": r.backend, "workload": r.workload, "reason": r.reason}
+                   for r in failed_rows(run)],
+        **_tune_summary(run),
         **({"scale": scale} if scale is not None else {}),
     }
+
+
+def _tune_summary(run: Run) -> dict[str, Any]:
+    """``tune`` (per loader: the ratios and the climb's seconds) for a run with a tune section;
+    nothing for one without."""
+    figures = tune_figures(run)
+    if not figures:
+        return {}
+    return {"tune": {b: {"tuned_vs_grid_best": f.tuned_vs_grid_best, "tuned_vs_defaults": f.tuned_vs_defaults,
+                         "tuned": f.points["tuned"], "grid_best": f.points["grid best"],
+                         "hill_s": f.hill.seconds, "grid_s": f.grid.seconds} for b, f in figures.items()}}

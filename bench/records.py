@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,23 @@ class RunData:
 
 
 @dataclass(frozen=True)
+class TuneFigures:
+    """The tune section on one device: the tuner as shipped (hill climbing within its default
+    budget), the exhaustive grid of the same space, and the defaults, the climb's choice and the
+    grid's best point measured again in turn by the same measurement."""
+
+    space: dict[str, list[Any]]  # setting -> candidates, the same for the climb and the grid
+    hill: dict[str, Any]  # the climb's TuneResult.to_record(): every scoring, its time
+    grid: dict[str, Any]  # the grid's
+    points: dict[str, dict[str, Any]]  # "defaults", "tuned", "grid best" -> their settings
+    rates: dict[str, list[float]]  # the same names -> img/s of each round (one point shares its scores)
+
+    def median(self, name: str) -> float:
+        """Median img/s of ``name``'s point over the rounds measured in turn."""
+        return statistics.median(self.rates[name])
+
+
+@dataclass(frozen=True)
 class Record:
     """One measurement as the run file keeps it: the job (its timing, then its ``RunSpec``
     fields), the outcome, the figures and the machine's load when it ended."""
@@ -112,6 +130,8 @@ class Record:
     consumer: StepFigures | None  # the training step's GPU figures (e2e); None for other consumers
     load_avg_1m: float
     traceback: str | None = None  # of a job that raised
+    prefetch: int | None = None  # the spec's prefetch queue depth (e2e-sweep); written only when set
+    tune: TuneFigures | None = None  # the tune section's figures (its ``measurement`` is None)
     scale: ScaleFigures | None = None  # the scale section's figures (its records have no measurement)
 
     @property
@@ -121,22 +141,27 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback`` and
-        ``scale`` only when set."""
+        ``prefetch``, ``tune`` and ``scale`` only when set."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["measurement"] = None if self.measurement is None else self.measurement.to_dict()
         out["consumer"] = {} if self.consumer is None else dataclasses.asdict(self.consumer)
-        out["scale"] = None if self.scale is None else dataclasses.asdict(self.scale)
-        for name in ("traceback", "scale"):
-            if out[name] is None:
-                del out[name]
+        for optional in ("traceback", "prefetch", "tune", "scale"):
+            if out[optional] is None:
+                del out[optional]
+        if self.tune is not None:
+            out["tune"] = dataclasses.asdict(self.tune)
+        if self.scale is not None:
+            out["scale"] = dataclasses.asdict(self.scale)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         """The record ``to_dict`` wrote."""
-        m, consumer, scale = data["measurement"], data["consumer"], data.get("scale")
+        m, consumer = data["measurement"], data["consumer"]
+        tune, scale = data.get("tune"), data.get("scale")
         return cls(**{**data, "measurement": None if m is None else Measurement.from_dict(m),
                       "consumer": StepFigures(**consumer) if consumer else None,
+                      "tune": None if tune is None else TuneFigures(**tune),
                       "scale": None if scale is None else ScaleFigures(**scale)})
 
 

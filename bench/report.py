@@ -1,7 +1,7 @@
 """What a run says, as Markdown tables for people.
 
-The report states what was measured; what the project aims at is said in the README, not
-decided here.
+The report states what was measured; what the project aims at is said in
+docs/benchmarks.md#what-is-aimed-at, not decided here.
 """
 
 from __future__ import annotations
@@ -9,15 +9,20 @@ from __future__ import annotations
 from bench.backends import REFERENCE
 from bench.measure import Measurement
 from bench.queries import (
+    Search,
+    TuneSummary,
     aug_ratios,
     backends_of,
+    capped_figures,
     e2e_figures,
+    e2e_sweep_figures,
     failed_rows,
     hw_decoder_rows,
     measured,
     ok_rows,
     overlap_efficiency,
     rank_startup,
+    ratios_to_ours,
     ratios_to_reference,
     scale_rows,
     scaling,
@@ -25,12 +30,16 @@ from bench.queries import (
     skipped,
     skipped_rows,
     soak_figures,
+    storage_figures,
+    tune_figures,
     workloads_of,
 )
 from bench.queries import extrapolated as extrapolated_figures
 from bench.queries import growth_exponents as growth
 from bench.records import Record, Run
 from bench.scale import IMAGENET_TRAIN, TEN_MILLION, ScaleFigures
+from bench.sweep import DALI_FOR_DEVICE
+from dali_pipelines.sources.capped import DEFAULT_QUALITY
 
 
 def _cell(row: Record | None) -> str:
@@ -109,7 +118,7 @@ def throughput_lines(run: Run) -> list[str]:
               "peak GPU MiB"]
     notes = [f"- `{b}` {w}: skipped, {why}" for b, whys in skipped(run).items() for w, why in whys.items()]
     return [title, "", *_table(header, rows), *([*notes, ""] if notes else []),
-            *reference_lines(run, workloads)]
+            *reference_lines(run, workloads), *ours_lines(run, workloads)]
 
 
 def reference_lines(run: Run, workloads: list[str]) -> list[str]:
@@ -122,6 +131,21 @@ def reference_lines(run: Run, workloads: list[str]) -> list[str]:
     stock = "; its train-aug runs DALI's stock RandAugment suite" if "train-aug" in workloads else ""
     return [f"**This project's DALI graphs against NVIDIA's example graph** (`{REFERENCE}`, "
             f"{ref_device}{stock}; img/s ratio, same run)", "", *_table(["backend", *workloads], rows)]
+
+
+def ours_lines(run: Run, workloads: list[str]) -> list[str]:
+    """Every other loader's img/s over this project's graph on the run's device; faster ones in bold."""
+    ratios = ratios_to_ours(run)
+    if not ratios:
+        return []
+
+    def cell(ratio: float | None) -> str:
+        return "-" if ratio is None else f"**{ratio:.2f}x**" if ratio > 1.0 else f"{ratio:.2f}x"
+
+    rows = [[f"`{b}`", *(cell(r.get(w)) for w in workloads)] for b, r in ratios.items()]
+    ours = DALI_FOR_DEVICE[run.device]
+    return [f"**Every other loader against this project's graph** (`{ours}`; img/s ratio, same run; "
+            f"**bold**: faster than `{ours}` on that workload)", "", *_table(["backend", *workloads], rows)]
 
 
 def error_lines(run: Run) -> list[str]:
@@ -185,6 +209,22 @@ def e2e_lines(run: Run) -> list[str]:
             "",
             *_table(["loader", "img/s", "efficiency", "data wait %", "GPU idle % (gaps)", "GPU ms / step",
                      "step time vs synthetic"], table)]
+
+
+def e2e_sweep_lines(run: Run) -> list[str]:
+    """The e2e step fed by dali-gpu at each (threads, hw_decoder_load, prefetch) point, fastest first."""
+    points = e2e_sweep_figures(run)
+    if not points:
+        return []
+    table = [[str(r.workers), f"{r.hw_decoder_load:g}", str(r.prefetch), f"{f.images_per_s:.0f}",
+              "-" if f.efficiency is None else f"{f.efficiency:.3f}", _pct(f.data_wait_frac),
+              _pct(f.gpu_idle_frac), "-" if f.step_vs_synthetic is None else f"{f.step_vs_synthetic:.3f}"]
+             for r, f in points]
+    batch = points[0][0].batch_size
+    return [f"**End to end over DALI settings: `dali-gpu` feeding GoogLeNet** (batch {batch}; efficiency "
+            "against synthetic data, fastest first)", "",
+            *_table(["threads", "hw_decoder_load", "prefetch", "img/s", "efficiency", "data wait %",
+                     "GPU idle % (gaps)", "step time vs synthetic"], table)]
 
 
 def soak_lines(run: Run) -> list[str]:
@@ -259,9 +299,71 @@ def _extrapolation_lines(rows: list[ScaleFigures]) -> list[str]:
             f"batch {startup.loaders_s:.1f} s)", ""]
 
 
+def storage_lines(run: Run) -> list[str]:
+    """The same images from local disk and from the local S3 server, loose and as shards."""
+    def cell(value: float | None, ratio: bool = False) -> str:
+        return "-" if value is None else (f"{value:.2f}x" if ratio else f"{value:.0f}")
+
+    table = [[w, f"`{f['backend']}`", cell(f.get("files")), cell(f.get("s3-files")),
+              cell(f["s3_vs_local_files"], True), cell(f.get("shards")), cell(f.get("s3-shards")),
+              cell(f["s3_vs_local_shards"], True)] for w, f in storage_figures(run).items()]
+    if not table:
+        return []
+    return ["**Local disk vs a local S3 server** (SeaweedFS on 127.0.0.1; DALI's own S3 reads)", "",
+            *_table(["workload", "backend", "disk files img/s", "S3 files img/s", "S3 / disk",
+                     "disk shards img/s", "S3 shards img/s", "S3 / disk"], table)]
+def capped_lines(run: Run) -> list[str]:
+    """The CPU train graph from shards capped at each max side, against the same shards uncapped."""
+    figures = capped_figures(run)
+    table = [["as stored" if f.max_side is None else f"{f.max_side} px", f"{f.images_per_s:.0f}",
+              f"{f.cpu_ms_per_image:.2f}", "-" if f.cpu_vs_uncapped is None else f"{f.cpu_vs_uncapped:.2f}",
+              "-" if f.rate_vs_uncapped is None else f"{f.rate_vs_uncapped:.2f}x"] for f in figures]
+    if not table:
+        return []
+    return [f"**Capped resolution** (`to-shards --max-side`, JPEG quality {DEFAULT_QUALITY}; `dali-cpu` "
+            "train graph; images within the cap are stored as they are)", "",
+            *_table(["max side", "img/s", "CPU ms / img", "CPU vs as stored", "img/s vs as stored"], table)]
+def _settings(point: dict) -> str:
+    return ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in point.items())
+
+
+def _search_cell(search: Search) -> str:
+    end = "converged" if search.method == "hill" else "every point"
+    end = end if search.complete else "stopped by the budget"
+    return (f"{search.method}: {search.points} of {search.space} points, {search.scorings} scorings, "
+            f"{search.seconds:.1f} s of {search.budget_s:g} s, {end}; scored {search.images_per_s:.0f}")
+
+
+def _tune_row(f: TuneSummary, name: str) -> list[str]:
+    low, high = f.spread[name]
+    rate, rates = f.images_per_s[name], f.images_per_s
+    search = {"tuned": _search_cell(f.hill), "grid best": _search_cell(f.grid)}.get(name, "-")
+    return [name, _settings(f.points[name]), f"{rate:.0f} ({low:.0f}-{high:.0f})",
+            f"{rate / rates['defaults']:.2f}x", f"{rate / rates['grid best']:.2f}x", search]
+
+
+def tune_lines(run: Run) -> list[str]:
+    """The tuner's choice beside the exhaustive grid's best point and the defaults, measured again
+    in turn, with what each search cost."""
+    out = []
+    for backend, f in tune_figures(run).items():
+        row = ok_rows(run, "tune", backend=backend)[0]
+        title = (f"**Tuning the loader** (`{backend}`, {row.workload}, batch {row.batch_size}, the loader "
+                 "alone): the tuner's choice (hill climbing from the defaults) beside the best point of "
+                 "an exhaustive grid of the same space and the defaults, the three measured again in turn "
+                 f"({f.rounds} rounds; median (min-max)); every scoring {row.warmup_s:g} s warm-up, then "
+                 f"{row.repeats} repeats of {row.repeat_s:g} s")
+        rows = [_tune_row(f, name) for name in ("defaults", "tuned", "grid best")]
+        out += [title, "", *_table(["point", "settings", "img/s", "vs defaults", "vs grid best",
+                                    "search (its own scores)"], rows)]
+    return out
+
+
 def render_markdown(run: Run) -> str:
     """All tables of a run as Markdown."""
     parts = [*header_lines(run), *throughput_lines(run), *error_lines(run), *scaling_lines(run),
-             *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *soak_lines(run),
-             *shards_lines(run), *scale_lines(run)]
+             *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *e2e_sweep_lines(run),
+             *soak_lines(run), *shards_lines(run), *capped_lines(run), *storage_lines(run), *tune_lines(run),
+             *scale_lines(run)]
     return "\n".join(parts).rstrip() + "\n"

@@ -12,29 +12,39 @@ forking DataLoader workers after it never happens. A job whose backend cannot do
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import multiprocessing as mp
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.backends import BACKENDS, RunSpec, get_backend
+from bench import storage
+from bench.backends import RunSpec, get_backend
+from bench.failures import died_reason, failure_reason
 from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
-from bench.records import Record, Settings, Status
+from bench.records import Record, Settings, Status, TuneFigures
 from bench.scale import ScaleFigures, measure_scale
+from bench.tuning import HILL_S, ROUNDS, expected_s, measure_spec, run_tune_section
 from dali_pipelines import DataSource, ImageFolderData
+from dali_pipelines.config import default_num_threads
+from dali_pipelines.tune import MeasureSpec
 
 _logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "soak", "shards", "scale")
-GPU_SECTIONS = ("hw-decoder", "e2e")  # need --device gpu
-DEFAULT_SECTIONS = {"cpu": ("throughput", "scaling", "overlap", "soak", "shards"),
-                    "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards")}
+SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "e2e-sweep", "soak", "shards", "capped",
+            "storage", "tune", "scale")
+GPU_SECTIONS = ("hw-decoder", "e2e", "e2e-sweep")  # need --device gpu
+# tune is named in a GPU run (--sections ...,tune): it adds minutes to the GPU sweep's eight.
+DEFAULT_SECTIONS = {
+    "cpu": ("throughput", "scaling", "overlap", "soak", "shards", "capped", "storage", "tune", "scale"),
+    "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards", "storage"),
+}
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
 # On CPU, what RandAugment costs each loader is the headline; on a GPU it doubles --quick's jobs.
 QUICK_WORKLOADS = {"cpu": ("train", "train-aug"), "gpu": ("train",)}
@@ -48,7 +58,17 @@ E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering f
 # train-aug in e2e: RandAugment on the GPU (this project's graph) against the fastest DataLoader
 # doing it on CPU workers and copying to the GPU (torch-tv: faster than torch-pil at it).
 E2E_AUG_BACKENDS = ("dali-gpu", "torch-tv")
+# e2e-sweep: dali-gpu feeding the e2e step over DALI threads x hw_decoder_load x prefetch depth
+# (threads above --max-workers are left out).
+E2E_SWEEP_THREADS = (4, 8, 16)
+E2E_SWEEP_LOADS = (1.0, 0.65)
+E2E_SWEEP_PREFETCH = (2, 3)
 DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and read from shards
+# capped: shards with images capped at these longer sides (to-shards --max-side; FFCV's benchmark
+# sizes) against the same shards uncapped, read by the CPU graph: its decode cost is the question
+# (a default section on CPU; on a GPU run only when --sections asks for it).
+CAPPED_SIDES = (512, 384, 256)
+UNCAPPED = "uncapped"
 START_S = 1.5  # rough per-job cost outside the timed loop (fork, imports, graph build): estimates only
 # The scale section's least cost per file (mostly the cold header pass) and per job (five fresh
 # interpreters importing DALI and torch): estimates only.
@@ -71,7 +91,8 @@ class Job:
     warmup_batches: int = 1
     passes: bool = False  # each repeat one full epoch (soak)
     step_ms: float = 0.0  # overlap: simulated accelerator step per batch
-    source: str = "files"  # "files" | "shards" (shards section)
+    source: str = "files"  # "files" | "shards" (shards section) | "uncapped" | "capped-N" (capped);
+    # storage.SOURCES (storage section)
     scale_files: int = 0  # scale: the tree's size (its record carries it in ``scale``)
 
     def label(self) -> str:
@@ -80,7 +101,12 @@ class Job:
             return (f"scale: {self.scale_files} files, {self.backend} bs={self.spec.batch_size} "
                     f"w={self.spec.workers}")
         extra = {"overlap": f" step={self.step_ms:g}ms", "shards": f" from {self.source}",
-                 "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}"}.get(self.section, "")
+                 "storage": f" from {self.source}",
+                 "capped": f" from {self.source}",
+                 "hw-decoder": f" hw_decoder_load={self.spec.hw_decoder_load}",
+                 "e2e-sweep": f" hw_decoder_load={self.spec.hw_decoder_load} prefetch={self.spec.prefetch}",
+                 "tune": f" climb ({HILL_S:g} s), grid, {ROUNDS} rounds in turn",
+                 }.get(self.section, "")
         return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
                 f"w={self.spec.workers}{extra}")
 
@@ -90,26 +116,41 @@ class Job:
         return {**out, **self.spec.to_dict()}
 
     def skip_reason(self) -> str | None:
-        """Why the backend does not do this job's workload (then nothing runs); None if it does."""
-        return None if self.backend == SYNTHETIC else BACKENDS[self.backend].skip_reason(self.spec.workload)
+        """Why the backend does not do this job's workload, or its source cannot be served here
+        (then nothing runs); None if it does."""
+        if self.source in storage.S3_SOURCES and (reason := storage.unavailable_reason()):
+            return f"the local S3 server {reason}"
+        if self.backend == SYNTHETIC:
+            return None
+        return get_backend(self.backend).skip_reason(self.spec.workload)
 
     def minimum_s(self) -> float:
-        """Least time this job can take, for plan estimates (full-pass and skipped jobs: 0)."""
+        """Least time this job can take, for plan estimates (full-pass and skipped jobs: 0; tune:
+        the climb's budget and every scoring after it at its least)."""
         if self.passes or self.skip_reason():
             return 0.0
         if self.section == "scale":
             return SCALE_START_S + SCALE_S_PER_FILE * self.scale_files
+        if self.section == "tune":
+            return expected_s(self.spec, self.measure_spec())
         return self.warmup_s + self.repeats * self.repeat_s
 
     def timeout_s(self, default: float) -> float:
         """Seconds this job may take: ``default``, or for a scale tree ten times its estimate."""
         return max(default, 10 * self.minimum_s()) if self.section == "scale" else default
 
+    def measure_spec(self) -> MeasureSpec:
+        """The job's timing as the tuner's measurement (the tune section's scorings)."""
+        return MeasureSpec(warmup_s=self.warmup_s, warmup_batches=self.warmup_batches, repeat_s=self.repeat_s,
+                           repeat_batches=max(1, self.repeat_images // self.spec.batch_size),
+                           repeats=self.repeats)
+
 
 # ---------------------------------------------------------------- planning
 
 def _job(s: Settings, section: str, backend: str, *, workload: str = "train", **fields: Any) -> Job:
-    spec_fields = {k: fields.pop(k) for k in ("batch_size", "workers", "hw_decoder_load") if k in fields}
+    spec_fields = {k: fields.pop(k) for k in ("batch_size", "workers", "hw_decoder_load", "prefetch")
+                   if k in fields}
     workers = 1 if backend in ("naive", SYNTHETIC) else s.max_workers  # naive is sequential
     spec = RunSpec(**{"workload": workload, "batch_size": s.batch_size, "workers": workers,
                       "device": s.device, **spec_fields})
@@ -126,36 +167,106 @@ def worker_counts(max_workers: int) -> list[int]:
     return counts
 
 
+def sweep_points(max_workers: int) -> list[tuple[int, float, int]]:
+    """The e2e-sweep's (threads, hw_decoder_load, prefetch) points: the first point, then those
+    differing from it in one setting, then in two, ...; so any first few vary each setting."""
+    threads = [t for t in E2E_SWEEP_THREADS if t <= max_workers] or [max_workers]
+    grid = list(itertools.product(threads, E2E_SWEEP_LOADS, E2E_SWEEP_PREFETCH))
+    return sorted(grid, key=lambda point: sum(a != b for a, b in zip(point, grid[0], strict=True)))
+
+
+def _throughput(s: Settings, section: str) -> list[Job]:
+    return [_job(s, section, b, workload=w) for w in s.workloads for b in s.backends]
+
+
+def _scaling(s: Settings, section: str) -> list[Job]:
+    return [_job(s, section, b, workers=n) for b in s.backends if b in SCALING_BACKENDS
+            for n in worker_counts(s.max_workers)]
+
+
+def _hw_decoder(s: Settings, section: str) -> list[Job]:
+    return [_job(s, section, "dali-gpu", hw_decoder_load=load) for load in HW_DECODER_LOADS
+            if "dali-gpu" in s.backends]
+
+
+def _overlap(s: Settings, section: str) -> list[Job]:
+    steps = OVERLAP_STEP_MS[:1] if s.quick else OVERLAP_STEP_MS
+    return [_job(s, section, b, step_ms=ms) for ms in steps for b in (SYNTHETIC, *s.backends)]
+
+
+def _e2e(s: Settings, section: str) -> list[Job]:
+    loaders = [("train", b) for b in s.backends if b in E2E_BACKENDS]
+    if "train-aug" in s.workloads:
+        loaders += [("train-aug", b) for b in E2E_AUG_BACKENDS if b in s.backends]
+    # More warm-up batches: cuDNN picks its kernels on the first steps.
+    return [_job(s, section, b, workload=w, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
+            for w, b in (("train", SYNTHETIC), *loaders)] if loaders else []
+
+
+def _e2e_sweep(s: Settings, section: str) -> list[Job]:
+    """Against the e2e section's synthetic run when both are planned."""
+    if "dali-gpu" not in s.backends:
+        return []
+    light = [] if "e2e" in s.sections else [SYNTHETIC]
+    return [_job(s, section, b, batch_size=E2E_BATCH_SIZE, warmup_batches=5) for b in light] + [
+        _job(s, section, "dali-gpu", workers=t, hw_decoder_load=h, prefetch=p, batch_size=E2E_BATCH_SIZE,
+             warmup_batches=5) for t, h, p in sweep_points(s.max_workers)]
+
+
+def _capped(s: Settings, section: str) -> list[Job]:
+    if "dali-cpu" not in s.backends:
+        return []
+    return [_job(s, section, "dali-cpu", source=src)
+            for src in (UNCAPPED, *(capped_source(side) for side in CAPPED_SIDES))]
+
+
+def _device_graph(s: Settings, section: str, sources: tuple[str, ...] = ("files",), **spec: Any) -> list[Job]:
+    """Jobs of this project's graph on the run's device, one per source."""
+    backend = DALI_FOR_DEVICE[s.device]
+    return [_job(s, section, backend, source=src, **spec) for src in sources] if backend in s.backends else []
+
+
+def _soak(s: Settings, section: str) -> list[Job]:
+    """Epoch 1 is the warm-up pass; every later epoch is a repeat."""
+    return [dataclasses.replace(job, passes=True, repeats=s.soak_epochs) for job in _device_graph(s, section)]
+
+
+def _shards(s: Settings, section: str) -> list[Job]:
+    return _device_graph(s, section, ("files", "shards"))
+
+
+def _storage(s: Settings, section: str) -> list[Job]:
+    """From a local S3 server, beside local disk (the shards section's, if it runs)."""
+    return _device_graph(s, section, storage.S3_SOURCES if "shards" in s.sections else storage.SOURCES)
+
+
+def _tune(s: Settings, section: str) -> list[Job]:
+    """From the library's defaults, measured as the tuner measures."""
+    spec = measure_spec(s.quick)
+    return [dataclasses.replace(job, warmup_s=spec.warmup_s, warmup_batches=spec.warmup_batches,
+                                repeat_s=spec.repeat_s, repeats=spec.repeats,
+                                repeat_images=spec.repeat_batches * job.spec.batch_size)
+            for job in _device_graph(s, section, workers=default_num_threads(s.device))]
+
+
+def _scale(s: Settings, section: str) -> list[Job]:
+    """One job per tree size, the graph on the run's device reading each tree."""
+    return [job for n in s.scale_files for job in _device_graph(s, section, scale_files=n)]
+
+
+# Each section's planner: (settings, section name) -> its jobs.
+PLANNERS: dict[str, Callable[[Settings, str], list[Job]]] = {
+    "throughput": _throughput, "scaling": _scaling, "hw-decoder": _hw_decoder, "overlap": _overlap,
+    "e2e": _e2e, "e2e-sweep": _e2e_sweep, "soak": _soak, "shards": _shards, "capped": _capped,
+    "storage": _storage, "tune": _tune, "scale": _scale,
+}
+
+
 def plan_section(s: Settings, section: str) -> list[Job]:
     """The jobs of one section for these settings."""
-    if section == "throughput":
-        return [_job(s, section, b, workload=w) for w in s.workloads for b in s.backends]
-    if section == "scaling":
-        return [_job(s, section, b, workers=n) for b in s.backends if b in SCALING_BACKENDS
-                for n in worker_counts(s.max_workers)]
-    if section == "hw-decoder":
-        return [_job(s, section, "dali-gpu", hw_decoder_load=load) for load in HW_DECODER_LOADS
-                if "dali-gpu" in s.backends]
-    if section == "overlap":
-        steps = OVERLAP_STEP_MS[:1] if s.quick else OVERLAP_STEP_MS
-        return [_job(s, section, b, step_ms=ms) for ms in steps for b in (SYNTHETIC, *s.backends)]
-    if section == "e2e":
-        loaders = [("train", b) for b in s.backends if b in E2E_BACKENDS]
-        if "train-aug" in s.workloads:
-            loaders += [("train-aug", b) for b in E2E_AUG_BACKENDS if b in s.backends]
-        # More warm-up batches: cuDNN picks its kernels on the first steps.
-        return [_job(s, section, b, workload=w, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
-                for w, b in (("train", SYNTHETIC), *loaders)] if loaders else []
-    backend = DALI_FOR_DEVICE[s.device]
-    if backend not in s.backends:
-        return []
-    if section == "soak":  # epoch 1 is the warm-up pass; every later epoch is a repeat
-        return [dataclasses.replace(_job(s, section, backend), passes=True, repeats=s.soak_epochs)]
-    if section == "shards":
-        return [_job(s, section, backend, source=src) for src in ("files", "shards")]
-    if section == "scale":
-        return [_job(s, section, backend, scale_files=n) for n in s.scale_files]
-    raise ValueError(f"unknown section {section!r}; accepted: {', '.join(SECTIONS)}")
+    if section not in PLANNERS:
+        raise ValueError(f"unknown section {section!r}; accepted: {', '.join(SECTIONS)}")
+    return PLANNERS[section](s, section)
 
 
 def plan(s: Settings) -> dict[str, list[Job]]:
@@ -168,14 +279,16 @@ def plan(s: Settings) -> dict[str, list[Job]]:
 
 def _record(job: Job, status: Status, reason: str = "", *, measurement: Measurement | None = None,
             consumer: StepFigures | None = None, trace: str | None = None,
-            scale: ScaleFigures | None = None) -> Record:
+            tune: TuneFigures | None = None, scale: ScaleFigures | None = None) -> Record:
     """The record of ``job``: its fields, the outcome, the figures, the machine's load now."""
     return Record(**job.to_dict(), status=status, reason=reason, measurement=measurement, consumer=consumer,
-                  load_avg_1m=os.getloadavg()[0], traceback=trace, scale=scale)
+                  load_avg_1m=os.getloadavg()[0], traceback=trace, tune=tune, scale=scale)
 
 
 def execute(job: Job, data: DataSource) -> Record:
     """Measure ``job`` in this process over ``data`` (already verified); its record."""
+    if job.section == "tune":
+        return _record(job, "ok", tune=run_tune_section(data, job.spec, job.measure_spec()))
     if job.section == "scale":
         if not isinstance(data, ImageFolderData):
             raise TypeError(f"the scale section links to loose JPEG files; got {type(data).__name__}")
@@ -186,7 +299,7 @@ def execute(job: Job, data: DataSource) -> Record:
     step: Any = None
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
-    elif job.section == "e2e":
+    elif job.section in ("e2e", "e2e-sweep"):
         step = GoogLeNetStep(len(data.classes))
     if job.backend == SYNTHETIC:
         def make() -> SyntheticBatches:
@@ -208,7 +321,7 @@ def _child(job: Job, data: DataSource, conn: Connection) -> None:
     try:
         conn.send(execute(job, data))
     except Exception as err:  # any failure becomes a record, never a lost run
-        conn.send(_record(job, "error", f"{type(err).__name__}: {err}", trace=traceback.format_exc()))
+        conn.send(_record(job, "error", failure_reason(err), trace=traceback.format_exc()))
     finally:
         conn.close()
 
@@ -221,8 +334,18 @@ def _context() -> Any:
     return ctx
 
 
-def run_job(job: Job, data: DataSource, timeout_s: float) -> Record:
-    """``job`` measured in a fresh process; an error record if it fails, dies or times out."""
+def start_job_server() -> None:
+    """Start the server that forks every job now, so its imports (seconds) overlap other work
+    instead of delaying the first job."""
+    _context()  # sets the preload list
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+def run_job(job: Job, data: DataSource, timeout_s: float, limit: str = "--timeout") -> Record:
+    """``job`` measured in a fresh process; an error record if it fails, dies or times out
+    (``limit``: what set ``timeout_s``, for the reason)."""
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     # Not a daemon: daemonic processes may not start DataLoader workers of their own.
@@ -231,11 +354,12 @@ def run_job(job: Job, data: DataSource, timeout_s: float) -> Record:
     child.close()
     try:
         if not parent.poll(timeout_s):
-            return _record(job, "error", f"timed out after {timeout_s:.0f} s (--timeout)")
+            proc.kill()  # at once: waiting longer for a job past its limit helps nothing
+            return _record(job, "error", f"timed out after {timeout_s:.0f} s ({limit})")
         return parent.recv()
     except EOFError:
         proc.join(timeout=10)
-        return _record(job, "error", f"the job's process died (exit code {proc.exitcode})")
+        return _record(job, "error", died_reason(proc.exitcode))
     finally:
         proc.join(timeout=10)
         if proc.is_alive():
@@ -258,6 +382,10 @@ class Progress:
         if record.measurement is not None:
             m = record.measurement
             outcome = f"{m.images_per_s:.0f} img/s ({m.images_per_s_min:.0f}-{m.images_per_s_max:.0f})"
+        elif record.tune is not None:
+            t = record.tune
+            outcome = (f"tuned {t.median('tuned'):.0f} img/s, grid best {t.median('grid best'):.0f}, "
+                       f"defaults {t.median('defaults'):.0f} (medians of rounds in turn)")
         elif record.scale is not None:
             f = record.scale
             outcome = (f"scan {f.scan_s:.2f} s, verify {f.cold_verify_s:.1f} s cold "
@@ -270,19 +398,25 @@ class Progress:
               file=self.stream, flush=True)
 
 
-def run_sweep(sections: dict[str, list[Job]], sources: dict[str, DataSource], timeout_s: float,
+def run_sweep(sections: dict[str, list[Job]], sources: Mapping[str, DataSource], timeout_s: float,
               save: Callable[[Record], None]) -> None:
     """Run every job in order; ``save`` gets each record as soon as it exists."""
     progress = Progress(sum(len(jobs) for jobs in sections.values()))
     for jobs in sections.values():
         for job in jobs:
-            reason = job.skip_reason()
-            if reason:
-                record = _record(job, "skipped", reason)
-            else:
-                record = run_job(job, sources[job.source], job.timeout_s(timeout_s))
+            record = run_or_skip(job, sources, timeout_s)
             save(record)
             progress(job, record)
+
+
+def run_or_skip(job: Job, sources: Mapping[str, DataSource], timeout_s: float,
+                limit: str = "--timeout") -> Record:
+    """``job``'s record: skipped, with the reason and no process, when its backend cannot do the
+    workload; else measured by ``run_job``."""
+    reason = job.skip_reason()
+    if reason:
+        return _record(job, "skipped", reason)
+    return run_job(job, sources[job.source], job.timeout_s(timeout_s), limit)
 
 
 def describe_plan(sections: dict[str, list[Job]]) -> str:
@@ -300,6 +434,17 @@ def least_s(sections: dict[str, list[Job]]) -> float:
     return sum(job.minimum_s() + START_S for job in jobs)
 
 
-def data_sources(files: ImageFolderData, shards: DataSource | None) -> dict[str, DataSource]:
-    """What a job's ``source`` names."""
-    return {"files": files} if shards is None else {"files": files, "shards": shards}
+def capped_source(max_side: int) -> str:
+    """The ``source`` of a capped job reading images capped at ``max_side``."""
+    return f"capped-{max_side}"
+
+
+def capped_side(source: str) -> int | None:
+    """The cap a capped job's ``source`` names; None for the uncapped shards."""
+    return int(source.removeprefix("capped-")) if source.startswith("capped-") else None
+
+
+def data_sources(files: ImageFolderData, shards: DataSource | None,
+                 capped: Mapping[str, DataSource] | None = None) -> dict[str, DataSource]:
+    """What a job's ``source`` names; ``capped``: the capped section's, by source name."""
+    return {"files": files, **({"shards": shards} if shards is not None else {}), **(capped or {})}

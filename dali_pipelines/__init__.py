@@ -2,23 +2,26 @@
 
 Public interface::
 
-    from dali_pipelines import PipelineConfig, scan_image_folder, make_loader
+    from dali_pipelines import PipelineConfig, make_loader, prepare_data, scan_image_folder
     cfg = PipelineConfig(batch_size=64, device="cpu", num_threads=2)
-    data = scan_image_folder("data/val")
-    loader = make_loader(data, cfg, train=False, shard_id=0, num_shards=1)
-    for images, labels in loader:
-        ...
+    data = prepare_data(scan_image_folder("data/val"))  # verified: one bad JPEG kills a DALI graph
+    with make_loader(data, cfg, train=False) as loader:
+        for images, labels in loader:  # each for-loop is one epoch
+            ...
 
 What is exported here is what a user of the library calls, in four groups:
 
 - loading: ``PipelineConfig`` (every setting, validated), ``make_loader`` and the ``DaliLoader``
   it returns; ``build_pipeline`` for a custom ``@pipeline_def`` graph (its building blocks:
   ``dali_pipelines.readers``, ``dali_pipelines.graphs``, ``dali_pipelines.augment``);
-- data: ``open_source`` (a ``--data`` path to a source), ``scan_image_folder``,
-  ``read_file_list`` / ``write_file_list`` (DALI file lists), the source types ``DataSource``,
-  ``ImageFolderData``, ``WebDatasetShards``, and ``DatasetError``, which every data check raises;
+- data: ``open_source`` (a ``--data`` path to a source), ``open_train_val`` (training and
+  validation sources with one class list, a stratified hold-out with ``val_split``),
+  ``scan_image_folder``, ``read_label_list`` (CSV / TSV / DALI file lists), the source types
+  ``DataSource``, ``ImageFolderData``, ``WebDatasetShards``, and ``DatasetError``, which every
+  data check raises;
 - verification before DALI sees a file: ``verify_data`` (a ``VerifyReport``), ``prepare_data``
-  (verify, then fail with ``BadFilesError`` or skip);
+  (verify, then fail with ``BadFilesError`` or skip; shards: each against its recorded
+  checksum, cached);
 - data set tools: ``convert_dataset`` (ImageFolder to WebDataset shards), ``make_sample_dataset``.
 
 Everything else (graph internals, constants, ``_util`` helpers) is imported from its own
@@ -39,9 +42,9 @@ from dali_pipelines.sources import (
     convert_dataset,
     make_sample_dataset,
     open_source,
-    read_file_list,
+    open_train_val,
+    read_label_list,
     scan_image_folder,
-    write_file_list,
 )
 from dali_pipelines.verify import BadFilesError, VerifyReport, prepare_data, verify_data
 
@@ -59,9 +62,9 @@ __all__ = [
     "make_loader",
     "make_sample_dataset",
     "open_source",
+    "open_train_val",
     "prepare_data",
-    "read_file_list",
+    "read_label_list",
     "scan_image_folder",
     "verify_data",
-    "write_file_list",
 ]

@@ -7,7 +7,7 @@ pays for the operations drawn for it). Its stock suites differ from torchvision'
 ranges, solarize thresholds, enhance ranges; its ImageNet AutoAugment table is the "v0" policy of
 TensorFlow's TPU EfficientNet code, not torchvision's), so the tables below restate
 torchvision's ``_augmentation_space`` and ``AutoAugmentPolicy.IMAGENET`` with DALI's
-augmentations. What remains different is listed in README ("Augmentation").
+augmentations. What remains different is listed in docs/augmentation.md#differences-that-remain.
 
 The policies need a ``@pipeline_def(enable_conditionals=True)`` graph, uint8 HWC images of
 ``crop_size`` x ``crop_size``, and run before normalization, as torchvision applies them to

@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from dali_pipelines._util.pipes import quiet_broken_pipe
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources.cli import add_make_sample_command, add_to_shards_command
 from dali_pipelines.tune.cli import add_tune_command
@@ -38,6 +39,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m dali_pipelines`` and the ``dali-pipelines`` script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -47,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout's reader went away: quiet_broken_pipe ends the command
+        raise
     except OSError as err:  # one line naming the path, not a traceback
         where = f" ({err.filename})" if err.filename else ""
         print(f"error: {err.strerror or err}{where}; check the path and its permissions", file=sys.stderr)

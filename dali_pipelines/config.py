@@ -16,6 +16,7 @@ from dali_pipelines._util.fields import (
     integer_in,
     number_in,
     one_of,
+    or_word,
     ordered_pair,
     rgb_in,
 )
@@ -25,9 +26,10 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 DEVICES = ("gpu", "cpu")
+AUTO = "auto"  # num_threads="auto": resolved from a saved tuning when a loader is made (docs/tune.md)
 DTYPES = ("float32", "float16")
 LAYOUTS = ("NCHW", "NHWC")
-# Train-time policies after crop, resize and flip (dali_pipelines.augment; README "Augmentation").
+# Train-time policies after crop, resize and flip (dali_pipelines.augment; docs/augmentation.md).
 AUGMENTS = ("basic", "randaugment", "trivialaugment", "autoaugment")
 
 _MIB = 1024 * 1024
@@ -57,6 +59,11 @@ def default_num_threads(device: str = "cpu") -> int:
     return max(1, min(_MAX_DEFAULT_THREADS[device], os.cpu_count() or 1))
 
 
+def default_resize_size(crop_size: int) -> int:
+    """The eval resize for a crop: torchvision's ImageNet ratio, 256 for 224 (python -m train's rule)."""
+    return round(crop_size * 256 / 224)
+
+
 def _magnitude_bin(value: Any, cfg: PipelineConfig) -> str | None:
     """A randaugment magnitude: a bin index, so its range follows ``augment_magnitude_bins``."""
     bins = cfg.augment_magnitude_bins
@@ -74,19 +81,24 @@ class PipelineConfig:
 
     batch_size: int = declared(64, integer_in(1, 65536))
     # None: default_num_threads(device), resolved at construction (replace() keeps the number).
-    num_threads: int | None = declared(None, integer_in(1, 1024))
+    # "auto": the threads, prefetch depth and hardware-decoder share of a saved tuning of this
+    # loader's data and workload on this machine, else the defaults; make_loader resolves it
+    # (dali_pipelines.tune.resolve_auto), and a graph is never built with it.
+    num_threads: int | str | None = declared(None, or_word(AUTO, integer_in(1, 1024)))
     # "gpu": nvJPEG ("mixed") + GPU ops; "cpu": the same graph on CPU threads.
     device: str = declared("gpu", one_of(DEVICES))
     device_id: int = declared(0, integer_in(0, 1023))  # CUDA device for "gpu"; unused on "cpu"
     crop_size: int = declared(224, integer_in(8, 4096))  # side of the square both graphs emit
-    # Eval: shorter side before the center crop.
-    resize_size: int = declared(256, integer_in(lambda cfg: cfg.crop_size, 8192))
+    # Eval: shorter side before the center crop. Not given (None): default_resize_size(crop_size),
+    # resolved at construction, so the attribute is always an int; replace(crop_size=...) derives it
+    # again unless it was given.
+    resize_size: int = declared(None, integer_in(lambda cfg: cfg.crop_size, 8192))
     # Train crop: area fraction and aspect range, as RandomResizedCrop's scale and ratio.
     random_area: tuple[float, float] = declared((0.08, 1.0), ordered_pair(0.0, 1.0))
     random_aspect_ratio: tuple[float, float] = declared((3 / 4, 4 / 3), ordered_pair(0.0, 100.0))
     mean: tuple[float, float, float] = declared(IMAGENET_MEAN, rgb_in(0.0, 1.0))
     std: tuple[float, float, float] = declared(IMAGENET_STD, rgb_in(1e-6, 1.0))
-    seed: int = declared(42, integer_in(0, 2**31 - 1))
+    seed: int = declared(0, integer_in(0, 2**31 - 1))  # python -m train's default too
     num_shards: int = declared(1, integer_in(1, 65536))
     shard_id: int = declared(0, integer_in(0, lambda cfg: cfg.num_shards - 1))
     # Batches DALI prepares ahead of the consumer (DALI's default depth).
@@ -126,10 +138,22 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.num_threads is None:  # frozen: the resolved default is set once, here
             object.__setattr__(self, "num_threads", default_num_threads(self.device))
+        # Not a field (no part of to_dict or ==): whether resize_size follows crop_size.
+        object.__setattr__(self, "_resize_follows_crop", self.resize_size is None)
+        if self.resize_size is None and isinstance(self.crop_size, int):
+            object.__setattr__(self, "resize_size", default_resize_size(self.crop_size))
         check_fields(self, lambda name, problem: ValueError(f"{name} {problem}"))
 
+    @property
+    def auto(self) -> bool:
+        """Whether ``num_threads`` is "auto": to be resolved (``resolve_auto``) before a graph is built."""
+        return self.num_threads == AUTO
+
     def replace(self, **changes: Any) -> PipelineConfig:
-        """A copy with some fields changed, validated again."""
+        """A copy with some fields changed, validated again; a resize_size that followed crop_size
+        follows the new one."""
+        if "crop_size" in changes and "resize_size" not in changes and self.__dict__["_resize_follows_crop"]:
+            changes["resize_size"] = None
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

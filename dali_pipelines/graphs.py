@@ -74,12 +74,18 @@ def labels_out(labels: DataNode, cfg: PipelineConfig) -> DataNode:
 # enable_conditionals; with cfg.augment == "basic" the graph holds the same operators as without.
 @pipeline_def(enable_checkpointing=True, enable_conditionals=True)
 def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
-    """Read -> ROI decode of a random-resized crop -> resize -> random flip -> cfg.augment's policy
-    -> normalize."""
+    """Read -> ``train_images``."""
     jpegs, labels = read_encoded(source, cfg, train=True)
+    return train_images(jpegs, cfg), labels_out(labels, cfg)
+
+
+def train_images(jpegs: DataNode, cfg: PipelineConfig) -> DataNode:
+    """Encoded JPEGs -> ROI decode of a random-resized crop -> resize -> random flip -> cfg.augment's
+    policy -> normalize: the train graph after its reader (any source of encoded bytes can feed it)."""
     # Region-of-interest decode: only the crop window is decoded (less IDCT work). The window
     # follows RandomResizedCrop's rules (area fraction and log-uniform aspect ratio, 10 tries,
-    # as torchvision); README lists where DALI's generator differs.
+    # as torchvision); docs/parity.md#train-crops-vs-torchvisions-randomresizedcrop lists where
+    # DALI's generator differs.
     images = fn.decoders.image_random_crop(
         jpegs,
         random_area=list(cfg.random_area),
@@ -96,13 +102,19 @@ def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, Data
         # So the flip moves out of crop_mirror_normalize: one more pass over uint8 pixels.
         images = augment_images(fn.flip(images, horizontal=mirror), cfg)
         mirror = 0
-    return _normalize(images, cfg, mirror), labels_out(labels, cfg)
+    return _normalize(images, cfg, mirror)
 
 
 @pipeline_def(enable_checkpointing=True)
 def eval_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
-    """Read -> decode -> torchvision's Resize(resize_size) + CenterCrop(crop_size) -> normalize."""
+    """Read -> ``eval_images``."""
     jpegs, labels = read_encoded(source, cfg, train=False)
+    return eval_images(jpegs, cfg), labels_out(labels, cfg)
+
+
+def eval_images(jpegs: DataNode, cfg: PipelineConfig) -> DataNode:
+    """Encoded JPEGs -> decode -> torchvision's Resize(resize_size) + CenterCrop(crop_size) -> normalize:
+    the eval graph after its reader."""
     images = fn.decoders.image(jpegs, **decoder_args(cfg))
     roi_start, roi_end = center_crop_window(jpegs, cfg)
     # Resizing just the kept window to crop x crop samples the same pixel centres with the same
@@ -115,7 +127,7 @@ def eval_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataN
         interp_type=types.INTERP_LINEAR,
         antialias=True,
     )
-    return _normalize(images, cfg, mirror=0), labels_out(labels, cfg)
+    return _normalize(images, cfg, mirror=0)
 
 
 def center_crop_window(jpegs: DataNode, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
@@ -158,6 +170,9 @@ def build_pipeline(source: DataSource, cfg: PipelineConfig, *, train: bool,
     ``DaliLoader.state()``; the pipeline then resumes at the exact reader position and
     random-number state it was saved at.
     """
+    if cfg.auto:
+        raise ValueError("num_threads='auto' is resolved when a loader is made: use make_loader, or "
+                         "dali_pipelines.tune.resolve_auto(source, cfg, train=...) before build_pipeline")
     if graph is None:
         graph = train_graph if train else eval_graph
     return graph(

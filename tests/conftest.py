@@ -44,3 +44,36 @@ def val_root(sample_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def train_root(sample_root: Path) -> Path:
     return sample_root / "train"
+
+
+# --- object storage: one real S3 server (SeaweedFS) for the whole session -----------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """SeaweedFS serving S3 on 127.0.0.1, the AWS variables of this process pointing at it. DALI
+    reads AWS_ENDPOINT_URL once per process, so every S3 test shares this one endpoint (a test
+    that stops the server starts it again on the same port)."""
+    from bench.s3server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3server")).start()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+            patch.delenv(name, raising=False)
+        for name, value in server.env().items():
+            patch.setenv(name, value)
+        yield server
+    server.stop(grace_s=0)  # its data goes with the session
+
+
+@pytest.fixture(scope="session")
+def s3_sample(s3_server, sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The sample set in bucket "data": loose at s3://data/sample, as shards (20 images per shard)
+    at s3://data/shards; and the local shards they were uploaded from."""
+    from dali_pipelines import convert_dataset
+
+    shards = tmp_path_factory.mktemp("s3shards") / "shards"
+    convert_dataset(sample_root, shards, images_per_shard=20, progress=False)
+    s3_server.upload_tree(sample_root, "data", "sample")
+    s3_server.upload_tree(shards, "data", "shards")
+    return {"loose": "s3://data/sample", "shards": "s3://data/shards", "local_shards": shards}

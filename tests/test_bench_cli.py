@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from bench.cli import get_args_parser, main
-from bench.data import load_jpeg_folder, shards_for
+from bench.data import capped_shards_for, load_jpeg_folder, shards_for
+from bench.records import Settings
+from bench.sweep import plan
 from dali_pipelines import DatasetError, ImageFolderData
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="the messages of a machine without a GPU")
@@ -28,7 +30,8 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["--backends", "naive,fast"], ["--backends", "naive, tfdata, torch-pil", "'naive,fast'"]),
+    (["--backends", "naive,fast"], ["--backends", "unknown name 'fast' in 'naive,fast'", "naive, tfdata"]),
+    (["--workloads", "train,infer,speed"], ["--workloads", "unknown names 'infer', 'speed'"]),
     (["--workloads", "inference"], ["--workloads", "resize, train, train-aug, eval"]),
     (["--sections", "throughput,speed"], ["--sections", "throughput, scaling", "'throughput,speed'"]),
     (["--batch-size", "0"], ["--batch-size", "[1, 4096]"]),
@@ -191,3 +194,17 @@ def test_shards_conversion_without_room_is_refused_before_converting(tmp_path: P
     with pytest.raises(DatasetError, match=r"needs about .* GiB; .* GiB are free there"):
         shards_for(data, None, tmp_path / "shards")
     assert not (tmp_path / "shards").exists()
+
+
+def test_capped_section_plans_the_cpu_graph_over_each_cap(val_root: Path, tmp_path: Path) -> None:
+    """One job per source, each a conversion of the same images (here one cap, 24 images)."""
+    settings = Settings(sections=("capped",), backends=("dali-cpu", "dali-ref"), workloads=("train",),
+                        device="cpu", batch_size=8, max_workers=2)
+    jobs = plan(settings)["capped"]
+    assert [(j.backend, j.source) for j in jobs] == [("dali-cpu", "uncapped"), ("dali-cpu", "capped-512"),
+                                                     ("dali-cpu", "capped-384"), ("dali-cpu", "capped-256")]
+    sources = capped_shards_for(load_jpeg_folder(val_root), (256,), tmp_path)
+    assert list(sources) == ["uncapped", "capped-256"]
+    assert len(sources["uncapped"]) == len(sources["capped-256"]) == 24
+    assert sum(p.stat().st_size for p in sources["capped-256"].root.glob("*.tar")) < sum(
+        p.stat().st_size for p in sources["uncapped"].root.glob("*.tar"))

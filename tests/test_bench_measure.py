@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from bench.backends import BACKENDS, WORKLOADS
+from bench.backends import BACKENDS, PEERS, WORKLOADS
 from bench.measure import measure
 from bench.records import TIMING, Settings
 from bench.sweep import DEFAULT_SECTIONS, describe_plan, least_s, plan, worker_counts
@@ -77,12 +77,14 @@ def test_worker_counts_are_powers_of_two_below_the_cores() -> None:
 def test_full_gpu_plan_fits_its_budget() -> None:
     """The full sweep on a 16-core GPU machine: what it measures, and the sweep's own estimate
     (timed minimums plus start-up per job) within 8 minutes (arithmetic on the plan, not a timing)."""
-    settings = Settings(sections=DEFAULT_SECTIONS["gpu"], backends=tuple(BACKENDS),
+    defaults = tuple(b for b in BACKENDS if b not in PEERS)  # a GPU run takes the peers when named
+    settings = Settings(sections=DEFAULT_SECTIONS["gpu"], backends=defaults,
                         workloads=tuple(WORKLOADS), device="gpu", batch_size=256, max_workers=16,
                         **TIMING["full"])
     sections = plan(settings)
     counts = {name: len(jobs) for name, jobs in sections.items()}
-    assert counts == {"throughput": 32, "scaling": 12, "hw-decoder": 3, "e2e": 6, "soak": 1, "shards": 2}
+    assert counts == {"throughput": 32, "scaling": 12, "hw-decoder": 3, "e2e": 6, "soak": 1, "shards": 2,
+                      "storage": 2}  # from the S3 server; the local figures are the shards section's
     assert least_s(sections) <= 8 * 60
     skipped = [(j.backend, j.spec.workload) for jobs in sections.values() for j in jobs if j.skip_reason()]
     assert skipped == [("tfdata", "train-aug")] and "1 skipped" in describe_plan(sections)
@@ -93,6 +95,9 @@ def test_full_gpu_plan_fits_its_budget() -> None:
     assert {j.spec.batch_size for j in e2e} == {256}
     no_aug = dataclasses.replace(settings, sections=("e2e",), workloads=("train",))
     assert [j.spec.workload for j in plan(no_aug)["e2e"]] == ["train"] * 4  # train-aug only when asked for
+    # The peers beside dali-gpu, every workload: a second command of the GPU check (docs/peers.md).
+    peers = plan(dataclasses.replace(settings, sections=("throughput",), backends=("dali-gpu", *PEERS)))
+    assert len(peers["throughput"]) == 16 and least_s(peers) <= 2.5 * 60
 
 
 def test_quick_cpu_run_is_throughput_and_overlap_on_train_with_and_without_randaugment() -> None:

@@ -13,7 +13,7 @@ import pytest
 from bench.cli import RESULTS_DIR
 from bench.measure import StepFigures
 from bench.publish import save_run
-from bench.queries import summary
+from bench.queries import capped_figures, summary
 from bench.records import FORMAT, Record, Run, newest_run, read_run
 from bench.report import render_markdown
 
@@ -55,3 +55,25 @@ def test_a_broken_run_file_is_named(tmp_path: Path) -> None:
     expected = f"{broken} is marked {FORMAT} but does not read as a run"
     with pytest.raises(ValueError, match=re.escape(expected)):
         newest_run(tmp_path)
+
+
+def test_capped_section_table_and_summary() -> None:
+    """The capped section from records shaped as its jobs write them (the committed run's dali-cpu
+    measurement, CPU figures set by hand): ratios against the uncapped shards, rows by descending cap."""
+    _, run = newest_run(RESULTS_DIR)
+    base = next(r for r in run.results if r.ok and r.backend == "dali-cpu")
+    measured = base.measurement
+    assert measured is not None
+
+    def record(source: str, cpu_ms: float, rate: float) -> Record:
+        m = dataclasses.replace(measured, cpu_s_per_1000=cpu_ms, images_per_s=rate)
+        return dataclasses.replace(base, section="capped", source=source, measurement=m)
+
+    records = [record("capped-256", 1.0, 400.0), record("uncapped", 4.0, 100.0),
+               record("capped-384", 2.0, 200.0)]
+    capped = dataclasses.replace(run, results=records)
+    assert [(f.max_side, f.cpu_vs_uncapped, f.rate_vs_uncapped) for f in capped_figures(capped)] == [
+        (None, 1.0, 1.0), (384, 0.5, 2.0), (256, 0.25, 4.0)]
+    assert summary(capped)["capped_cpu_vs_uncapped"] == {"384": 0.5, "256": 0.25}
+    markdown = render_markdown(capped)
+    assert "| as stored | 100 | 4.00 | 1.00 | 1.00x |\n| 384 px | 200 | 2.00 | 0.50 | 2.00x |" in markdown

@@ -2,6 +2,7 @@
 and the test suite; the baseline comparison itself, on mypy's output format."""
 
 import importlib.util
+import os
 import shlex
 import shutil
 import subprocess
@@ -11,6 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_dry_run(*args: str) -> subprocess.CompletedProcess:
+    """`make -n ARGS` as a user types it: under `make check` the parent's MAKELEVEL/MAKEFLAGS would
+    make this one print "Entering directory" lines around its commands."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=30, check=False)
 
 
 def load_baseline_tool():
@@ -29,13 +38,21 @@ def test_ci_runs_make_check():
     assert "make test" not in commands, ".ci/run runs the tests through `make check`, not beside it"
 
 
+def _words(line: str) -> list[str]:
+    """A dry-run line as shell words; [] for a line of a multi-line recipe (an install step that
+    runs only when its stamp is missing), which shlex cannot split alone."""
+    try:
+        return shlex.split(line)
+    except ValueError:
+        return []
+
+
 def test_make_check_runs_linters_type_checker_and_tests():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    done = subprocess.run(["make", "-n", "check"], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = make_dry_run("check")
     assert done.returncode == 0, done.stderr
-    commands = [shlex.split(line) for line in done.stdout.splitlines() if line.strip()]
+    commands = [words for line in done.stdout.splitlines() if (words := _words(line))]
 
     def runs(program: str, *args: str) -> bool:
         """Some command names ``program`` (bare or as a path) and has every one of ``args``."""
@@ -87,3 +104,12 @@ def test_committed_baseline_is_sorted_and_has_no_line_numbers():
     assert lines == sorted(lines), f"{tool.BASELINE.name} must stay sorted"
     assert all(tool.baseline_key(line) == line for line in lines), \
         f"{tool.BASELINE.name}: each line is `path: error: message  [code]`, without line numbers"
+
+
+def test_make_gpu_check_with_a_given_python_installs_nothing():
+    """On a lent GPU machine (system Python, DALI on PYTHONPATH) the target only runs the check."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = make_dry_run("gpu-check", "PY=python3", "OUT=/tmp/out")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["python3 -m bench check --budget 480 --out /tmp/out"]

@@ -20,7 +20,7 @@ _MAGNITUDE = "augment_magnitude (a bin of augment_magnitude_bins=31)"
     [
         ("batch_size", 0, "batch_size must be in [1, 65536], got 0"),
         ("batch_size", 2.5, "batch_size must be an integer"),
-        ("num_threads", 0, "num_threads must be in [1, 1024]"),
+        ("num_threads", 0, "num_threads must be 'auto' or in [1, 1024], got 0"),
         ("device", "tpu", "device must be one of gpu, cpu; got 'tpu'"),
         ("device_id", -1, "device_id must be in [0, 1023]"),
         ("crop_size", 4, "crop_size must be in [8, 4096]"),

@@ -8,8 +8,13 @@ import pytest
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from dali_pipelines import DatasetError, open_source, read_file_list, scan_image_folder, write_file_list
-from dali_pipelines.sources import split_folders
+from dali_pipelines import (
+    DatasetError,
+    make_sample_dataset,
+    open_source,
+    scan_image_folder,
+)
+from dali_pipelines.sources import read_file_list, split_folders, write_file_list
 
 
 def _jpeg(path: Path) -> None:
@@ -111,3 +116,13 @@ def test_a_split_root_holds_only_split_folders(tmp_path: Path) -> None:
     (tmp_path / "classes" / "test").mkdir(parents=True)  # an ImageFolder with a class called "test"...
     (tmp_path / "classes" / "cat").mkdir()
     assert split_folders(tmp_path / "classes") == {}  # ... stays one data set
+
+
+def test_the_sample_set_is_the_same_for_any_number_of_writers(tmp_path: Path) -> None:
+    """Every draw is made before any file is written: two processes write the bytes one does."""
+    def files(root: Path) -> dict[Path, bytes]:
+        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+
+    alone = files(make_sample_dataset(tmp_path / "alone", images=16, seed=5))
+    shared = files(make_sample_dataset(tmp_path / "shared", images=16, seed=5, workers=2))
+    assert len(alone) == 16 and shared == alone

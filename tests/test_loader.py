@@ -1,8 +1,10 @@
-"""Loader contract: exact-once eval over shards, len(), bad arguments, checkpoints, one seeded
-permutation on every rank, the file lists DALI is handed."""
+"""Loader contract: exact-once eval over shards, len(), bad arguments, checkpoints, a fresh epoch
+per for-loop, defaults shared with the training command, one seeded permutation on every rank,
+the file lists DALI is handed."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 from dali_pipelines import ImageFolderData, PipelineConfig, make_loader, scan_image_folder
+from dali_pipelines.errors import DecoderFailedError
 from dali_pipelines.reader_lists import reader_list, seeded_order
 
 
@@ -127,3 +130,72 @@ def test_reader_list_is_written_once_and_holds_any_path(train_root: Path, tmp_pa
     loader = make_loader(data, _cpu(7), train=False)
     assert sorted(label for _, labels in loader for label in labels.tolist()) == list(range(7))
     loader.close()
+
+
+def test_each_for_is_a_fresh_epoch_after_a_break(train_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A loop broken off after one batch: the next for-loop is a whole epoch, the very one an unbroken
+    loader gives second, without DALI's "does not support resetting" warning; the broken loop's
+    iterator refuses to go on."""
+    data = _indexed(train_root, 23)
+    broken, unbroken = (make_loader(data, _cpu(4, seed=3), train=True) for _ in range(2))
+    stale = iter(broken)
+    next(stale)
+    with caplog.at_level(logging.INFO):
+        second = [labels for _, labels in broken]
+    assert "does not support resetting" not in caplog.text and "(4 batches dropped)" in caplog.text
+    for _ in unbroken:
+        pass
+    expected = [labels for _, labels in unbroken]
+    assert len(second) == len(broken) == 5
+    assert all(torch.equal(a, b) for a, b in zip(second, expected, strict=True))
+    with pytest.raises(RuntimeError, match="given up for a later for-loop"):
+        next(stale)
+
+
+def test_eval_after_a_break_still_sees_every_sample_once(train_root: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Broken off after one batch, or stopped after len(loader) batches without the loop's end (as a
+    trainer counting steps does): each next for-loop sees every sample exactly once."""
+    data = _indexed(train_root, 23)
+    loader = make_loader(data, _cpu(4), train=False, shard_id=1, num_shards=2)
+    for _ in loader:
+        break
+    assert sorted(torch.cat([labels for _, labels in loader]).tolist()) == list(range(11, 23))
+    counted = [labels for _, (_, labels) in zip(range(len(loader)), loader, strict=False)]
+    assert sorted(torch.cat(counted).tolist()) == list(range(11, 23))
+    with caplog.at_level(logging.WARNING):
+        assert sorted(torch.cat([labels for _, labels in loader]).tolist()) == list(range(11, 23))
+    assert "does not support resetting" not in caplog.text
+
+
+def test_loader_names_its_classes_and_closes_as_a_context_manager(train_root: Path) -> None:
+    data = scan_image_folder(train_root)
+    with make_loader(data, _cpu(8), train=False) as loader:
+        assert loader.classes == data.classes
+        assert next(iter(loader))[1].max() < len(loader.classes)
+    with pytest.raises(RuntimeError, match="this DaliLoader is closed"):
+        iter(loader)
+
+
+def test_a_file_dali_cannot_decode_names_the_fix(train_root: Path, tmp_path: Path) -> None:
+    """Unverified data with a cut JPEG: the loader's error says what happened and to verify first."""
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(Path(scan_image_folder(train_root).files[0]).read_bytes()[:300])
+    data = ImageFolderData(root=tmp_path, files=(str(cut),), labels=(0,), classes=("a",))
+    with pytest.raises(DecoderFailedError, match=r"verify the data before making a loader, with prepare_"):
+        list(make_loader(data, _cpu(1), train=False))
+
+
+def test_library_defaults_are_the_training_commands() -> None:
+    """Seed, and an eval resize that follows the crop by 256/224 unless given."""
+    from train.config import TrainConfig
+
+    cfg = PipelineConfig(device="cpu")
+    run = TrainConfig(data="/data")
+    assert cfg.seed == run.seed == 0
+    for crop in (32, 112, 224, 299):
+        assert PipelineConfig(device="cpu", crop_size=crop).resize_size == TrainConfig(
+            data="/data", image_size=crop).resize_size
+    assert cfg.replace(crop_size=112).resize_size == 128
+    given = PipelineConfig(device="cpu", crop_size=112, resize_size=160)
+    assert given.replace(crop_size=96).resize_size == 160 and given.replace(seed=1).resize_size == 160

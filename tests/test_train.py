@@ -342,11 +342,13 @@ def test_augment_magnitude_outside_its_bins_is_refused(tiny_root: Path, tmp_path
 
 
 def test_missing_data_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A data root without train/ gives one error line naming it, no traceback."""
+    """A folder that is no split root, without validation data named, gives one error line naming
+    it and the ways to give some, no traceback."""
     code = main(["--data", str(tmp_path), *FAST, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"{tmp_path / 'train'}" in err and "Traceback" not in err
+    assert f"--data {tmp_path} is one data set, with no validation data: pass --val-split" in err
+    assert "Traceback" not in err
 
 
 def _with_bad_files(tiny_root: Path, tmp_path: Path) -> Path:

@@ -238,12 +238,13 @@ def test_resume_lists_every_mismatch_at_once(stopped_run: Path, capsys: pytest.C
     one message; flags that may change (here --max-steps) are not."""
     ckpt = stopped_run / "checkpoints" / "last.pt"
     args = ["--resume", str(ckpt), "--batch-size", "8", "--seed", "3", "--epochs", "3", "--max-steps", "9",
-            "--cutmix", "1", "--ema-decay", "0.99"]
+            "--cutmix", "1", "--ema-decay", "0.99", "--val-split", "0.2"]
     assert main(args) == 2
     line = _one_error_line(capsys)
     assert f"--resume {ckpt} cannot continue its run exactly with:" in line
     for part in ("--batch-size 8 (saved: 9)", "--seed 3 (saved: 0)", "--epochs 3 (saved: 2)",
-                 "--cutmix 1.0 (saved: 0.0)", "--ema-decay 0.99 (saved: 0.0)"):
+                 "--cutmix 1.0 (saved: 0.0)", "--ema-decay 0.99 (saved: 0.0)",
+                 "--val-split 0.2 (saved: None)"):
         assert part in line
     assert "--max-steps" not in line.split("only")[0]
 

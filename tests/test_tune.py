@@ -52,8 +52,9 @@ def test_a_short_cpu_grid_returns_valid_settings_and_saves_its_record(train_root
     assert result.path is not None and result.path.parent == tmp_path
     saved = TuneResult.from_record(json.loads(result.path.read_text()))
     assert saved.settings == result.settings and saved.trials == result.trials and saved.key == result.key
-    reused = load_or_tune(source, base, store=store, seconds=30)  # the same key: nothing measured
+    reused = load_or_tune(source, base, store=store, seconds=30, space=space)  # same key: nothing measured
     assert reused.reused and reused.settings == result.settings and reused.created == result.created
+    assert TuneKey.of(source, base, model=None).digest() != result.key.digest()  # another space, another key
 
 
 @pytest.mark.slow

@@ -30,11 +30,11 @@ from dali_pipelines import (
     PipelineConfig,
     make_loader,
     prepare_data,
-    read_file_list,
     scan_image_folder,
     verify_data,
 )
 from dali_pipelines.cli import main
+from dali_pipelines.sources import read_file_list
 from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, check_path
 
 # PHOTO's baseline JPEG (below) with the same coefficients re-coded arithmetically, as
@@ -420,6 +420,7 @@ def test_cli_lists_bad_files_writes_clean_list_exits_1(mixed_root: Path, tmp_pat
     clean = read_file_list(out)  # paths relative to the list's folder, as DALI reads them
     assert len(clean) == len(ACCEPTED) + 1 and set(clean.files) <= set(scan_image_folder(mixed_root).files)
     assert main(["verify", str(out), "--deep"]) == 0  # its own output, without --root
+    (out.parent / "elsewhere").mkdir()
     assert main(["verify", str(out), "--root", str(out.parent / "elsewhere")]) == 1  # --root is file_root
 
 

@@ -20,11 +20,11 @@ from dali_pipelines import (
     PipelineConfig,
     make_loader,
     prepare_data,
-    read_file_list,
     scan_image_folder,
     verify_data,
 )
 from dali_pipelines.cli import main
+from dali_pipelines.sources.image_folder import read_file_list
 from dali_pipelines.verify.decode import read_local
 from dali_pipelines.verify.headers import check_path
 from tests.jpeg_kinds import jpeg, photo

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 import torch
+from shard_sets import foreign_shards
 
 from dali_pipelines import (
     DatasetError,
@@ -216,34 +215,18 @@ def test_train_checkpoint_resumes_the_same_batches(shards_dir: Path) -> None:
     assert again == rest
 
 
-def _foreign_shards(folder: Path, images: list[Path], labels: list[bytes], classes: int) -> Path:
-    """A shard directory as another tool makes it: one tar, wds2idx's index, classes.json, no manifest."""
-    folder.mkdir()
-    with tarfile.open(folder / "data.tar", "w") as tar:
-        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-            for name, data in ((f"s{i}.jpg", image.read_bytes()), (f"s{i}.cls", label)):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    subprocess.run([sys.executable, "-m", "wds2idx", str(folder / "data.tar"), str(folder / "data.idx")],
-                   check=True, capture_output=True)
-    (folder / "classes.json").write_text(json.dumps([f"c{i}" for i in range(classes)]))
-    return folder
-
-
 def test_foreign_shard_labels_with_whitespace_are_read_right(indexed_tree: Path, tmp_path: Path) -> None:
     """.cls members padded with whitespace (b"3\\n", b" 7", b"12\\r\\n") give the labels they spell."""
-    images = scan_image_folder(indexed_tree).files[:4]
-    folder = _foreign_shards(tmp_path / "foreign", [Path(p) for p in images],
-                             [b"3\n", b" 7", b"12\r\n", b"0"], classes=13)
+    images = [Path(p).read_bytes() for p in scan_image_folder(indexed_tree).files[:4]]
+    folder = foreign_shards(tmp_path / "foreign", images, [b"3\n", b" 7", b"12\r\n", b"0"], classes=13)
     _, labels = _eval_batches(open_shards(folder), 4)
     assert labels == [3, 7, 12, 0]
 
 
 @pytest.mark.parametrize("label", [b"13", b"-1", b"x", b"3\n\n\n\n\n"])
 def test_foreign_shard_with_a_bad_label_is_named(indexed_tree: Path, tmp_path: Path, label: bytes) -> None:
-    images = [Path(p) for p in scan_image_folder(indexed_tree).files[:2]]
-    folder = _foreign_shards(tmp_path / "foreign", images, [b"1", label], classes=13)
+    images = [Path(p).read_bytes() for p in scan_image_folder(indexed_tree).files[:2]]
+    folder = foreign_shards(tmp_path / "foreign", images, [b"1", label], classes=13)
     with pytest.raises(DatasetError, match=r"data\.tar: sample 's1' has label .*class number 0-12"):
         open_shards(folder)
 

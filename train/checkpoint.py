@@ -14,6 +14,9 @@ Layout (format 3): a dict whose values all load under ``torch.load(..., weights_
   ``rng`` (torch's CPU/CUDA generator states), ``epoch_sums`` (the partial epoch's loss,
   accuracy and timing sums; None at an epoch boundary), ``mix_rng`` (the state of the rank's
   mixup / cutmix generator; None when batches are not mixed).
+- ``tuning``: the loader tuning of a --tune run (``TuneResult.to_record()``: the settings chosen,
+  the defaults, every scoring, what it is valid for); a resume builds its loaders with its
+  settings instead of tuning again. None without --tune.
 - ``config``: every ``TrainConfig`` setting; a resume takes the run's settings from it.
 - ``classes`` (names in label order), ``train_files`` (training images the loader read),
   ``run_id`` (also in the run's config.json: tells one run directory's records from another's).
@@ -21,8 +24,8 @@ Layout (format 3): a dict whose values all load under ``torch.load(..., weights_
 Extending it: a new setting needs nothing here (a checkpoint without it resumes with the
 setting's default, see ``train.resume``); a new top-level key that code reading this format would
 misread needs ``FORMAT_VERSION + 1``. A key that only a new setting needs can instead be optional,
-read with a default, as ``ema`` and ``mix_rng`` are: a checkpoint without them resumes with
---ema-decay and --mixup/--cutmix at their defaults (off), for which None is right, and code
+read with a default, as ``ema``, ``mix_rng`` and ``tuning`` are: a checkpoint without them resumes
+with --ema-decay, --mixup/--cutmix and --tune at their defaults (off), for which None is right, and code
 without a setting refuses a checkpoint that names it. Where the saved settings need such a key,
 its absence is a layout error.
 """
@@ -54,6 +57,7 @@ RANK_LAYOUT: dict[str, type | tuple[type, ...]] = {"loader": (str, bytes), "rng"
 # saved setting makes them required when it is on.
 OPTIONAL_EMA = "ema"  # top level; --ema-decay
 OPTIONAL_MIX_RNG = "mix_rng"  # per rank; --mixup / --cutmix
+OPTIONAL_TUNING = "tuning"  # top level; --tune
 
 
 class CheckpointError(ValueError):
@@ -173,6 +177,9 @@ def _optional_keys_wrong(payload: dict[str, Any], ranks: list[Any]) -> list[str]
     ema = payload.get(OPTIONAL_EMA)
     if not isinstance(ema, dict | type(None)) or (config.get("ema_decay", 0) and ema is None):
         wrong.append(OPTIONAL_EMA)
+    tuning = payload.get(OPTIONAL_TUNING)
+    if not isinstance(tuning, dict | type(None)) or (config.get("tune") and tuning is None):
+        wrong.append(OPTIONAL_TUNING)
     mixing = bool(config.get("mixup", 0) or config.get("cutmix", 0))
     for rank in ranks:
         state = rank.get(OPTIONAL_MIX_RNG) if isinstance(rank, dict) else None

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from dali_pipelines import DatasetError
+from dali_pipelines._util.pipes import quiet_broken_pipe
 from train.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from train.config import ConfigError, TrainConfig, get_args_parser
 from train.distributed import DistributedError, OtherRankFailedError
@@ -40,6 +41,7 @@ def configure_logging(rank: int) -> None:
         logging.getLogger().setLevel(logging.ERROR)
 
 
+@quiet_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m train`` and the ``dali-train`` script; returns the exit code."""
     rank = launch_rank()

@@ -41,7 +41,10 @@ def default_device() -> str:
 
 
 def absolute_path(text: str) -> str:
-    """A path made absolute, so a resumed run finds the data from any working directory."""
+    """A path made absolute, so a resumed run finds the data from any working directory; a URL
+    (``s3://bucket/prefix``) as it is."""
+    if "://" in text:
+        return text
     return os.path.abspath(os.path.expanduser(text))
 
 
@@ -89,9 +92,21 @@ class TrainConfig:
 
     # --- data: what is read, and how it becomes batches
     data: str | None = setting(
-        None, "data root with train/ and val/ ImageFolder trees (or WebDataset shards)",
-        group="data", resume=FREE, type=absolute_path, metavar="DIR",
+        None, "training data: a split root holding train/ and val/; or one data set (a folder of class "
+        "folders, a label list, WebDataset shards) with --val-split or --val-data; on disk or at "
+        "s3://bucket/prefix (docs/data.md)",
+        group="data", resume=FREE, type=absolute_path, metavar="PATH",
         shown_default="required; with --resume, the checkpoint's")
+    val_data: str | None = setting(
+        None, "validation data of any kind --data takes, labelled by the training classes (matched by name)",
+        group="data", resume=FREE, type=absolute_path, metavar="PATH", shown_default="--data's val/")
+    val_split: float | None = setting(
+        None, "hold out this fraction of each class of --data for validation, chosen from --seed (a resume "
+        "holds out the same images)", group="data", resume=MATCH, type=argtypes.proper_fraction,
+        metavar="FRACTION", shown_default="none")
+    list_root: str | None = setting(
+        None, "the folder the relative paths of a label list (--data, --val-data) start from", group="data",
+        resume=FREE, type=absolute_path, metavar="DIR", shown_default="the list's folder")
     format: str = setting("auto", "data layout; auto detects shards vs folders", group="data",
                           resume=MATCH, choices=("auto", "folder", "wds"))
     on_bad_file: str = setting("error", "a file that fails verification stops the run or is left out",
@@ -103,6 +118,13 @@ class TrainConfig:
     workers: int | None = setting(None, "DALI CPU threads per process", group="data", resume=FREE,
                                   type=argtypes.int_in(1, 1024),
                                   shown_default="gpu 4, cpu 8; at most cores / ranks on the node")
+    tune: bool = setting(False, "before training, pick the DALI threads and prefetch depth (GPU: also the "
+                         "hardware-decoder share and output dtype) by measuring them feeding this run's "
+                         "model on rank 0, or reuse the saved tuning for this machine, data and model; "
+                         "recorded in config.json and the checkpoints, which a resume reuses",
+                         group="data", resume=MATCH, shown_default="off: --workers or the defaults")
+    tune_seconds: float = setting(60.0, "time budget of --tune, model set-up included", group="data",
+                                  resume=FREE, type=argtypes.positive_seconds)
 
     # --- run: how long, where the records go, how often they are written
     device: str = setting(default_device, "gpu: nvJPEG + GPU model; cpu: the same graph on CPU threads",
@@ -197,6 +219,10 @@ class TrainConfig:
         if self.augment_magnitude >= self.augment_magnitude_bins:
             raise ConfigError(f"--augment-magnitude {self.augment_magnitude} must be below "
                               f"--augment-magnitude-bins {self.augment_magnitude_bins}")
+        if self.val_data is not None and self.val_split is not None:
+            raise ConfigError("--val-data and --val-split both name the validation data; pass one of them")
+        if self.tune and self.workers is not None:
+            raise ConfigError("--workers sets the DALI threads and --tune picks them; pass one of them")
         if self.overwrite and self.resume is not None:
             raise ConfigError("--overwrite starts a new run and --resume continues one; pass one of them")
 

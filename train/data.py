@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dali_pipelines import DataSource, ImageFolderData
+from dali_pipelines import DataSource, ImageFolderData, WebDatasetShards
 from dali_pipelines.config import default_cache_dir
 from dali_pipelines.reader_lists import reader_list
-from dali_pipelines.verify import Verdict, judge_data
+from dali_pipelines.verify import Verdict, judge_data, prepare_shards
 from train.config import TrainConfig
 from train.distributed import DistContext, broadcast_from_main, main_process_first
 
@@ -19,8 +19,9 @@ def verified(cfg: TrainConfig, ctx: DistContext, sources: list[DataSource], *,
     pipeline hours into an epoch), once per job: rank 0 runs ``first``, verifies and writes the
     reader lists (``list_seeds``: each source's order, as its loader reads it) while the others
     wait in the set-up group; then every rank applies rank 0's verdicts to its own scan (they go
-    over that group: no shared file system needed) and reads no file. Shards were verified when
-    they were written."""
+    over that group: no shared file system needed) and reads no file. Loose files: bad ones fail
+    or are left out (--on-bad-file). Shards (their images were verified when they were written):
+    each against its recorded checksum, cached, on rank 0."""
     verdicts, clean = None, None
     with main_process_first(ctx):  # a failure on rank 0 is reported once, the others exit quietly
         if ctx.is_main:
@@ -42,7 +43,9 @@ def _applied(source: DataSource, verdict: Verdict | None) -> DataSource:
 
 
 def _verdict(cfg: TrainConfig, data: DataSource) -> Verdict | None:
-    if not isinstance(data, ImageFolderData):
+    """Rank 0's decision on ``data``: a verdict for loose files, None for shards (checked here: a
+    bad shard raises)."""
+    if isinstance(data, WebDatasetShards):
+        prepare_shards(data, cache_dir=default_cache_dir())
         return None
-    return judge_data(data, on_bad_file="skip" if cfg.on_bad_file == "skip" else "error",
-                      cache_dir=default_cache_dir())
+    return judge_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())

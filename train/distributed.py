@@ -128,16 +128,6 @@ def main_process_first(ctx: DistContext) -> Iterator[None]:
     yield
 
 
-def broadcast_from_main(value: Any, ctx: DistContext) -> Any:
-    """Rank 0's ``value`` on every rank (a pickled object, sent over the set-up group: gloo, so it
-    needs no shared file system and waits as long as ``SETUP_TIMEOUT``)."""
-    if not ctx.enabled:
-        return value
-    box = [value if ctx.is_main else None]
-    dist.broadcast_object_list(box, src=0, group=ctx.setup_group)
-    return box[0]
-
-
 def any_rank_during_setup(flag: bool, ctx: DistContext) -> bool:
     """``any_rank`` for set-up, before the loaders and the model exist (the set-up group, CPU)."""
     return _setup_sum(1.0 if flag else 0.0, ctx) > 0 if ctx.enabled else flag
@@ -148,6 +138,16 @@ def _setup_sum(value: float, ctx: DistContext) -> float:
     tensor = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=ctx.setup_group)
     return float(tensor.item())
+
+
+def broadcast_from_main(value: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``value`` on every rank (a pickled object broadcast in the set-up group: gloo, on
+    the CPU, with ``SETUP_TIMEOUT``), for what rank 0 alone decided during set-up."""
+    if not ctx.enabled:
+        return value
+    holder = [value if ctx.is_main else None]
+    dist.broadcast_object_list(holder, src=0, group=ctx.setup_group)
+    return holder[0]
 
 
 def broadcast_buffers(module: torch.nn.Module, ctx: DistContext) -> None:

@@ -11,6 +11,7 @@ from train.checkpoint import (
     FORMAT_VERSION,
     OPTIONAL_EMA,
     OPTIONAL_MIX_RNG,
+    OPTIONAL_TUNING,
     clean_state_dict,
     restore_rng,
     rng_state,
@@ -20,6 +21,7 @@ from train.config import TrainConfig
 from train.distributed import DistContext, gather_to_main
 from train.model import bare_model
 from train.trainer import Progress, Trainer
+from train.tuning import LoaderTuning
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Run:
     run_id: str
     progress: Progress
     out: Path
+    tuning: LoaderTuning | None = None  # --tune: the settings the loaders were built with
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -62,6 +65,7 @@ class Run:
             # Every rank's EMA has the same weights; rank 0's is saved. Its buffers are rank 0's
             # model's; each rank's EMA takes its own model's again whenever it is used.
             OPTIONAL_EMA: trainer.ema.state_dict() if trainer.ema is not None else None,
+            OPTIONAL_TUNING: self.tuning.record() if self.tuning is not None else None,
             "config": self.cfg.to_dict(), "classes": list(self.classes), "train_files": self.train_files,
             "run_id": self.run_id,
         }

@@ -17,9 +17,10 @@ from dali_pipelines import (
     DataSource,
     PipelineConfig,
     make_loader,
-    open_source,
+    open_train_val,
 )
 from dali_pipelines.config import default_num_threads
+from dali_pipelines.sources.s3 import BucketReadError
 from train.checkpoint import estimated_bytes
 from train.config import TrainConfig
 from train.data import verified
@@ -47,6 +48,7 @@ from train.run import Run
 from train.rundir import RunDir
 from train.signals import StoppedBeforeTrainingError, StopRequest
 from train.trainer import EpochResult, Progress, Trainer
+from train.tuning import LoaderTuning, loader_tuning
 
 # --- data ---------------------------------------------------------------------------------------
 
@@ -55,8 +57,7 @@ def pipeline_config(cfg: TrainConfig, ctx: DistContext) -> PipelineConfig:
     """DALI settings for this rank: its shard, its GPU, NHWC on the GPU for channels_last."""
     # The device's default (GPU: few threads leave the training loop its cores), capped at this
     # rank's share of the node's cores.
-    share = max(1, (os.cpu_count() or 1) // max(1, _ranks_on_node(ctx)))
-    threads = cfg.workers or min(default_num_threads(cfg.device), share)
+    threads = cfg.workers or min(default_num_threads(cfg.device), core_share(ctx))
     return PipelineConfig(
         batch_size=cfg.batch_size, num_threads=threads, device=cfg.device, device_id=ctx.local_rank,
         crop_size=cfg.image_size, resize_size=cfg.resize_size, seed=cfg.seed,
@@ -67,9 +68,24 @@ def pipeline_config(cfg: TrainConfig, ctx: DistContext) -> PipelineConfig:
     )
 
 
+def core_share(ctx: DistContext) -> int:
+    """This rank's share of the node's cores: the most DALI threads its loader gets (--tune too)."""
+    return max(1, (os.cpu_count() or 1) // max(1, _ranks_on_node(ctx)))
+
+
 def _ranks_on_node(ctx: DistContext) -> int:
     """Processes sharing this node's cores (torchrun sets LOCAL_WORLD_SIZE)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ctx.enabled else 1
+
+
+def run_data(cfg: TrainConfig) -> tuple[DataSource, DataSource]:
+    """Training and validation sources from --data, --val-data and --val-split, with one class
+    list; every path and class is checked here, before any file is read."""
+    assert cfg.data is not None  # TrainConfig requires it; a resume brings the checkpoint's
+    data = open_train_val(cfg.data, val_data=cfg.val_data, val_split=cfg.val_split, seed=cfg.seed,
+                          fmt=cfg.format, list_root=cfg.list_root)
+    assert data.val is not None  # open_train_val refuses a run without validation data
+    return data.train, data.val
 
 
 # --- set-up -------------------------------------------------------------------------------------
@@ -82,8 +98,7 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     ``run_dir`` is rank 0's claimed --out (None on the other ranks); ``device`` this rank's.
     """
     resume_path = Path(cfg.resume) if cfg.resume else None
-    train_data = open_source(cfg.data, fmt=cfg.format, split="train")
-    val_data = open_source(cfg.data, fmt=cfg.format, split="val")
+    train_data, val_data = run_data(cfg)
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, classes=tuple(train_data.classes))
     room = None if run_dir is None else partial(
@@ -91,7 +106,10 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     train_data, val_data = verified(cfg, ctx, [train_data, val_data], list_seeds=[cfg.seed, None], first=room)
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, train_files=len(train_data))
-    if any_rank_during_setup(stop.requested, ctx):  # Ctrl-C during verification: leave before
+    # After verification (a bad file would stop every loader the search builds), before the loaders.
+    tuning = loader_tuning(cfg, ctx, train_data, payload, base=pipeline_config(cfg, ctx),
+                           cores=core_share(ctx))
+    if any_rank_during_setup(stop.requested, ctx):  # Ctrl-C during verification or tuning: leave before
         # anything is deleted or written (every rank leaves, whichever got the signal)
         raise StoppedBeforeTrainingError(f"stopped by {stop.signal_name or 'a signal on another rank'} "
                                          "before the first step; nothing was changed or saved")
@@ -101,10 +119,10 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     # the loaders' native log lines.
     metrics = MetricsLog(Path(cfg.out), enabled=ctx.is_main,
                          resumed_at=(payload["epoch"], payload["step"]) if payload else None)
-    loaders = _loaders(cfg, ctx, train_data, val_data, payload)
+    loaders = _loaders(cfg, ctx, train_data, val_data, payload, tuning=tuning)
     try:
         return _assemble(cfg, ctx, device=device, stop=stop, payload=payload, metrics=metrics,
-                         loaders=loaders, train_data=train_data)
+                         loaders=loaders, train_data=train_data, tuning=tuning)
     except BaseException:
         for loader in loaders:
             loader.close()
@@ -113,9 +131,13 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
 
 
 def _loaders(cfg: TrainConfig, ctx: DistContext, train_data: DataSource, val_data: DataSource,
-             payload: dict[str, Any] | None) -> tuple[DaliLoader, DaliLoader]:
-    """This rank's train loader (at the checkpoint's position when resuming) and val loader."""
+             payload: dict[str, Any] | None, *,
+             tuning: LoaderTuning | None) -> tuple[DaliLoader, DaliLoader]:
+    """This rank's train loader (at the checkpoint's position when resuming) and val loader, with
+    the tuned settings when --tune is on."""
     pipe_cfg = pipeline_config(cfg, ctx)
+    if tuning is not None:
+        pipe_cfg = tuning.apply(pipe_cfg)
     train_loader = make_loader(train_data, pipe_cfg, train=True,
                                checkpoint=payload["ranks"][ctx.rank]["loader"] if payload else None)
     try:
@@ -127,7 +149,8 @@ def _loaders(cfg: TrainConfig, ctx: DistContext, train_data: DataSource, val_dat
 
 def _assemble(cfg: TrainConfig, ctx: DistContext, *, device: torch.device, stop: StopRequest,
               payload: dict[str, Any] | None, metrics: MetricsLog,
-              loaders: tuple[DaliLoader, DaliLoader], train_data: DataSource) -> Run:
+              loaders: tuple[DaliLoader, DaliLoader], train_data: DataSource,
+              tuning: LoaderTuning | None) -> Run:
     """Model, EMA, optimizer and trainer around the loaders; restored from ``payload`` if given."""
     train_loader, val_loader = loaders
     model = build_model(len(train_data.classes), cfg, device)
@@ -142,7 +165,7 @@ def _assemble(cfg: TrainConfig, ctx: DistContext, *, device: torch.device, stop:
     state = Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
                 classes=tuple(train_data.classes), train_files=len(train_data),
                 run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
-                out=Path(cfg.out))
+                out=Path(cfg.out), tuning=tuning)
     if payload is not None:
         state.restore(payload)
     else:
@@ -183,7 +206,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
         state = setup(cfg, ctx, stop, payload, run_dir, device=device)
         try:
             _announce(state)
-            with training_stream(device):
+            with training_stream(device), resume_hint_on_read_failure(state):
                 return _epochs(state)
         finally:
             state.trainer.metrics.close()
@@ -198,7 +221,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
 @contextmanager
 def training_stream(device: torch.device) -> Iterator[None]:
     """On the GPU, the loop's torch work on a stream of higher priority than DALI's kernels, which
-    share its SMs: the model's kernels go first when both are ready (gain measured in docs/gpu.md).
+    share its SMs: the model's kernels go first when both are ready (gain: docs/gpu.md#training-stream).
     DALI's iterator copies its output on the current stream, so no cross-stream sync is needed."""
     if device.type != "cuda":
         yield
@@ -217,7 +240,8 @@ def _announce(state: Run) -> None:
     cfg.save(state.out / "config.json", run_id=state.run_id, world_size=ctx.world_size,
              global_batch=cfg.batch_size * ctx.world_size, scaled_lr=cfg.scaled_lr(ctx.world_size),
              steps_per_epoch=len(state.train_loader), classes=list(state.classes),
-             train_files=state.train_files, pipeline=state.train_loader.cfg.to_dict())
+             train_files=state.train_files, pipeline=state.train_loader.cfg.to_dict(),
+             tuning=None if state.tuning is None else state.tuning.summary())
     where = f"GPU {torch.cuda.get_device_name(ctx.local_rank)}" if cfg.device == "gpu" else "CPU"
     print(f"device: {cfg.device} ({where}); ranks: {ctx.world_size}; classes: {len(state.classes)}; "
           f"steps/epoch: {len(state.train_loader)}; global batch: {cfg.batch_size * ctx.world_size}; "
@@ -225,6 +249,20 @@ def _announce(state: Run) -> None:
     if cfg.resume:
         p = state.progress
         print(f"resumed from {cfg.resume}: epoch {p.epoch}, step {p.step}", flush=True)
+
+
+@contextmanager
+def resume_hint_on_read_failure(state: Run) -> Iterator[None]:
+    """A bucket that stopped answering mid-run: its one line gains the checkpoint to resume from
+    (saved before the failure, so it is whole) and the command, for when the endpoint is back."""
+    try:
+        yield
+    except BucketReadError as err:
+        last = state.checkpoint_dir / "last.pt"
+        if not last.is_file():
+            raise BucketReadError(f"{err}; no checkpoint was saved yet: run again once it answers") from err
+        raise BucketReadError(f"{err}; the last checkpoint {last} is intact: once the endpoint answers, "
+                              f"resume with: {resume_command(last, state.ctx)}") from err
 
 
 def _epochs(state: Run) -> int:

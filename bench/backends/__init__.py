@@ -6,7 +6,8 @@ says in ``skips`` why it cannot (the sweep records that as skipped); a factory
 [N, 3, 224, 224] and int64 labels [N] on ``spec.device``. To add a workload: declare it in
 ``WORKLOADS`` and give each backend module its version (the agreement tests compare them).
 Backend modules are imported only when a backend is built, so TensorFlow and CUDA stay
-unloaded unless asked for.
+unloaded unless asked for; a backend whose library may be missing names a ``probe``
+(``availability``) that says why it cannot run, and the run leaves it out with that reason.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from bench.backends.availability import spdl_missing, torchcodec_missing
 from bench.measure import Batch
 from dali_pipelines import DataSource
 from dali_pipelines.config import IMAGENET_MEAN, IMAGENET_STD
@@ -65,6 +67,7 @@ class RunSpec:
     device: str = "cpu"
     seed: int = 0
     hw_decoder_load: float | None = None  # dali-gpu only; None keeps the library's default
+    prefetch: int | None = None  # dali-cpu, dali-gpu: DALI's prefetch queue depth; None: the default
 
     def __post_init__(self) -> None:
         if self.workload not in WORKLOADS:
@@ -75,6 +78,8 @@ class RunSpec:
             raise ValueError(f"batch_size and workers must be >= 1; got {self.batch_size}, {self.workers}")
         if self.hw_decoder_load is not None and not 0.0 <= self.hw_decoder_load <= 1.0:
             raise ValueError(f"hw_decoder_load must be in [0, 1]; got {self.hw_decoder_load}")
+        if self.prefetch is not None and self.prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1; got {self.prefetch}")
 
     @property
     def train(self) -> bool:
@@ -103,6 +108,8 @@ class Backend:
     parallelism: str  # what ``RunSpec.workers`` means for it
     description: str
     skips: Mapping[str, str] = dataclasses.field(default_factory=dict)  # workload -> why it cannot run it
+    # device -> why its library cannot run here (not installed, no FFmpeg, a build without nvJPEG)
+    probe: Callable[[str], str | None] | None = None
 
     def factory(self) -> MakeBatches:
         """Import the module and return the factory."""
@@ -120,7 +127,7 @@ class Backend:
             return "needs a CUDA GPU and none is visible"
         if self.gpu_only and device != "gpu":
             return "decodes on the GPU: run with --device gpu"
-        return None
+        return self.probe(device) if self.probe else None
 
 
 # TensorFlow has no RandAugment operator. Keras's RandAugment layer (which ships with it) is another
@@ -146,7 +153,19 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             "NVIDIA's ResNet-50 example graph: mixed decode on --device gpu, CPU otherwise"),
     Backend("torchvision-gpu", "torchvision_gpu", "make_batches", True, False, "file-reading threads",
             "batched decode_jpeg(device='cuda') + transforms.v2 on the GPU"),
+    # Today's alternatives (docs/peers.md): each follows --device, like dali-ref.
+    Backend("spdl", "spdl_pipeline", "make_batches", False, False, "SPDL pipeline threads",
+            "SPDL DataLoader: FFmpeg decode + swscale resize on threads; nvJPEG per image on --device gpu",
+            probe=spdl_missing),
+    Backend("torchcodec", "torchcodec_loader", "make_batches", False, False,
+            "DataLoader worker processes (cpu), file-reading threads (gpu)",
+            "torchcodec decode_jpeg + transforms.v2: DataLoader workers, or batched nvJPEG on --device gpu",
+            probe=torchcodec_missing),
+    Backend("dali-proxy", "dali_proxy", "make_batches", False, False,
+            "DALI threads, behind DataLoader workers that only name the files",
+            "this project's graphs in a DALI server, fed by a DataLoader through DALI's proxy"),
 )}
+PEERS = ("spdl", "torchcodec", "dali-proxy")  # compared with this project's graph on the same device
 DALI_BACKENDS = ("dali-cpu", "dali-gpu")  # this project's graphs, compared with dali-ref
 REFERENCE = "dali-ref"
 

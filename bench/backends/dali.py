@@ -24,26 +24,32 @@ from dali_pipelines.readers import read_encoded
 
 @pipeline_def(enable_checkpointing=True)
 def resize_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, DataNode]:
-    """Read -> decode -> resize to crop_size x crop_size (aspect not kept) -> float [0, 1].
+    """Read -> ``resize_images``."""
+    jpegs, labels = read_encoded(source, cfg, train=False)
+    return resize_images(jpegs, cfg), labels_out(labels, cfg)
+
+
+def resize_images(jpegs: DataNode, cfg: PipelineConfig) -> DataNode:
+    """Encoded JPEGs -> decode -> resize to crop_size x crop_size (aspect not kept) -> float [0, 1].
 
     The simplest loaders' work, for like-for-like benchmarks: no crop, no normalize.
     """
-    jpegs, labels = read_encoded(source, cfg, train=False)
     images = fn.decoders.image(jpegs, **decoder_args(cfg))
     images = resize_square(images, cfg.crop_size)
-    images = fn.crop_mirror_normalize(
+    return fn.crop_mirror_normalize(
         images,
         mean=[0.0, 0.0, 0.0],
         std=[255.0, 255.0, 255.0],  # x / 255: float in [0, 1]
         dtype=DALI_DTYPES[cfg.dtype],
         output_layout=DALI_LAYOUTS[cfg.layout],
     )
-    return images, labels_out(labels, cfg)
 
 
 def config_for(spec: RunSpec, device: str) -> PipelineConfig:
     """The PipelineConfig that does ``spec``'s work with ``spec.workers`` DALI threads."""
     extra: dict = {} if spec.hw_decoder_load is None else {"hw_decoder_load": spec.hw_decoder_load}
+    if spec.prefetch is not None:
+        extra["prefetch_queue_depth"] = spec.prefetch
     if spec.workload == "train-aug":
         extra.update(augment="randaugment", augment_ops=RANDAUGMENT_OPS,
                      augment_magnitude=RANDAUGMENT_MAGNITUDE, augment_magnitude_bins=RANDAUGMENT_BINS)

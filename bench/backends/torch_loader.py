@@ -42,7 +42,9 @@ class LabeledImages(Dataset):
         return self.transform(self.load(path)), label
 
 
-def _loader(dataset: Dataset, spec: RunSpec) -> DataLoader:
+def data_loader(dataset: Dataset, spec: RunSpec) -> DataLoader:
+    """The DataLoader every DataLoader backend uses: ``spec.workers`` forked processes, pinned memory
+    when batches go to the GPU, persistent workers, seeded shuffling for the train workloads."""
     generator = torch.Generator().manual_seed(spec.seed)
     return DataLoader(
         dataset,
@@ -65,10 +67,10 @@ def _loader(dataset: Dataset, spec: RunSpec) -> DataLoader:
 def make_batches_pil(data: ImageFolderData, spec: RunSpec) -> Iterable[Batch]:
     """``torch-pil``: DataLoader with ``spec.workers`` processes decoding with PIL."""
     dataset = LabeledImages(data, load_pil, pil_transform(spec.workload))
-    return ToDevice(_loader(dataset, spec), spec)
+    return ToDevice(data_loader(dataset, spec), spec)
 
 
 def make_batches_tv(data: ImageFolderData, spec: RunSpec) -> Iterable[Batch]:
     """``torch-tv``: DataLoader with ``spec.workers`` processes, decode_jpeg + transforms.v2."""
     dataset = LabeledImages(data, decode_jpeg_file, tensor_transform(spec.workload))
-    return ToDevice(_loader(dataset, spec), spec)
+    return ToDevice(data_loader(dataset, spec), spec)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -27,6 +27,13 @@ from bench.measure import Batch
 from dali_pipelines import ImageFolderData
 
 PREFETCH_BATCHES = 2  # batches whose files are being read while the current one is decoded
+# encoded 1-D uint8 CPU tensors, device -> decoded uint8 CHW RGB tensors on that device
+BatchDecode = Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]
+
+
+def decode_jpegs_torchvision(encoded: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """One batched ``torchvision.io.decode_jpeg`` call (nvJPEG on CUDA, libjpeg-turbo on the CPU)."""
+    return torchvision.io.decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
 
 
 def read_bytes(path: str) -> torch.Tensor:
@@ -36,10 +43,13 @@ def read_bytes(path: str) -> torch.Tensor:
 
 
 class GpuDecodedBatches:
-    """One pass per ``iter()``: file bytes read ahead by threads, nvJPEG batch decode, GPU transforms."""
+    """One pass per ``iter()``: file bytes read ahead by threads, one batched decode (``decode``: nvJPEG
+    through torchvision by default), the workload's transforms on the decoded tensors' device."""
 
-    def __init__(self, data: ImageFolderData, spec: RunSpec) -> None:
+    def __init__(self, data: ImageFolderData, spec: RunSpec,
+                 decode: BatchDecode = decode_jpegs_torchvision) -> None:
         self.samples = data.samples
+        self.decode = decode
         self.spec = spec
         self.device = spec.torch_device
         self.transform = tensor_transform(spec.workload)
@@ -74,7 +84,7 @@ class GpuDecodedBatches:
     def _decode(self, reads: list[Future], labels: torch.Tensor) -> Batch:
         encoded = [read.result() for read in reads]
         # One batched nvJPEG call; returns before the GPU finishes (the meter synchronizes).
-        decoded = torchvision.io.decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)
+        decoded = self.decode(encoded, self.device)
         images = torch.stack([self.transform(image) for image in decoded])
         return images, labels.to(self.device, non_blocking=True)
 

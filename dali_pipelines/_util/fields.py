@@ -58,6 +58,16 @@ def integer_in(low: Bound, high: Bound) -> Check:
     return check
 
 
+def or_word(word: str, check: Check) -> Check:
+    """The string ``word`` (a value to be resolved later, such as "auto"), or a value ``check`` accepts."""
+    def accepts(value: Any, owner: Any) -> str | None:
+        if value == word and isinstance(value, str):
+            return None
+        problem = check(value, owner)
+        return None if problem is None else problem.replace("must be ", f"must be {word!r} or ", 1)
+    return accepts
+
+
 def number_in(low: float, high: float) -> Check:
     """An int or float (not a bool) in ``[low, high]``."""
     def check(value: Any, owner: Any) -> str | None:

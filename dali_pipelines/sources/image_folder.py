@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dali_pipelines._util.atomic import atomic_write
 from dali_pipelines.errors import DatasetError
-from dali_pipelines.sources.splits import split_folders
 
 _logger = logging.getLogger(__name__)
 
 # Same extensions as torchvision.datasets.folder.IMG_EXTENSIONS, all decodable by DALI, so a
 # scan lists exactly the files ImageFolder would.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Label lists name classes by index: one far above any real class count is a typo, and would make
+# a class list of that length.
+MAX_CLASSES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,28 @@ class ImageFolderData:
         )
 
 
+class NoClassFoldersError(DatasetError):
+    """A folder given as an ImageFolder root holds no class folders; ``with_hint`` adds the fix
+    in the caller's words (which flag, which other kinds of data it takes)."""
+
+    def __init__(self, root: Path, hint: str = "") -> None:
+        self.root = root
+        loose = _count_loose_images(root)
+        found = f" (its {loose} image file{'s lie' if loose > 1 else ' lies'} directly in it, unlabelled)" \
+            if loose else ""
+        super().__init__(f"{root} has no class folders; expected {root}/<class>/<image>.jpg{found}"
+                         f"{'; ' + hint if hint else ''}")
+
+    def with_hint(self, hint: str) -> NoClassFoldersError:
+        """The same error with the caller's fix appended."""
+        return NoClassFoldersError(self.root, hint)
+
+
+def _count_loose_images(root: Path) -> int:
+    with os.scandir(root) as entries:
+        return sum(1 for entry in entries if entry.name.lower().endswith(IMG_EXTENSIONS))
+
+
 def find_classes(root: str | os.PathLike[str]) -> tuple[str, ...]:
     """Class folder names sorted as torchvision's ``find_classes`` sorts them."""
     root = Path(root)
@@ -57,23 +82,27 @@ def find_classes(root: str | os.PathLike[str]) -> tuple[str, ...]:
         raise DatasetError(f"data root {root} does not exist; pass a folder with one sub-folder per class")
     if not root.is_dir():
         raise DatasetError(f"data root {root} is not a folder; pass a folder with one sub-folder per class")
-    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    with os.scandir(root) as entries:
+        classes = sorted(entry.name for entry in entries if entry.is_dir())
     if not classes:
-        raise DatasetError(
-            f"data root {root} has no class folders; expected {root}/<class>/<image>.jpg "
-            "(for a split data set pass its train/ or val/ folder)"
-        )
+        raise NoClassFoldersError(root)
     return tuple(classes)
 
 
 def scan_image_folder(root: str | os.PathLike[str]) -> ImageFolderData:
-    """List every image under ``root/<class>/`` with labels in ImageFolder's class order."""
+    """List every image under ``root/<class>/`` with labels in ImageFolder's class order.
+
+    Folders are walked through symbolic links, each folder once (a link back up the tree is
+    not followed again), and only regular files are listed: a FIFO, socket or device with an
+    image name would block the first reader forever, so it is left out with a warning.
+    """
     root = Path(root).expanduser().resolve()
     classes = find_classes(root)
     files: list[str] = []
     labels: list[int] = []
+    skipped = _Skipped()
     for label, name in enumerate(classes):
-        class_files = _images_under(root / name)
+        class_files = _images_under(root / name, skipped)
         if not class_files:
             raise DatasetError(
                 f"class folder {root / name} has no image files ({', '.join(IMG_EXTENSIONS)}); "
@@ -81,78 +110,127 @@ def scan_image_folder(root: str | os.PathLike[str]) -> ImageFolderData:
             )
         files.extend(class_files)
         labels.extend([label] * len(class_files))
+    skipped.warn(root)
     _logger.info("scanned %s: %d images in %d classes", root, len(files), len(classes))
     return ImageFolderData(root=root, files=tuple(files), labels=tuple(labels), classes=classes)
 
 
-def _images_under(class_dir: Path) -> list[str]:
-    """Image paths under one class folder, walked and sorted as torchvision walks them."""
-    found = []
-    for dirpath, _, filenames in sorted(os.walk(class_dir, followlinks=True)):
-        for name in sorted(filenames):
-            if name.lower().endswith(IMG_EXTENSIONS):
-                found.append(os.path.join(dirpath, name))
-    return found
+@dataclass
+class _Skipped:
+    """What a scan left out: image-named entries that are no regular file, and repeated folders."""
+
+    special: list[str] = field(default_factory=list)
+    repeated: list[tuple[str, str]] = field(default_factory=list)  # (link, the folder it leads to)
+
+    def warn(self, root: Path) -> None:
+        """One warning per kind, naming the first few."""
+        if self.special:
+            _logger.warning("%s: left out %d image-named entr%s that %s no regular file (a FIFO, socket or "
+                            "device would block a reader forever): %s", root, len(self.special),
+                            "y" if len(self.special) == 1 else "ies",
+                            "is" if len(self.special) == 1 else "are", _first(self.special))
+        if self.repeated:
+            named = [f"{link} -> {target}" for link, target in self.repeated]
+            _logger.warning("%s: %d folder link%s lead%s to a folder already listed, not followed again "
+                            "(a link loop would list every image many times): %s", root, len(named),
+                            "" if len(named) == 1 else "s", "s" if len(named) == 1 else "", _first(named))
 
 
-def write_file_list(data: ImageFolderData, path: str | os.PathLike[str]) -> Path:
+def _first(names: Sequence[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _images_under(class_dir: Path, skipped: _Skipped) -> list[str]:
+    """Image paths under one class folder, in torchvision's order (``sorted(os.walk(...))``, file
+    names sorted), each folder visited once by (st_dev, st_ino), regular files only."""
+    listed: list[tuple[str, list[str]]] = []
+    first_path: dict[tuple[int, int], str] = {}
+    pending = [str(class_dir)]  # a heap: the smallest path first, so which path of a folder counts is stable
+    while pending:
+        folder = heapq.heappop(pending)
+        try:
+            st = os.stat(folder)
+            with os.scandir(folder) as found:
+                entries = list(found)
+        except OSError as err:  # as os.walk does: an unreadable folder is left out
+            _logger.warning("cannot list %s (%s); its images are left out", folder, err.strerror)
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in first_path:
+            skipped.repeated.append((folder, first_path[key]))
+            continue
+        first_path[key] = folder
+        names = []
+        for entry in entries:
+            if _is_dir(entry):
+                heapq.heappush(pending, entry.path)
+            elif entry.name.lower().endswith(IMG_EXTENSIONS):
+                if _is_special(entry):
+                    skipped.special.append(entry.path)
+                else:
+                    names.append(entry.name)
+        listed.append((folder, names))
+    return [os.path.join(folder, name) for folder, names in sorted(listed) for name in sorted(names)]
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows links, as os.walk(followlinks=True) does
+    except OSError:
+        return False
+
+
+def _is_special(entry: os.DirEntry[str]) -> bool:
+    """True for a FIFO, socket or device (also behind a link). ``is_file`` costs no system call
+    for a plain entry; a dangling link stays listed, so that verification names it as missing."""
+    if entry.is_file():
+        return False
+    try:
+        entry.stat()
+    except OSError:
+        return False
+    return True
+
+
+def write_file_list(data: ImageFolderData, path: str | os.PathLike[str],
+                    file_root: str | None = None) -> Path:
     """Write a DALI ``file_list`` ("<path> <label>" per line); returns its path.
 
     Paths are relative to the list's own folder, as DALI reads them when no ``file_root`` is
     given: ``fn.readers.file(file_list=path)``. The list survives moving it with the data.
+    With ``file_root`` (a bucket's ``s3://`` prefix: DALI would put the list's folder before a
+    URL) they are relative to it, for ``fn.readers.file(file_list=path, file_root=file_root)``.
     """
     path = Path(path)
     folder = path.parent.resolve()  # the data paths are resolved too, so ".." steps are physical
+    prefix = None if file_root is None else file_root.rstrip("/") + "/"
     with atomic_write(path, encoding="utf-8") as handle:
-        handle.writelines(f"{os.path.relpath(f, folder)} {label}\n" for f, label in data.samples)
+        handle.writelines(f"{f.removeprefix(prefix) if prefix else os.path.relpath(f, folder)} {label}\n"
+                          for f, label in data.samples)
     return path
 
 
 def read_file_list(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
                    classes: Sequence[str] | None = None) -> ImageFolderData:
-    """Read a DALI file list; paths resolve against ``root`` (DALI's ``file_root``), by default
-    the list's own folder, as DALI resolves them."""
+    """Read a DALI file list; paths are joined to ``root`` (DALI's ``file_root``), by default
+    the list's own folder, as DALI joins them."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"file list {path} does not exist")
-    base = Path(root) if root is not None else path.parent
+    base = (Path(root) if root is not None else path.parent).resolve()  # once, not per file
     files, labels = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         name, _, label = line.rstrip().rpartition(" ")
-        if not name or not label.isdigit():
+        if not name or not (label.isascii() and label.isdigit()):
             raise DatasetError(f"{path}:{number}: expected '<path> <integer label>', got {line!r}")
-        files.append(str((base / name).resolve()))
+        if int(label) >= MAX_CLASSES:
+            raise DatasetError(f"{path}:{number}: label {label} is above {MAX_CLASSES - 1}; labels are "
+                               "class indices from 0")
+        files.append(os.path.normpath(os.path.join(base, name)))
         labels.append(int(label))
     if not files:
         raise DatasetError(f"file list {path} is empty")
     names = tuple(classes) if classes is not None else tuple(str(i) for i in range(max(labels) + 1))
-    return ImageFolderData(root=base.resolve(), files=tuple(files), labels=tuple(labels),
-                           classes=names)
-
-
-def image_sets(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
-               ) -> dict[str, ImageFolderData]:
-    """The labelled image sets ``path`` names, by split ("" for one set), all listed before returning.
-
-    An ImageFolder root; a split root (``train/``, ``val/``...: each split); a DALI file list
-    (``root`` as in ``read_file_list``); or a single image (an image extension, or binary content).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path} does not exist; pass an ImageFolder root, a file list or an image")
-    if path.is_file() and path.suffix.lower() not in IMG_EXTENSIONS:
-        try:
-            return {"": read_file_list(path, root=root)}
-        except UnicodeDecodeError:
-            pass  # binary content: an image under another name
-    if root is not None:
-        raise DatasetError(f"a root (--root) applies to file lists only; {path} is not one, drop it")
-    if path.is_file():
-        path = path.absolute()
-        return {"": ImageFolderData(root=path.parent, files=(str(path),), labels=(0,), classes=("",))}
-    splits = split_folders(path)
-    if not splits:
-        return {"": scan_image_folder(path)}
-    return {name: scan_image_folder(folder) for name, folder in splits.items()}
+    return ImageFolderData(root=base, files=tuple(files), labels=tuple(labels), classes=names)

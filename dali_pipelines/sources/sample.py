@@ -9,8 +9,10 @@ files, so decoders meet the variety of a real data set.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import random
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,25 +83,45 @@ def random_style(rng: random.Random) -> JpegStyle:
                      progressive=rng.random() < 1 / 6)
 
 
-def random_view(photo: Image.Image, rng: random.Random) -> Image.Image:
-    """A random crop (30-100% of the area, aspect 3/4-4/3), maybe flipped, resized so the
-    shorter side is 300-500 px, with a mild brightness change."""
-    width, height = photo.size
+@dataclass(frozen=True)
+class View:
+    """Where one sample is cut from its photograph and how it is changed."""
+
+    box: tuple[int, int, int, int]  # left, top, right, bottom
+    flip: bool
+    size: tuple[int, int]  # after the resize
+    gain: float  # brightness factor
+
+
+def random_view_of(size: tuple[int, int], rng: random.Random) -> View:
+    """A random crop of a ``size`` photograph (30-100% of the area, aspect 3/4-4/3), maybe
+    flipped, resized so the shorter side is 300-500 px, with a mild brightness change."""
+    width, height = size
     area = width * height * rng.uniform(0.3, 1.0)
     aspect = rng.uniform(3 / 4, 4 / 3)
     crop_w = min(width, round((area * aspect) ** 0.5))
     crop_h = min(height, round((area / aspect) ** 0.5))
     left = rng.randint(0, width - crop_w)
     top = rng.randint(0, height - crop_h)
-    view = photo.crop((left, top, left + crop_w, top + crop_h))
-    if rng.random() < 0.5:
-        view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    flip = rng.random() < 0.5
     shorter = rng.randint(300, 500)
     scale = shorter / min(crop_w, crop_h)
-    view = view.resize((max(1, round(crop_w * scale)), max(1, round(crop_h * scale))),
-                       Image.Resampling.BICUBIC)
-    gain = rng.uniform(0.8, 1.2)
-    return Image.fromarray(np.clip(np.asarray(view, dtype=np.float32) * gain, 0, 255).astype(np.uint8))
+    resized = (max(1, round(crop_w * scale)), max(1, round(crop_h * scale)))
+    return View((left, top, left + crop_w, top + crop_h), flip, resized, rng.uniform(0.8, 1.2))
+
+
+def render_view(photo: Image.Image, view: View) -> Image.Image:
+    """``view`` of ``photo``: cropped, flipped, resized (bicubic), brightness scaled."""
+    image = photo.crop(view.box)
+    if view.flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    image = image.resize(view.size, Image.Resampling.BICUBIC)
+    return Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) * view.gain, 0, 255).astype(np.uint8))
+
+
+def random_view(photo: Image.Image, rng: random.Random) -> Image.Image:
+    """A random view of ``photo`` (``random_view_of``), rendered."""
+    return render_view(photo, random_view_of(photo.size, rng))
 
 
 def save_jpeg(image: Image.Image, path: Path, style: JpegStyle) -> None:
@@ -110,29 +132,77 @@ def save_jpeg(image: Image.Image, path: Path, style: JpegStyle) -> None:
     image.save(path, format="JPEG", **kwargs)
 
 
-def make_sample_dataset(out: str | os.PathLike[str], images: int = 2000, *,
-                        val_fraction: float = 0.2, seed: int = 0) -> Path:
-    """Write ``out/train`` and ``out/val`` ImageFolder trees with ``images`` JPEGs in total.
+@dataclass(frozen=True)
+class _Sample:
+    """One file of the sample set: everything drawn at random, decided before any is written."""
 
-    Deterministic for a given ``seed``. Refuses a non-empty ``out`` to avoid mixing sets.
+    path: Path
+    name: str  # class
+    photo: int  # index into the class's photographs
+    view: View
+    style: JpegStyle
+
+
+def _draw_samples(out: Path, images: int, val_fraction: float, seed: int,
+                  photos: dict[str, list[Image.Image]]) -> list[_Sample]:
+    """Every file's draws from one generator, in file order (so the set is the same however
+    many processes write it)."""
+    rng = random.Random(seed)
+    classes = sorted(photos)
+    samples = []
+    for index in range(images):
+        name = classes[index % len(classes)]
+        per_class = index // len(classes)
+        split = "val" if (per_class % round(1 / val_fraction)) == 0 else "train"
+        photo = rng.choice(range(len(photos[name])))  # the same draw as choice(photos[name])
+        view = random_view_of(photos[name][photo].size, rng)
+        samples.append(_Sample(out / split / name / f"{name}_{per_class:05d}.jpg", name, photo, view,
+                               random_style(rng)))
+    return samples
+
+
+_PHOTOS: dict[str, list[Image.Image]] = {}  # a writer process's photographs (inherited at fork)
+
+
+def _use_photos(photos: dict[str, list[Image.Image]]) -> None:
+    _PHOTOS.update(photos)
+
+
+def _write(sample: _Sample) -> None:
+    save_jpeg(render_view(_PHOTOS[sample.name][sample.photo], sample.view), sample.path, sample.style)
+
+
+def make_sample_dataset(out: str | os.PathLike[str], images: int = 2000, *,
+                        val_fraction: float = 0.2, seed: int = 0, workers: int = 1) -> Path:
+    """Write ``out/train`` and ``out/val`` ImageFolder trees with ``images`` JPEGs in total,
+    encoded by ``workers`` processes (forked; 1: this process).
+
+    Deterministic for a given ``seed``, whatever ``workers``. Refuses a non-empty ``out`` to
+    avoid mixing sets.
     """
     if images < 2 * len(SOURCE_PHOTOS):
         raise ValueError(f"images must be at least {2 * len(SOURCE_PHOTOS)} (two per class), got {images}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out} exists and is not empty; pick a new folder or delete it")
-    rng = random.Random(seed)
     photos = load_photos()
-    classes = sorted(photos)
-    for index in range(images):
-        name = classes[index % len(classes)]
-        per_class = index // len(classes)
-        split = "val" if (per_class % round(1 / val_fraction)) == 0 else "train"
-        folder = out / split / name
+    samples = _draw_samples(out, images, val_fraction, seed, photos)
+    for folder in sorted({sample.path.parent for sample in samples}):
         folder.mkdir(parents=True, exist_ok=True)
-        view = random_view(rng.choice(photos[name]), rng)
-        save_jpeg(view, folder / f"{name}_{per_class:05d}.jpg", random_style(rng))
-    _logger.info("wrote %d JPEGs in %d classes to %s", images, len(classes), out)
+    if workers == 1:
+        _use_photos(photos)
+        for sample in samples:
+            _write(sample)
+    else:
+        # Forked: the writers inherit the decoded photographs instead of receiving copies.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_use_photos,
+                                 initargs=(photos,)) as pool:
+            for _ in pool.map(_write, samples, chunksize=max(1, len(samples) // (8 * workers))):
+                pass
+    _logger.info("wrote %d JPEGs in %d classes to %s", images, len(photos), out)
     return out

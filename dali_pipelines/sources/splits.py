@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from dali_pipelines.errors import DatasetError
@@ -18,10 +19,14 @@ def split_folders(root: str | os.PathLike[str]) -> dict[str, Path]:
     Strict on purpose: an ImageFolder with a class called ``test`` stays one data set, and a
     data root holding other folders beside its splits is never read as a split root by halves.
     """
-    subfolders = _visible_subfolders(Path(root))
-    if not subfolders or not subfolders <= set(SPLITS):
-        return {}
-    return {name: Path(root) / name for name in SPLITS if name in subfolders}
+    return {name: Path(root) / name for name in splits_among(_visible_subfolders(Path(root)))}
+
+
+def splits_among(subfolders: Iterable[str]) -> list[str]:
+    """The split names, in ``SPLITS`` order, when every one of ``subfolders`` (the visible folders of
+    a data root, local or in a bucket) is a split; [] otherwise."""
+    names = set(subfolders)
+    return [name for name in SPLITS if name in names] if names and names <= set(SPLITS) else []
 
 
 def split_folder(root: str | os.PathLike[str], split: str) -> Path:

@@ -5,7 +5,10 @@ shards of ``images_per_shard``. DALI's webdataset reader reads each tar sequenti
 shuffles within a buffer (and the tar order per epoch), so a class-sorted tar would give
 one-class batches; the global shuffle at conversion time is what mixes classes.
 
-Resuming: ``convert.json`` pins the plan (source list, seed, shard size). Each finished shard
+Capped resolution (``max_side``): images whose longer side exceeds it are re-encoded smaller
+(``capped``); the cap and the JPEG quality are part of the plan and of every record.
+
+Resuming: ``convert.json`` pins the plan (source list, seed, shard size, cap). Each finished shard
 gets a ``shard-NNNNNN.json`` record (bytes, sha256), written after the .tar and .idx are
 renamed into place; on a rerun, shards whose record matches (size and checksum re-checked)
 are kept and any other shard is rewritten from scratch.
@@ -19,7 +22,8 @@ import logging
 import os
 import random
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -28,7 +32,9 @@ from tqdm import tqdm
 
 from dali_pipelines._util.atomic import atomic_write, write_json_atomic
 from dali_pipelines.errors import DatasetError
-from dali_pipelines.sources.image_folder import ImageFolderData, scan_image_folder
+from dali_pipelines.sources.capped import CAPPED_EXT, DEFAULT_QUALITY, ResolutionCap, capped_image
+from dali_pipelines.sources.image_folder import ImageFolderData, NoClassFoldersError, scan_image_folder
+from dali_pipelines.sources.opening import labelled_sets
 from dali_pipelines.sources.splits import split_folders
 from dali_pipelines.sources.webdataset import (
     CLASSES_NAME,
@@ -37,6 +43,7 @@ from dali_pipelines.sources.webdataset import (
     MANIFEST_NAME,
     PROGRESS_NAME,
     WebDatasetShards,
+    file_sha256,
     index_line,
     open_shards,
     read_index,
@@ -50,6 +57,7 @@ _logger = logging.getLogger(__name__)
 DEFAULT_IMAGES_PER_SHARD = 1000  # ~110 MB per tar for ImageNet-sized JPEGs (WebDataset suggests 100 MB-1 GB)
 _VERIFY_CACHE = ".verify-cache"
 _KEY_DIGITS = 9  # zero-padded sample number; keys carry no dots (the reader splits names at the first dot)
+_ENCODE_BATCH = 64  # images re-encoded at once (Pillow releases the GIL): bounds the memory held
 
 
 @dataclass(frozen=True)
@@ -67,20 +75,36 @@ class _Shard:
 
 def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                          images_per_shard: int = DEFAULT_IMAGES_PER_SHARD, seed: int | None = 0,
-                         deep_verify: bool = False, progress: bool = True) -> WebDatasetShards:
+                         deep_verify: bool = False, progress: bool = True, max_side: int | None = None,
+                         quality: int | None = None) -> WebDatasetShards:
     """Write ``src_root`` (an ImageFolder) as tar shards + DALI indexes in ``out_dir``; resumable.
 
     Files failing the verify checks are left out (and logged). ``seed=None`` keeps ImageFolder
-    order (class-sorted: only sensible for evaluation data). Rerunning with the same arguments
-    after an interruption keeps the finished shards and writes the rest.
+    order (class-sorted: only sensible for evaluation data). ``max_side``: images whose longer
+    side exceeds it are re-encoded to that size as JPEG at ``quality`` (default 90). Rerunning
+    with the same arguments after an interruption keeps the finished shards and writes the rest.
     """
+    _check_out(Path(out_dir).expanduser().resolve(), images_per_shard, seed,  # before the scan
+               resolution_cap(max_side, quality))
+    return convert_source(scan_image_folder(Path(src_root).expanduser()), out_dir,
+                          images_per_shard=images_per_shard, seed=seed, deep_verify=deep_verify,
+                          progress=progress, max_side=max_side, quality=quality)
+
+
+def convert_source(source: ImageFolderData, out_dir: str | os.PathLike[str], *,
+                   images_per_shard: int = DEFAULT_IMAGES_PER_SHARD, seed: int | None = 0,
+                   deep_verify: bool = False, progress: bool = True, max_side: int | None = None,
+                   quality: int | None = None) -> WebDatasetShards:
+    """Write the files of ``source`` (a scanned folder, a label list, one part of a split) as
+    shards in ``out_dir``, labelled by its class list; as ``convert_image_folder`` otherwise."""
     if images_per_shard < 1:
         raise ValueError(f"images_per_shard must be >= 1, got {images_per_shard}")
-    src, out = Path(src_root).expanduser().resolve(), Path(out_dir).expanduser().resolve()
-    _check_out(out, images_per_shard, seed)  # before verifying: that writes out/.verify-cache
-    data = _verified(scan_image_folder(src), out, deep=deep_verify)
+    cap = resolution_cap(max_side, quality)
+    out = Path(out_dir).expanduser().resolve()
+    _check_out(out, images_per_shard, seed, cap)  # before verifying: that writes out/.verify-cache
+    data = _verified(source, out, deep=deep_verify)
     shards = _plan(data, images_per_shard, seed)
-    plan = _plan_record(data, shards, images_per_shard, seed)
+    plan = _plan_record(data, shards, images_per_shard, seed, cap)
     _claim(out, plan)
     write_json_atomic(out / CLASSES_NAME, list(data.classes))
     records = []
@@ -88,7 +112,7 @@ def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.Pat
         for shard in shards:
             record = _finished_record(out, shard, plan["plan_id"])
             if record is None:
-                record = _write_shard(out, shard, data.root, plan["plan_id"])
+                record = _write_shard(out, shard, data.root, plan["plan_id"], cap)
             else:
                 _logger.debug("kept %s (verified)", shard.stem)
             records.append({k: record[k] for k in ("tar", "index", "samples", "bytes", "sha256")})
@@ -99,25 +123,57 @@ def convert_image_folder(src_root: str | os.PathLike[str], out_dir: str | os.Pat
     return open_shards(out)
 
 
+def resolution_cap(max_side: int | None, quality: int | None) -> ResolutionCap | None:
+    """The cap ``max_side`` and ``quality`` ask for (None: images are stored as they are)."""
+    if max_side is None:
+        if quality is not None:
+            raise ValueError("quality sets how images over max_side are re-encoded; give max_side too")
+        return None
+    return ResolutionCap(max_side, DEFAULT_QUALITY if quality is None else quality)
+
+
 def convert_dataset(src_root: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                     images_per_shard: int = DEFAULT_IMAGES_PER_SHARD, seed: int | None = 0,
-                    deep_verify: bool = False, progress: bool = True) -> dict[str, WebDatasetShards]:
-    """Convert an ImageFolder, or a split root (``train/``, ``val/``...) into ``out_dir/<split>``.
+                    deep_verify: bool = False, progress: bool = True, val_split: float | None = None,
+                    list_root: str | os.PathLike[str] | None = None, max_side: int | None = None,
+                    quality: int | None = None) -> dict[str, WebDatasetShards]:
+    """Convert an ImageFolder or a label list, or a split root (``train/``, ``val/``...) into
+    ``out_dir/<split>``, every split labelled by train/'s class list.
 
-    Returns the shards by split name ("" for a single ImageFolder). Every output folder is
-    checked before any split is converted. Options as in ``convert_image_folder``.
+    ``val_split`` holds out that fraction of each class (``split_source``, from ``seed``, 0 when
+    ``seed`` is None) and writes ``train/`` and ``val/``. Returns the shards by split name ("" for
+    one data set). Every output folder is checked before any split is converted. Other options
+    as in ``convert_image_folder``.
     """
     src, out = Path(src_root).expanduser(), Path(out_dir).expanduser()
-    splits = split_folders(src)
+    cap = resolution_cap(max_side, quality)
+    names = _split_names(src, val_split)
+    if names:  # every output folder checked before the scan
+        _check_split_out(out, names)
+        for name in names:
+            _check_out(out / name, images_per_shard, seed, cap)
+    else:
+        _check_out(out.resolve(), images_per_shard, seed, cap)
+    try:
+        sets = labelled_sets(src, list_root=list_root, val_split=val_split, seed=seed or 0)
+    except NoClassFoldersError as err:
+        raise err.with_hint("to-shards needs labelled images: a folder of class folders, a split root "
+                            "or a label list (.csv, .tsv, or a DALI file list)") from None
     options: dict[str, Any] = {"images_per_shard": images_per_shard, "seed": seed,
-                               "deep_verify": deep_verify, "progress": progress}
-    if not splits:
-        return {"": convert_image_folder(src, out, **options)}
-    _check_split_out(out, list(splits))
-    for name in splits:
-        _check_out(out / name, images_per_shard, seed)
-    _logger.info("%s is a split data set (%s): converting each split", src, ", ".join(splits))
-    return {name: convert_image_folder(folder, out / name, **options) for name, folder in splits.items()}
+                               "deep_verify": deep_verify, "progress": progress, "max_side": max_side,
+                               "quality": quality}
+    if list(sets) == [""]:
+        return {"": convert_source(sets[""], out, **options)}
+    _logger.info("%s: converting each split (%s)", src, ", ".join(sets))
+    return {name: convert_source(data, out / name, **options) for name, data in sets.items()}
+
+
+def _split_names(src: Path, val_split: float | None) -> list[str]:
+    """The split folders a conversion of ``src`` writes (none for one data set)."""
+    found = list(split_folders(src)) if src.is_dir() else []
+    if val_split is None:
+        return found
+    return ["train", "val", *[name for name in found if name not in ("train", "val")]]
 
 
 def _check_split_out(out: Path, splits: Sequence[str]) -> None:
@@ -151,7 +207,7 @@ def _plan(data: ImageFolderData, images_per_shard: int, seed: int | None) -> lis
 
 
 def _plan_record(data: ImageFolderData, shards: Sequence[_Shard], images_per_shard: int,
-                 seed: int | None) -> dict[str, Any]:
+                 seed: int | None, cap: ResolutionCap | None) -> dict[str, Any]:
     """What pins a conversion: resuming is only allowed into a folder with the same plan_id."""
     digest = hashlib.sha256()
     for shard in shards:
@@ -159,7 +215,7 @@ def _plan_record(data: ImageFolderData, shards: Sequence[_Shard], images_per_sha
             digest.update(f"{os.path.relpath(path, data.root)}\t{label}\n".encode())
     plan = {"format": MANIFEST_FORMAT, "images_per_shard": images_per_shard, "seed": seed,
             "num_samples": len(data), "num_shards": len(shards), "classes": list(data.classes),
-            "sources_sha256": digest.hexdigest()}
+            "sources_sha256": digest.hexdigest(), **(cap.record() if cap else {})}
     # The source's absolute path is recorded but not pinned: a moved source may still resume.
     plan_id = hashlib.sha256(repr(sorted(plan.items())).encode()).hexdigest()[:16]
     return plan | {"plan_id": plan_id, "source": str(data.root)}
@@ -171,7 +227,7 @@ def _check_is_folder(out: Path) -> None:
         raise DatasetError(f"output {out} exists and is not a folder; pick a new or empty folder")
 
 
-def _check_out(out: Path, images_per_shard: int, seed: int | None) -> None:
+def _check_out(out: Path, images_per_shard: int, seed: int | None, cap: ResolutionCap | None) -> None:
     """Refuse ``out`` early unless it is new, empty, or a conversion with these settings.
 
     The source files are compared later (``_claim``), once verification has listed them.
@@ -180,8 +236,9 @@ def _check_out(out: Path, images_per_shard: int, seed: int | None) -> None:
     progress = out / PROGRESS_NAME
     if progress.is_file():
         previous = read_json(progress)
-        if not isinstance(previous, dict) or (previous.get("images_per_shard"), previous.get("seed")) != (
-                images_per_shard, seed):
+        wanted = {"images_per_shard": images_per_shard, "seed": seed,
+                  **(cap.record() if cap else {"max_side": None, "quality": None})}
+        if not isinstance(previous, dict) or {k: previous.get(k) for k in wanted} != wanted:
             raise _other_settings(out, progress, previous)
     elif out.is_dir() and any(p.name != _VERIFY_CACHE for p in out.iterdir()):
         raise DatasetError(
@@ -191,9 +248,11 @@ def _check_out(out: Path, images_per_shard: int, seed: int | None) -> None:
 def _other_settings(out: Path, progress: Path, previous: Any) -> DatasetError:
     """The error for a folder holding a conversion with another plan."""
     previous = previous if isinstance(previous, dict) else {}
+    cap = (f"max side {previous['max_side']} px at quality {previous.get('quality')}"
+           if previous.get("max_side") else "no max side")
     return DatasetError(
         f"{out} holds a conversion with other settings or source files ({progress}: seed "
-        f"{previous.get('seed')}, {previous.get('images_per_shard')} images per shard, "
+        f"{previous.get('seed')}, {previous.get('images_per_shard')} images per shard, {cap}, "
         f"{previous.get('num_samples')} images); rerun with those, or pick a new OUT folder")
 
 
@@ -223,7 +282,7 @@ def _finished_record(out: Path, shard: _Shard, plan_id: str) -> dict[str, Any] |
         tar, index = out / record["tar"], out / record["index"]
         intact = (record["plan"] == plan_id and record["samples"] == len(shard.samples)
                   and tar.is_file() and tar.stat().st_size == record["bytes"]
-                  and len(read_index(index)) == len(shard.samples) and _sha256(tar) == record["sha256"])
+                  and len(read_index(index)) == len(shard.samples) and file_sha256(tar) == record["sha256"])
     except (DatasetError, KeyError, TypeError) as err:
         _logger.warning("rewriting %s: its record %s is unusable (%s)", shard.stem, record_path, err)
         return None
@@ -232,33 +291,52 @@ def _finished_record(out: Path, shard: _Shard, plan_id: str) -> dict[str, Any] |
     return record if intact else None
 
 
-def _write_shard(out: Path, shard: _Shard, src_root: Path, plan_id: str) -> dict[str, Any]:
+def _write_shard(out: Path, shard: _Shard, src_root: Path, plan_id: str,
+                 cap: ResolutionCap | None) -> dict[str, Any]:
     """Write one tar, then its index, each replaced whole, then the record that vouches for both."""
     record_path = out / f"{shard.stem}.json"
     record_path.unlink(missing_ok=True)  # a stale record must never vouch for a half-written tar
     tar, index = out / f"{shard.stem}.tar", out / f"{shard.stem}.idx"
     # A fixed temporary name: a rerun overwrites what an interrupted conversion left.
     with atomic_write(tar, "wb", temp=tar.with_name(tar.name + ".partial")) as handle:
-        lines = _write_tar(handle, shard)
+        lines, reencoded = _write_tar(handle, shard, cap)
     write_index(index, lines)
     record = {"tar": tar.name, "index": index.name, "samples": len(shard.samples),
-              "bytes": tar.stat().st_size, "sha256": _sha256(tar), "plan": plan_id,
+              "bytes": tar.stat().st_size, "sha256": file_sha256(tar), "plan": plan_id,
+              **({**cap.record(), "reencoded": reencoded} if cap else {}),
               "sources": [os.path.relpath(path, src_root) for path, _ in shard.samples]}
     write_json_atomic(record_path, record)
     return record
 
 
-def _write_tar(handle: IO[bytes], shard: _Shard) -> list[str]:
-    """Write the shard's members (``<key>.<ext>`` image, ``<key>.cls`` label); return its index lines."""
-    lines = []
+def _write_tar(handle: IO[bytes], shard: _Shard, cap: ResolutionCap | None) -> tuple[list[str], int]:
+    """Write the shard's members (``<key>.<ext>`` image, ``<key>.cls`` label); return its index
+    lines and how many images were re-encoded under ``cap``."""
+    lines, reencoded = [], 0
     with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for number, (image_path, label) in enumerate(shard.samples, start=shard.first_key):
+        samples = zip(enumerate(shard.samples, start=shard.first_key), _images(shard, cap), strict=True)
+        for (number, (_, label)), (image_ext, image, recoded) in samples:
             key = f"{number:0{_KEY_DIGITS}d}"
-            image = Path(image_path).read_bytes()
-            members = [(member_ext(image_path), image), (LABEL_EXT, str(label).encode("ascii"))]
+            reencoded += recoded
+            members = [(image_ext, image), (LABEL_EXT, str(label).encode("ascii"))]
             lines.append(index_line(key, [(ext, _add_member(tar, f"{key}.{ext}", data), len(data))
                                           for ext, data in members]))
-    return lines  # the tar is closed (end-of-archive blocks written) before the caller syncs the file
+    return lines, reencoded  # the tar is closed (end-of-archive blocks written) before the caller syncs
+
+
+def _images(shard: _Shard, cap: ResolutionCap | None) -> Iterator[tuple[str, bytes, bool]]:
+    """Each sample's (member extension, image bytes, re-encoded?), in order: the file as it is, or
+    re-encoded under ``cap`` on a thread per core, a batch at a time."""
+    paths = [path for path, _ in shard.samples]
+    if cap is None:
+        yield from ((member_ext(path), Path(path).read_bytes(), False) for path in paths)
+        return
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for start in range(0, len(paths), _ENCODE_BATCH):
+            batch = paths[start:start + _ENCODE_BATCH]
+            for path, capped in zip(batch, pool.map(lambda p: capped_image(p, cap), batch), strict=True):
+                yield ((CAPPED_EXT, capped, True) if capped is not None
+                       else (member_ext(path), Path(path).read_bytes(), False))
 
 
 def member_ext(path: str) -> str:
@@ -275,10 +353,3 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> int:
     # tar.offset points past the data and its padding to a 512-byte block.
     return tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -4,7 +4,8 @@ A shard directory, as ``convert_image_folder`` writes it::
 
     shard-000000.tar   <key>.jpg + <key>.cls members, in pairs (.cls: the label as ASCII decimal)
     shard-000000.idx   the index fn.readers.webdataset needs (byte-identical to DALI's wds2idx)
-    shard-000000.json  record of a finished shard: sample count, bytes, sha256, source files
+    shard-000000.json  record of a finished shard: sample count, bytes, sha256, source files (and the
+                       resolution cap, when images were re-encoded)
     classes.json       JSON list of class names; label i is classes[i]
     manifest.json      written last: the shard list; its presence means the conversion finished
 
@@ -15,6 +16,7 @@ DALI's ``wds2idx``) and a ``classes.json``; their labels are checked when opened
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -51,11 +53,16 @@ class WebDatasetShards:
     shard_samples: tuple[int, ...]  # samples in each shard, from its index
     shard_bytes: tuple[int, ...]  # size of each .tar when opened; a change means it was rewritten or cut
     classes: tuple[str, ...]
+    # The sha256 the manifest records for each .tar (None: shards made by another tool); checked
+    # before training by ``dali_pipelines.verify.shards``, not at open (a read of every byte).
+    shard_sha256: tuple[str | None, ...]
 
     def __post_init__(self) -> None:
-        counts = {len(self.shards), len(self.index_files), len(self.shard_samples), len(self.shard_bytes)}
+        counts = {len(self.shards), len(self.index_files), len(self.shard_samples), len(self.shard_bytes),
+                  len(self.shard_sha256)}
         if len(counts) != 1:
-            raise ValueError("shards, index_files, shard_samples and shard_bytes differ in length")
+            raise ValueError("shards, index_files, shard_samples, shard_bytes and shard_sha256 differ in "
+                             "length")
 
     @property
     def num_samples(self) -> int:
@@ -106,9 +113,15 @@ def read_index(path: str | os.PathLike[str]) -> list[IndexEntry]:
     """Parse a DALI webdataset index (v1.1 ``ext offset size`` or v1.2 with member names)."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"index file {path} cannot be read ({err}); recreate it with wds2idx") from err
+    return parse_index(str(path), text)
+
+
+def parse_index(path: str, text: str) -> list[IndexEntry]:
+    """The entries of an index file's ``text``; ``path`` names it in errors (a file or an s3:// URL)."""
+    lines = text.splitlines()
     header = lines[0].split() if lines else []
     if len(header) != 2 or header[0] not in ("v1.1", "v1.2") or not header[1].isdigit():
         raise DatasetError(f"index file {path} has no 'v1.2 <samples>' header; recreate it with wds2idx")
@@ -123,7 +136,7 @@ def read_index(path: str | os.PathLike[str]) -> list[IndexEntry]:
     return entries
 
 
-def _parse_index_line(path: Path, number: int, line: str, width: int) -> IndexEntry:
+def _parse_index_line(path: str, number: int, line: str, width: int) -> IndexEntry:
     parts = line.split()
     if len(parts) % width:
         raise DatasetError(f"{path}:{number}: malformed index line {line[:80]!r}; recreate it with wds2idx")
@@ -149,6 +162,13 @@ def check_shard(shard: Path, entries: Sequence[IndexEntry]) -> int:
         size = shard.stat().st_size
     except OSError as err:
         raise DatasetError(f"shard {shard} cannot be read ({err}); restore it or re-run to-shards") from err
+    check_entries(str(shard), entries, size)
+    return size
+
+
+def check_entries(shard: str, entries: Sequence[IndexEntry], size: int) -> None:
+    """Every sample of ``shard`` (a path or URL of ``size`` bytes) has an image and a label, none
+    past the end."""
     for entry in entries:
         if LABEL_EXT not in entry.members or not any(ext in entry.members for ext in IMAGE_EXTS):
             raise DatasetError(
@@ -161,7 +181,6 @@ def check_shard(shard: Path, entries: Sequence[IndexEntry]) -> int:
             f"shard {shard} is truncated: its index reaches byte {end} but the file has {size} bytes; "
             "copy it again (or re-run to-shards to rewrite it)"
         )
-    return size
 
 
 def check_labels(shard: Path, entries: Sequence[IndexEntry], num_classes: int) -> None:
@@ -178,21 +197,34 @@ def check_labels(shard: Path, entries: Sequence[IndexEntry], num_classes: int) -
                 if length > _MAX_LABEL_BYTES:
                     raise _bad_label(shard, entry.key, f"a {length}-byte .{LABEL_EXT} member", num_classes)
                 f.seek(offset)
-                text = f.read(length)
-                value = text.strip()
-                if (not value.isdigit() or len(value) > 9 or int(value) >= num_classes
-                        or len(text) - len(text.rstrip()) > LABEL_TRAILING):
-                    raise _bad_label(shard, entry.key, repr(text), num_classes)
+                check_label(shard, entry.key, f.read(length), num_classes)
     except OSError as err:
         raise DatasetError(f"shard {shard} cannot be read ({err}); restore it or re-run to-shards") from err
 
 
-def _bad_label(shard: Path, key: str, found: str, num_classes: int) -> DatasetError:
+def check_label(shard: str | Path, key: str, text: bytes, num_classes: int) -> None:
+    """Raise unless ``text`` (sample ``key``'s .cls member) is a label the graph's parse reads right."""
+    value = text.strip()
+    if (not value.isdigit() or len(value) > 9 or int(value) >= num_classes
+            or len(text) - len(text.rstrip()) > LABEL_TRAILING):
+        raise _bad_label(shard, key, repr(text), num_classes)
+
+
+def _bad_label(shard: str | Path, key: str, found: str, num_classes: int) -> DatasetError:
     return DatasetError(
         f"shard {shard}: sample {key!r} has label {found}; a .{LABEL_EXT} member must hold a decimal "
         f"class number 0-{num_classes - 1} ({CLASSES_NAME} lists {num_classes} classes): fix the "
         "shard or classes.json"
     )
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, hex: what a shard's record and the manifest keep."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:
@@ -210,7 +242,11 @@ def read_classes(root: Path) -> tuple[str, ...]:
         raise DatasetError(
             f"{path} is missing; write a JSON list of class names in label order (to-shards writes it)"
         )
-    classes = read_json(path)
+    return parse_classes(str(path), read_json(path))
+
+
+def parse_classes(path: str, classes: Any) -> tuple[str, ...]:
+    """``classes`` (parsed ``classes.json``, named ``path`` in errors) checked to be a list of names."""
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise DatasetError(f"{path} must be a non-empty JSON list of class names")
     return tuple(classes)
@@ -242,10 +278,13 @@ def open_shards(root: str | os.PathLike[str]) -> WebDatasetShards:
             check_labels(tar, entries, len(classes))
         indexes.append(str(index))
         samples.append(len(entries))
+    checksums = (tuple(record.get("sha256") for record in manifest["shards"]) if manifest
+                 else (None,) * len(tars))
     shards = WebDatasetShards(root=root, shards=tuple(str(t) for t in tars), index_files=tuple(indexes),
-                              shard_samples=tuple(samples), shard_bytes=tuple(sizes), classes=classes)
+                              shard_samples=tuple(samples), shard_bytes=tuple(sizes), classes=classes,
+                              shard_sha256=checksums)
     if manifest is not None:
-        _check_against_manifest(root, manifest, shards)
+        check_against_manifest(root, manifest, shards)
     _logger.info("opened %s: %d samples in %d shards, %d classes", root, len(shards),
                  len(tars), len(classes))
     return shards
@@ -256,15 +295,24 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
     path = root / MANIFEST_NAME
     if not path.is_file():
         return None
-    manifest = read_json(path)
+    return parse_manifest(str(path), read_json(path))
+
+
+def parse_manifest(path: str, manifest: Any) -> dict[str, Any]:
+    """``manifest`` (parsed ``manifest.json``, named ``path`` in errors) checked for its shard records."""
     shards = manifest.get("shards") if isinstance(manifest, dict) else None
     fields = {"tar": str, "samples": int, "bytes": int}
     if not isinstance(shards, list) or not shards or not all(
             isinstance(record, dict) and all(isinstance(record.get(k), t) for k, t in fields.items())
-            for record in shards):
+            and _is_sha256(record.get("sha256", "0" * 64)) for record in shards):
         raise DatasetError(f"{path} is malformed: it needs a non-empty \"shards\" list of records with "
-                           "\"tar\", \"samples\" and \"bytes\"; restore it or re-run to-shards")
+                           "\"tar\", \"samples\", \"bytes\" (and \"sha256\": 64 hex digits, if any); "
+                           "restore it or re-run to-shards")
     return manifest
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _shard_list(root: Path, manifest: dict[str, Any] | None) -> list[Path]:
@@ -283,12 +331,13 @@ def _shard_list(root: Path, manifest: dict[str, Any] | None) -> list[Path]:
     return tars
 
 
-def _check_against_manifest(root: Path, manifest: dict[str, Any], shards: WebDatasetShards) -> None:
-    """A shard cut inside its tail padding still passes the index check; the manifest's sizes catch it."""
+def check_against_manifest(root: str | Path, manifest: dict[str, Any], shards: WebDatasetShards) -> None:
+    """A shard cut inside its tail padding still passes the index check; the manifest's sizes catch it.
+    ``root`` is the shard folder (a path or an s3:// URL)."""
     for record, size, count in zip(manifest["shards"], shards.shard_bytes, shards.shard_samples, strict=True):
         if record["bytes"] != size or record["samples"] != count:
             raise DatasetError(
-                f"shard {root / record['tar']} has {size} bytes and {count} samples but "
-                f"{root / MANIFEST_NAME} recorded {record['bytes']} and {record['samples']}; it is "
+                f"shard {root}/{record['tar']} has {size} bytes and {count} samples but "
+                f"{root}/{MANIFEST_NAME} recorded {record['bytes']} and {record['samples']}; it is "
                 "truncated or replaced: copy it again or re-run to-shards"
             )

@@ -13,8 +13,7 @@ import torch
 from dali_pipelines._util import argtypes
 from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines.config import AUGMENTS, DTYPES, PipelineConfig, default_cache_dir
-from dali_pipelines.sources import FORMATS, DataSource, ImageFolderData, open_source
-from dali_pipelines.sources.splits import split_folders
+from dali_pipelines.sources import FORMATS, DataSource, open_train_val
 from dali_pipelines.tune.measure import MeasureSpec
 from dali_pipelines.tune.scorers import AMP_MODES
 from dali_pipelines.tune.search import Point, Score
@@ -39,13 +38,6 @@ def _listed(item: Callable[[str], Any], wanted: str) -> Callable[[str], list[Any
     return parse
 
 
-def _positive_seconds(text: str) -> float:
-    value = argtypes.non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number of seconds > 0, got 0")
-    return value
-
-
 def _dtype(text: str) -> str:
     if text not in DTYPES:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(DTYPES)}, got {text!r}")
@@ -68,13 +60,13 @@ def add_tune_command(commands: argparse._SubParsersAction) -> None:
         description="Search DALI loader settings on this machine: each point is a real loader, timed "
         "feeding training steps of --model (or alone), after a warm-up, over repeats. Prints the points "
         "tried and saves the choice (JSON) for this machine, data and model.")
-    tune_cmd.add_argument("data", metavar="DATA", help="an ImageFolder tree, a data root with train/ (then "
-                          "train/ is used) or WebDataset shards")
+    tune_cmd.add_argument("data", metavar="DATA", help="an ImageFolder tree, a label list, a data root with "
+                          "train/ (then train/ is used) or WebDataset shards")
     tune_cmd.add_argument("--device", choices=("gpu", "cpu"), default=gpu,
                           help=f"gpu: nvJPEG + GPU ops; cpu: the same graph on CPU threads (default: {gpu})")
     tune_cmd.add_argument("--model", default=None, help="score by training steps of this torchvision model "
                           "(builder name, e.g. googlenet; random weights) (default: the loader alone)")
-    tune_cmd.add_argument("--seconds", type=_positive_seconds, default=DEFAULT_SECONDS,
+    tune_cmd.add_argument("--seconds", type=argtypes.positive_seconds, default=DEFAULT_SECONDS,
                           help=f"time budget of the whole tuning (default: {DEFAULT_SECONDS:g})")
     tune_cmd.add_argument("--grid", action="store_true", help="score every point of the space (within "
                           "--seconds) instead of hill climbing from the defaults (default: hill climbing)")
@@ -134,7 +126,7 @@ def run_tune(args: argparse.Namespace) -> int:
     spec = MeasureSpec(warmup_s=args.warmup_s, repeat_s=args.repeat_s, repeats=args.repeats)
     method = "grid" if args.grid else "hill"
     check_request(base, model=args.model, seconds=args.seconds, method=method, amp=args.amp)
-    source = _verified(open_source(args.data, fmt=args.format, split=_split(args.data)))
+    source = _verified(open_train_val(args.data, fmt=args.format, with_val=False).train)
     result = tune(source, base, model=args.model, seconds=args.seconds, method=method,
                   amp=args.amp, space=space, spec=spec, tolerance=args.tolerance, confirm=args.confirm,
                   store=None if args.no_save else TuneStore(), on_point=_print_point)
@@ -148,17 +140,10 @@ def run_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(data: str) -> str | None:
-    """``train`` when DATA is a split data root holding train/, else None (the folder itself)."""
-    return "train" if "train" in split_folders(Path(data).expanduser()) else None
-
-
 def _verified(source: DataSource) -> DataSource:
-    """Loose files are checked first (cached in the project's cache folder): one undecodable JPEG
-    would stop every loader the search builds. Shards were checked when they were written."""
-    if isinstance(source, ImageFolderData):
-        return prepare_data(source, cache_dir=default_cache_dir())
-    return source
+    """The data checked first (cached in the project's cache folder): one undecodable JPEG would
+    stop every loader the search builds. Shards: each against its recorded checksum."""
+    return prepare_data(source, cache_dir=default_cache_dir())
 
 
 def _print_point(point: Point, score: Score) -> None:

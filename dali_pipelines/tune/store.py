@@ -19,7 +19,8 @@ from nvidia.dali import __version__ as dali_version
 from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines.config import PipelineConfig, default_cache_dir
 from dali_pipelines.sources import DataSource, ImageFolderData
-from dali_pipelines.tune.space import usable_cores
+from dali_pipelines.tune.search import SearchSpace
+from dali_pipelines.tune.space import pipeline_space, usable_cores
 
 _logger = logging.getLogger(__name__)
 
@@ -77,17 +78,23 @@ class TuneKey:
     graph: str  # "train" or "eval"
     augment: str
     layout: str
+    # The candidates searched, by setting: a tuning under a narrower space (a rank's share of the
+    # cores under torchrun, a --threads list) is another tuning.
+    space: dict[str, list[Any]]
     dali: str = dali_version
 
     @classmethod
     def of(cls, source: DataSource, base: PipelineConfig, *, model: str | None, amp: str | None = None,
-           train: bool = True) -> TuneKey:
-        """The key of tuning ``base``'s loader over ``source`` for ``model`` (None: the loader alone)."""
+           train: bool = True, space: SearchSpace | None = None) -> TuneKey:
+        """The key of tuning ``base``'s loader over ``source`` for ``model`` (None: the loader alone)
+        over ``space`` (default: ``pipeline_space(base)``, as ``tune`` searches it)."""
+        base = base.replace(num_threads=None) if base.auto else base  # "auto" is tuned from the defaults
+        space = space or pipeline_space(base, half_ok=model is None or amp != "off")
         amp = amp if model is not None and base.device == "gpu" else None
         return cls(machine=machine_identity(base.device, base.device_id), data=data_identity(source),
                    model=model, amp=amp, device=base.device, batch_size=base.batch_size,
                    image_size=base.crop_size, graph="train" if train else "eval", augment=base.augment,
-                   layout=base.layout)
+                   layout=base.layout, space={d.name: list(d.values) for d in space.dimensions})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -96,9 +96,10 @@ def tune(source: DataSource, base: PipelineConfig, *, model: str | None = None,
     """
     started = time.monotonic()
     check_request(base, model=model, seconds=seconds, method=method, amp=amp)
-    key = TuneKey.of(source, base, model=model, amp=amp, train=train)
+    base = base.replace(num_threads=None) if base.auto else base  # "auto" starts from the defaults
     # float16 batches suit the loader alone and a model under autocast (searched on the GPU only).
     space = space or pipeline_space(base, half_ok=model is None or amp != "off")
+    key = TuneKey.of(source, base, model=model, amp=amp, train=train, space=space)
     _logger.info("tuning the %s loader of %s (%d samples) for at most %.0f s: %s over %d points (%s), "
                  "scored by %s", base.device, source.root, len(source), seconds, method, space.size,
                  ", ".join(space.names), f"{model} training steps" if model else "the loader alone")
@@ -137,13 +138,21 @@ def load_or_tune(source: DataSource, base: PipelineConfig, *, model: str | None 
     """The saved tuning for this machine, data, model and workload if there is one (``reused``),
     else ``tune(...)`` now and save it. ``tune_args`` go to ``tune``."""
     store = store or TuneStore()
-    key = TuneKey.of(source, base, model=model, amp=tune_args.get("amp", "bf16"),
-                     train=tune_args.get("train", True))
-    record = store.load(key)
-    if record is not None:
-        _logger.info("reusing the saved tuning %s", store.path(key))
-        return TuneResult.from_record(record, path=store.path(key), reused=True)
+    saved = saved_tuning(source, base, model=model, store=store, amp=tune_args.get("amp", "bf16"),
+                         train=tune_args.get("train", True), space=tune_args.get("space"))
+    if saved is not None:
+        _logger.info("reusing the saved tuning %s", saved.path)
+        return saved
     return tune(source, base, model=model, store=store, **tune_args)
+
+
+def saved_tuning(source: DataSource, base: PipelineConfig, *, model: str | None, store: TuneStore,
+                 amp: str = "bf16", train: bool = True,
+                 space: SearchSpace | None = None) -> TuneResult | None:
+    """The tuning ``store`` holds for this machine, data, model, workload and space (``reused``), or None."""
+    key = TuneKey.of(source, base, model=model, amp=amp, train=train, space=space)
+    record = store.load(key)
+    return None if record is None else TuneResult.from_record(record, path=store.path(key), reused=True)
 
 
 def _reporting(scorer: LoaderScorer, on_point: OnPoint | None) -> Callable[[Point], Score]:

@@ -5,7 +5,9 @@ A stat pass (``stats``) keys every file and refuses what must not be opened; a h
 a header cannot vouch for, or with ``deep=True`` every file. Results are cached (``cache``), and
 every pass goes a chunk of files at a time, so memory stays bounded at any data set size.
 ``prepare_data`` is what training and benchmarks call: verify (cached), then fail or skip;
-``judge_data`` gives the same decision as a ``Verdict`` that other ranks apply without reading."""
+``judge_data`` gives the same decision as a ``Verdict`` that other ranks apply without reading.
+Objects in a bucket are checked by ranged reads (``remote``); tar shards by ``shards``
+(``prepare_shards``): each against its recorded checksum, or member by member."""
 
 from __future__ import annotations
 
@@ -14,53 +16,33 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import overload
 
 from dali_pipelines.config import default_num_threads
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources.image_folder import ImageFolderData
+from dali_pipelines.sources.s3 import S3ImageFolder
+from dali_pipelines.sources.webdataset import WebDatasetShards
 from dali_pipelines.verify.cache import VerifyCache, cacheable, write_bad_list
-from dali_pipelines.verify.decode import deep_decode, read_local
-from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, Header, check_path
+from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS
+from dali_pipelines.verify.passes import check_files
+from dali_pipelines.verify.remote import verify_objects
+from dali_pipelines.verify.report import VerifyReport
+from dali_pipelines.verify.shards import ShardReport, prepare_shards, verify_shards
 from dali_pipelines.verify.stats import CHUNK, StatPass, stat_pass
 from dali_pipelines.verify.verdict import Verdict, listing_digest, verdict_for
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MAX_PIXELS", "BadFilesError", "Verdict", "VerifyReport", "judge_data", "listing_digest",
-           "prepare_data", "verify_data"]
+
+__all__ = ["DEFAULT_MAX_PIXELS", "BadFilesError", "ShardReport", "Verdict", "VerifyReport", "judge_data",
+           "listing_digest", "prepare_data", "prepare_shards", "verify_data", "verify_shards"]
 
 _LISTED = 20  # bad files named in an error message; the rest are counted
 _PROGRESS_S = 10.0  # seconds between progress lines of a long pass
-
-
-@dataclass
-class VerifyReport:
-    """Result of verifying a data set: bad files with reasons, and where the work went."""
-
-    data: ImageFolderData
-    bad: dict[str, str] = field(default_factory=dict)  # path -> reason, in data order
-    checked: int = 0  # files read this time
-    cached: int = 0  # files whose result came from the cache
-
-    @property
-    def ok(self) -> bool:
-        return not self.bad
-
-    def clean(self) -> ImageFolderData:
-        """The data set without its bad files (labels and classes unchanged)."""
-        return self.data.subset([i for i, f in enumerate(self.data.files) if f not in self.bad])
-
-    def named_bad(self) -> list[tuple[str, str]]:
-        """(name, reason) per bad file; a name is relative to the data root when the file lies under it."""
-        prefix = os.path.join(str(self.data.root), "")
-        return [(p.removeprefix(prefix), r) for p, r in self.bad.items()]
 
 
 def verify_data(data: ImageFolderData, *, deep: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -71,6 +53,8 @@ def verify_data(data: ImageFolderData, *, deep: bool = False, max_pixels: int = 
     query; otherwise each chunk of files is looked up, and what is new or changed is read."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    if isinstance(data, S3ImageFolder):  # objects in a bucket: ranged reads, cached by ETag
+        return verify_objects(data, deep=deep, max_pixels=max_pixels, workers=workers, cache_dir=cache_dir)
     start, report = time.perf_counter(), VerifyReport(data)
     stats = stat_pass(data.files, str(data.root))
     with VerifyCache(cache_dir, data.root, deep=deep, max_pixels=max_pixels) as cache:
@@ -103,7 +87,7 @@ def _check_all(files: Sequence[str], stats: StatPass, cache: VerifyCache, report
             found = cache.lookup_many(paths, keys) if use_cache else [(False, None)] * len(paths)
             bad |= {path: reason for path, (hit, reason) in zip(paths, found, strict=True) if hit and reason}
             todo = {path: key for path, key, (hit, _) in zip(paths, keys, found, strict=True) if not hit}
-            results = _check_many(list(todo), deep=deep, max_pixels=max_pixels, workers=workers, pool=pool)
+            results = check_files(list(todo), deep=deep, max_pixels=max_pixels, workers=workers, pool=pool)
             for path, key in todo.items():
                 cache.store(path, key, results[path])
             bad |= {path: reason for path, reason in results.items() if reason is not None}
@@ -116,28 +100,6 @@ def _check_all(files: Sequence[str], stats: StatPass, cache: VerifyCache, report
     finally:  # on Ctrl-C: the queued reads are dropped, the running ones end within a file
         pool.shutdown(wait=True, cancel_futures=True)
     return bad
-
-
-def _check_many(paths: list[str], *, deep: bool, max_pixels: int, workers: int,
-                check: Callable[[str, int], Header] = check_path,
-                read: Callable[[str], np.ndarray] = read_local,
-                pool: Executor | None = None) -> dict[str, str | None]:
-    """Header pass on threads (mostly waiting on I/O); DALI decodes what the headers cannot vouch for.
-    ``check`` and ``read`` reach the files (local ones by default); ``pool`` runs the header reads
-    (a pool of ``workers`` threads for this call by default)."""
-    if pool is None:
-        with ThreadPoolExecutor(max_workers=workers) as own:
-            return _check_many(paths, deep=deep, max_pixels=max_pixels, workers=workers, check=check,
-                               read=read, pool=own)
-    headers = dict(zip(paths, pool.map(lambda p: check(p, max_pixels), paths), strict=True))
-    results: dict[str, str | None] = {p: h.reason for p, h in headers.items()}
-    decode = [p for p, h in headers.items() if h.reason is None and (deep or h.needs_decode)]
-    if decode:
-        _logger.info("%d of %d files go on to DALI's decoder%s", len(decode), len(paths),
-                     "" if deep else ": their headers cannot show that DALI decodes them")
-        results.update(deep_decode(decode, workers=workers, pixels={p: headers[p].pixels for p in decode},
-                                   read=read))
-    return results
 
 
 class BadFilesError(DatasetError):
@@ -166,7 +128,7 @@ class BadFilesError(DatasetError):
         self.bad = report.bad
 
 
-def judge_data(data: ImageFolderData, *, on_bad_file: Literal["error", "skip"] = "error",
+def judge_data(data: ImageFolderData, *, on_bad_file: str = "error",
                cache_dir: str | os.PathLike[str] | None = None, deep: bool = False,
                max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None) -> Verdict:
     """Verify ``data`` and decide: raise ``BadFilesError`` on bad files (``error``; with ``skip`` when
@@ -190,11 +152,29 @@ def judge_data(data: ImageFolderData, *, on_bad_file: Literal["error", "skip"] =
     return verdict_for(data, report.bad)
 
 
-def prepare_data(data: ImageFolderData, *, on_bad_file: Literal["error", "skip"] = "error",
+@overload
+def prepare_data(data: ImageFolderData, *, on_bad_file: str = ...,
+                 cache_dir: str | os.PathLike[str] | None = ..., deep: bool = ..., max_pixels: int = ...,
+                 workers: int | None = ...) -> ImageFolderData: ...
+@overload
+def prepare_data(data: WebDatasetShards, *, on_bad_file: str = ...,
+                 cache_dir: str | os.PathLike[str] | None = ..., deep: bool = ..., max_pixels: int = ...,
+                 workers: int | None = ...) -> WebDatasetShards: ...
+@overload
+def prepare_data(data: WebDatasetShards | ImageFolderData, *, on_bad_file: str = ...,
+                 cache_dir: str | os.PathLike[str] | None = ..., deep: bool = ..., max_pixels: int = ...,
+                 workers: int | None = ...) -> WebDatasetShards | ImageFolderData: ...
+def prepare_data(data: WebDatasetShards | ImageFolderData, *, on_bad_file: str = "error",
                  cache_dir: str | os.PathLike[str] | None = None, deep: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None) -> ImageFolderData:
-    """Verify ``data`` before a graph is built: ``judge_data``, applied. The data itself when no file
-    is bad, else a copy without the skipped files."""
+                 max_pixels: int = DEFAULT_MAX_PIXELS,
+                 workers: int | None = None) -> WebDatasetShards | ImageFolderData:
+    """Verify ``data`` before a graph is built: ``judge_data``, applied (the data itself when no file
+    is bad, else a copy without the skipped files). Shards are checked as a whole
+    (``prepare_shards``: each against its recorded checksum), so ``skip`` does not apply."""
+    if on_bad_file not in ("error", "skip"):
+        raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+    if isinstance(data, WebDatasetShards):
+        return prepare_shards(data, cache_dir=cache_dir, deep=deep, workers=workers)
     verdict = judge_data(data, on_bad_file=on_bad_file, cache_dir=cache_dir, deep=deep, max_pixels=max_pixels,
                          workers=workers)
     return verdict.apply(data)

@@ -3,11 +3,12 @@ and read only as far as a run needs it.
 
 ``entries`` holds one row per file: its name (relative to the root), the key it was checked
 under (a local file's size, mtime and ctime in nanoseconds: ``chmod`` changes ctime, so a file
-made unreadable is checked again; any tuple of up to three scalars for other stores), the
-check's level, the pixel limit and the reason (NULL: good). ``listings`` holds whole runs, each
-under a digest of every file's name and key: a run over unchanged data finds its listing and
-reads no row of ``entries``. Rows are committed in batches as a pass goes, so an interrupted
-pass keeps what it checked. A file that does not read as this format's cache is rebuilt.
+made unreadable is checked again; an object in a bucket: its size and ETag; any tuple of up to
+three scalars), the check's level, the pixel limit and the reason (NULL: good). ``listings``
+holds whole runs, each under a digest of every file's name and key: a run over unchanged data
+finds its listing and reads no row of ``entries``. Rows are committed in batches as a pass goes,
+so an interrupted pass keeps what it checked. A file that does not read as this format's cache
+is rebuilt.
 """
 
 from __future__ import annotations
@@ -53,8 +54,14 @@ def write_bad_list(folder: Path, root: str | os.PathLike[str], bad: dict[str, st
 
 def _root_tag(root: str | os.PathLike[str]) -> str:
     """``<name>-<hash of the resolved path>``: two data sets called "train" get different files."""
-    resolved = str(Path(root).resolve())
-    return f"{Path(resolved).name}-{hashlib.sha1(resolved.encode('utf-8')).hexdigest()[:12]}"
+    resolved = _resolved(root)
+    name = resolved.rstrip("/").rsplit("/", 1)[-1]
+    return f"{name}-{hashlib.sha1(resolved.encode('utf-8')).hexdigest()[:12]}"
+
+
+def _resolved(root: str | os.PathLike[str]) -> str:
+    """A local root resolved; a URL (``s3://bucket/prefix``) as it is."""
+    return str(root) if "://" in str(root) else str(Path(root).resolve())
 
 
 def stat_key(st: os.stat_result) -> tuple[int, int, int]:
@@ -75,7 +82,7 @@ class VerifyCache:
                  deep: bool, max_pixels: int) -> None:
         self.path = Path(cache_dir) / f"verify-{_root_tag(root)}.sqlite" if cache_dir is not None else None
         self._deep, self._max_pixels = int(deep), max_pixels
-        self._prefix = os.path.join(str(Path(root).resolve()), "")  # keys are relative: a smaller file
+        self._prefix = os.path.join(_resolved(root), "")  # keys are relative: a smaller file
         self._pending: list[tuple[Any, ...]] = []
         self._db = self._open() if self.path is not None else None
 

@@ -58,6 +58,18 @@ def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int],
     return bad
 
 
+def decode_bytes(encoded: dict[str, bytes], *, workers: int) -> dict[str, str]:
+    """Decode in-memory images (name -> bytes, at most one batch's worth) on ``workers`` threads;
+    name -> reason for each that DALI's CPU decoder refuses."""
+    import nvidia.dali.experimental.dynamic as ndd
+
+    arrays = {name: np.frombuffer(data, dtype=np.uint8) for name, data in encoded.items()}
+    with ndd.EvalContext(num_threads=workers, device_id=None):
+        if not arrays or _decode(list(arrays.values())) is None:
+            return {}
+        return {name: reason for name, array in arrays.items() if (reason := _decode([array]))}
+
+
 def _batches(paths: Sequence[str], pixels: dict[str, int]) -> Iterator[list[str]]:
     batch: list[str] = []
     total = 0

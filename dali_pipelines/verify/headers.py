@@ -6,6 +6,7 @@ or a device would block the reader (or never end)."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import stat
@@ -80,6 +81,11 @@ def non_regular(mode: int) -> str:
     """What a file of ``mode`` is, that it is not a regular file, and the fix."""
     kind = _NON_REGULAR.get(stat.S_IFMT(mode), "an unusual file")
     return f"{kind}, not a regular file: reading it can block forever; remove it from the data set"
+
+
+def check_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
+    """``check_path`` for an image held in memory (a member of a tar shard)."""
+    return check_stream(io.BytesIO(data), len(data), max_pixels)
 
 
 def os_reason(err: OSError) -> str:
