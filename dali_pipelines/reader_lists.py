@@ -1,4 +1,4 @@
-"""DALI file lists: the names a list line can hold, and the lists the file reader is handed.
+"""DALI file lists: the lists the file reader is handed (the names a line can hold: ``file_list_names``).
 
 The reader gets ``file_list=`` (a file DALI parses in C++) instead of ``files=`` / ``labels=``
 Python lists, which DALI copies several times over while it builds the graph. A list is written
@@ -14,14 +14,13 @@ import hashlib
 import logging
 import os
 import random
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dali_pipelines._util.atomic import atomic_write
 from dali_pipelines.config import default_cache_dir
 
-if TYPE_CHECKING:  # the sources import verification, which imports the name rule from here
+if TYPE_CHECKING:
     from dali_pipelines.sources.image_folder import ImageFolderData
 
 _logger = logging.getLogger(__name__)
@@ -30,24 +29,6 @@ KEEP = 8  # lists kept in the folder (a run uses two: train and eval)
 FOLDER = "reader-lists"  # under the cache folder
 _FORMAT = "dali-pipelines-reader-list/1"  # part of every digest: a new layout never reuses old lists
 _CHUNK = 65536  # paths joined, hashed or written at a time: bounds the memory of a pass
-# DALI reads "<name> <label>" lines split at "\n" and trims ASCII whitespace before the label;
-# read_file_list (Python's splitlines) also splits at the other characters here.
-LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
-TRAILING = " \t"  # the whitespace DALI would trim off a name's end that is no line break
-_UNLISTABLE = re.compile(f"[{re.escape(LINE_BREAKS)}]|[{TRAILING}]$")
-
-
-def unlistable_reason(name: str) -> str | None:
-    """Why ``name`` cannot be a line of a DALI file list (None when it can): a line break inside,
-    or whitespace at its end (DALI trims it off before the label)."""
-    found = _UNLISTABLE.search(name)
-    if found is None:
-        return None
-    char = found.group()
-    what = f"holds a line break ({char!r})" if char in LINE_BREAKS else "ends in whitespace"
-    return (f"its name {what}, which a DALI file list line cannot hold (DALI would read another file, "
-            "or fail); rename the file")
-
 
 def seeded_order(count: int, seed: int) -> list[int]:
     """Indices ``0..count-1`` in one seeded order, the same on every rank and every run."""

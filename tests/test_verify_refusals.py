@@ -16,6 +16,7 @@ from PIL import Image
 
 from dali_pipelines import (
     BadFilesError,
+    DatasetError,
     ImageFolderData,
     PipelineConfig,
     make_loader,
@@ -24,7 +25,7 @@ from dali_pipelines import (
     verify_data,
 )
 from dali_pipelines.cli import main
-from dali_pipelines.sources.image_folder import read_file_list
+from dali_pipelines.sources.image_folder import read_file_list, write_file_list
 from dali_pipelines.verify.decode import read_local
 from dali_pipelines.verify.headers import check_path
 from tests.jpeg_kinds import jpeg, photo
@@ -121,6 +122,9 @@ def test_names_a_file_list_cannot_hold_are_refused_and_never_listed(
     loader = make_loader(report.clean(), cfg, train=False)  # and DALI reads the clean names
     assert sorted(label for _, labels in loader for label in labels.tolist()) == [0, 0]
     loader.close()
+    with pytest.raises(DatasetError, match=r"2 name\(s\) a file list cannot hold: .*line break"):
+        write_file_list(data, tmp_path / "unverified.txt")  # nor does a list of unverified data get them
+    assert not (tmp_path / "unverified.txt").exists()
 
 
 def test_skipping_every_file_of_a_class_is_refused_naming_it(tmp_path: Path) -> None:

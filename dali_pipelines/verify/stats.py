@@ -18,13 +18,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from dali_pipelines.reader_lists import LINE_BREAKS, TRAILING, unlistable_reason
+from dali_pipelines._util.file_list_names import unlistable_names
 from dali_pipelines.verify.headers import non_regular_reason, os_reason
 
 CHUNK = 4096  # files per step of every pass: what bounds a pass's memory
 STAT_THREADS = 4  # at most; fewer on a machine with fewer cores
 _FORMAT = b"dali-pipelines-stat-pass/1\0"
-_ENDS = tuple(f"{c}\0" for c in TRAILING)
 
 
 @dataclass(frozen=True)
@@ -79,11 +78,7 @@ def _in_order(pool: ThreadPoolExecutor, work: Callable[[int], StatPass], starts:
 
 def _chunk(chunk: Sequence[str], start: int, prefix: str) -> StatPass:
     """The stat pass over one chunk (file indices from ``start``); its digest is left empty."""
-    joined = "\0".join(chunk) + "\0"
-    refused = {}
-    if any(c in joined for c in LINE_BREAKS) or any(end in joined for end in _ENDS):  # rare
-        refused = {i: reason for i, path in enumerate(chunk, start)
-                   if (reason := unlistable_reason(path.removeprefix(prefix)))}
+    refused = unlistable_names(chunk, start, prefix)
     sizes, mtimes, ctimes = array.array("q"), array.array("q"), array.array("q")
     stat_of, is_regular = os.stat, stat.S_ISREG
     for index, path in enumerate(chunk, start):
