@@ -1,6 +1,6 @@
 """What verification refuses before any decode, each as a class, on real files: headers claiming
 more pixels than the file can hold, files that are not regular files, names a DALI file list
-cannot hold, and a skip that would empty a class."""
+cannot hold (on disk and in a bucket), and a skip that would empty a class."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from dali_pipelines import (
 )
 from dali_pipelines.cli import main
 from dali_pipelines.sources.image_folder import read_file_list, write_file_list
+from dali_pipelines.sources.s3 import S3ImageFolder
 from dali_pipelines.verify.decode import read_local
 from dali_pipelines.verify.headers import check_path
 from tests.jpeg_kinds import jpeg, photo
@@ -125,6 +126,17 @@ def test_names_a_file_list_cannot_hold_are_refused_and_never_listed(
     with pytest.raises(DatasetError, match=r"2 name\(s\) a file list cannot hold: .*line break"):
         write_file_list(data, tmp_path / "unverified.txt")  # nor does a list of unverified data get them
     assert not (tmp_path / "unverified.txt").exists()
+
+
+def test_bucket_keys_a_file_list_cannot_hold_are_refused_before_any_request() -> None:
+    """Object keys may hold any character: the same rule applies, before a request is sent (no
+    server answers here: a request would fail with another reason)."""
+    names = ("c/two\nlines.jpg", "c/spaced.jpg ")
+    data = S3ImageFolder(root="s3://nowhere/tree", files=tuple(f"s3://nowhere/tree/{n}" for n in names),
+                         labels=(0, 0), classes=("c",), sizes=(1000, 1000), etags=("a", "b"))
+    report = verify_data(data, cache_dir=None)
+    assert report.checked == 0 and list(report.bad) == list(data.files)
+    assert "line break" in report.bad[data.files[0]] and "ends in whitespace" in report.bad[data.files[1]]
 
 
 def test_skipping_every_file_of_a_class_is_refused_naming_it(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, cast
 
 import numpy as np
 
+from dali_pipelines._util.file_list_names import unlistable_names
 from dali_pipelines.sources.bucket import REQUEST_THREADS, bucket_client, read_object
 from dali_pipelines.sources.s3 import S3ImageFolder
 from dali_pipelines.verify.cache import VerifyCache
@@ -116,17 +117,21 @@ def verify_objects(data: S3ImageFolder, *, deep: bool, max_pixels: int, workers:
                    cache_dir: Any) -> VerifyReport:
     """``verify_data`` for a tree in a bucket: the results of objects whose size and ETag are
     unchanged come from the cache; the others are read in ranges on ``REQUEST_THREADS`` threads.
-    A chunk of objects at a time, as the local pass goes: what a run holds is the bad objects."""
+    A chunk of objects at a time, as the local pass goes: what a run holds is the bad objects. A
+    key a DALI file list cannot hold is refused before any request, as a local name is."""
     start, report = time.perf_counter(), VerifyReport(data)
     bad: dict[str, str] = {}
+    prefix = str(data.root).rstrip("/") + "/"
     client: Any = None
     threads = max(workers or 0, REQUEST_THREADS)
     with VerifyCache(cache_dir, data.root, deep=deep, max_pixels=max_pixels) as cache, \
             ThreadPoolExecutor(max_workers=threads) as pool:
         for first in range(0, len(data), CHUNK):
-            urls = data.files[first:first + CHUNK]
-            keys = dict(zip(urls, zip(data.sizes[first:first + CHUNK], data.etags[first:first + CHUNK],
-                                      strict=True), strict=True))
+            refused = unlistable_names(data.files[first:first + CHUNK], first, prefix)
+            bad |= {data.files[i]: reason for i, reason in refused.items()}  # a key may hold a line break
+            chunk = [i for i in range(first, min(first + CHUNK, len(data))) if i not in refused]
+            urls = [data.files[i] for i in chunk]
+            keys = {data.files[i]: (data.sizes[i], data.etags[i]) for i in chunk}
             found = cache.lookup_many(urls, list(keys.values()))
             bad |= {url: reason for url, (hit, reason) in zip(urls, found, strict=True) if hit and reason}
             todo = [url for url, (hit, _) in zip(urls, found, strict=True) if not hit]
