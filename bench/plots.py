@@ -164,9 +164,11 @@ def soak_figure(run: Run) -> Figure | None:
 
 
 _SCALE_LINES = {"seconds": {"scan_s": "scan", "cold_verify_s": "cold verify", "warm_verify_s": "warm verify",
-                            "loader_s": "loader + first batch", "warm_loader_s": "same, list found"},
+                            "loader_s": "loader + first batch", "warm_loader_s": "same, list found",
+                            "s3_list_s": "bucket listing"},
                 "MiB": {"cold_verify_peak_mb": "cold verify peak", "warm_verify_peak_mb": "warm verify peak",
-                        "loader_peak_mb": "loader peak", "cache_mb": "cache file", "list_mb": "reader list"}}
+                        "loader_peak_mb": "loader peak", "cache_mb": "cache file", "list_mb": "reader list",
+                        "s3_list_peak_mb": "bucket listing peak"}}
 
 
 def scale_figure(run: Run) -> Figure | None:
@@ -176,12 +178,11 @@ def scale_figure(run: Run) -> Figure | None:
     if not rows:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.4))
-    files = [r.files for r in rows]
     for ax, (unit, lines) in zip(axes, _SCALE_LINES.items(), strict=True):
         for name, label in lines.items():
-            values = [getattr(r, name) for r in rows]
-            if all(v > 0 for v in values):
-                ax.plot(files, values, marker="o", label=label)
+            points = [(r.files, value) for r in rows if (value := getattr(r, name)) is not None]
+            if points and all(v > 0 for _, v in points):  # the bucket: only at the sizes listed
+                ax.plot(*zip(*points, strict=True), marker="o", label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("files")

@@ -283,9 +283,10 @@ def overlap_efficiency(run: Run) -> dict[float, list[tuple[Record, float | None]
 
 
 # The scale section's figures that grow with the data set: seconds, then MiB.
-SCALE_SECONDS = ("scan_s", "cold_verify_s", "warm_verify_s", "loader_s", "warm_loader_s", "apply_s")
+SCALE_SECONDS = ("scan_s", "cold_verify_s", "warm_verify_s", "loader_s", "warm_loader_s", "apply_s",
+                 "s3_list_s")
 SCALE_MIB = ("scan_peak_mb", "cold_verify_peak_mb", "warm_verify_peak_mb", "cache_mb", "loader_peak_mb",
-             "warm_loader_peak_mb", "list_mb")
+             "warm_loader_peak_mb", "list_mb", "s3_list_peak_mb")
 
 
 def scale_rows(run: Run) -> list[ScaleFigures]:
@@ -299,10 +300,10 @@ def scale_rows(run: Run) -> list[ScaleFigures]:
 
 def growth_exponents(rows: list[ScaleFigures]) -> dict[str, dict[str, float]]:
     """{figure: {"<n1>-<n2>": b}}: the exponent b of figure ~ files^b between each two successive
-    sizes (1: linear); figures at zero or below are left out."""
+    sizes that have it (1: linear); figures at zero or below are left out."""
     out: dict[str, dict[str, float]] = {}
     for name in (*SCALE_SECONDS, *SCALE_MIB):
-        for a, b in itertools.pairwise(rows):
+        for a, b in itertools.pairwise(_having(rows, name)):
             low, high = getattr(a, name), getattr(b, name)
             if low > 0 and high > 0:
                 exponent = math.log(high / low) / math.log(b.files / a.files)
@@ -312,7 +313,8 @@ def growth_exponents(rows: list[ScaleFigures]) -> dict[str, dict[str, float]]:
 
 def at_size(rows: list[ScaleFigures], name: str, files: int) -> float | None:
     """Figure ``name`` at ``files`` files: the power law through the two measured sizes around it
-    (beyond the largest, through the two largest); None with fewer than two sizes."""
+    (beyond the largest, through the two largest); None with fewer than two sizes that have it."""
+    rows = _having(rows, name)
     if len(rows) < 2:
         return None
     above = next((i for i, r in enumerate(rows) if r.files >= files), len(rows) - 1)
@@ -322,6 +324,11 @@ def at_size(rows: list[ScaleFigures], name: str, files: int) -> float | None:
         return max(low, high, 0.0) * files / b.files  # a figure at zero: linear from the larger
     exponent = math.log(high / low) / math.log(b.files / a.files)
     return high * (files / b.files) ** exponent
+
+
+def _having(rows: list[ScaleFigures], name: str) -> list[ScaleFigures]:
+    """The rows where figure ``name`` was measured (the bucket listing: the smaller trees only)."""
+    return [r for r in rows if getattr(r, name) is not None]
 
 
 def extrapolated(rows: list[ScaleFigures], files: int) -> dict[str, float | None]:

@@ -267,12 +267,20 @@ def scale_lines(run: Run) -> list[str]:
     table = [[f"{r.files:,}", _num(r.scan_s), _with_peak(r.cold_verify_s, r.cold_verify_peak_mb, 1),
               _with_peak(r.warm_verify_s, r.warm_verify_peak_mb), _num(r.cache_mb, 1),
               _with_peak(r.loader_s, r.loader_peak_mb), _with_peak(r.warm_loader_s, r.warm_loader_peak_mb),
-              _num(r.apply_s)] for r in rows]
+              _num(r.apply_s), _bucket_cell(r)] for r in rows]
     header = ["files", "scan s", "cold verify s (MiB)", "warm verify s (MiB)", "cache MiB",
-              "loader + first batch s (MiB)", "same, list found s (MiB)", "verdict applied s"]
+              "loader + first batch s (MiB)", "same, list found s (MiB)", "verdict applied s",
+              "bucket listing s (MiB)"]
     return ["**Start-up at scale** (hard-linked JPEG trees, page cache warm; seconds, and peak MiB above "
-            "the imports, for the loader above the scanned data)", "", *_table(header, table),
+            "the imports, for the loader above the scanned data; the bucket: the same names in a local "
+            "S3 server, listed as training lists them)", "", *_table(header, table),
             *_growth_lines(rows), *_extrapolation_lines(rows)]
+
+
+def _bucket_cell(r: ScaleFigures) -> str:
+    if r.s3_list_s is None or r.s3_list_peak_mb is None:
+        return "-"
+    return _with_peak(r.s3_list_s, r.s3_list_peak_mb)
 
 
 def _growth_lines(rows: list[ScaleFigures]) -> list[str]:

@@ -10,6 +10,8 @@ memory comes from the kernel's high-water mark (``VmHWM``), reset at the baselin
 - ``loader``: scan, then what a rank does once the data is verified: apply the verdict
   (``apply_s``), build the train loader and take its first batch; peak above the scan. The
   reader list is written in the cache the first time and found after.
+- ``s3-list``: ROOT is ``s3://bucket/prefix``: the tree listed from the bucket as training lists
+  it (the AWS variables name the server); peak above the imports, boto3's included.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-PHASES = ("scan", "verify", "loader")
+PHASES = ("scan", "verify", "loader", "s3-list")
 _KIB = 1024
 
 
@@ -54,6 +55,8 @@ def run_phase(phase: str, root: str, cache: str, *, batch_size: int, threads: in
     from dali_pipelines.verify import listing_digest, verify_data
     from dali_pipelines.verify.verdict import Verdict
 
+    if phase == "s3-list":
+        return _list_bucket(root)
     start_kib = baseline()
     start = time.perf_counter()
     data = scan_image_folder(root)
@@ -79,17 +82,28 @@ def run_phase(phase: str, root: str, cache: str, *, batch_size: int, threads: in
     return figures
 
 
+def _list_bucket(url: str) -> dict[str, Any]:
+    import boto3  # noqa: F401  # imported before the baseline: the listing's cost, not the import's
+
+    from dali_pipelines.sources.s3 import open_bucket
+
+    start_kib = baseline()
+    start = time.perf_counter()
+    data = open_bucket(url, "folder")
+    return {"seconds": time.perf_counter() - start, "peak_mb": peak_mb(start_kib), "files": len(data)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale_phase", description=__doc__)
     parser.add_argument("phase", choices=PHASES, help="what to measure")
-    parser.add_argument("root", type=Path, help="the ImageFolder tree")
+    parser.add_argument("root", help="the ImageFolder tree (s3-list: its s3:// URL)")
     parser.add_argument("--cache", required=True, help="the verification cache folder (also the lists')")
     parser.add_argument("--batch-size", type=int, default=64, help="the loader's batch (default: 64)")
     parser.add_argument("--threads", type=int, default=2, help="DALI and verification threads (default: 2)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="the loader's device (default: cpu)")
     args = parser.parse_args(argv)
-    figures = run_phase(args.phase, str(args.root), args.cache, batch_size=args.batch_size,
+    figures = run_phase(args.phase, args.root, args.cache, batch_size=args.batch_size,
                         threads=args.threads, device=args.device)
     print(json.dumps(figures), flush=True)
     return 0

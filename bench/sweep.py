@@ -29,7 +29,7 @@ from bench.backends import RunSpec, get_backend
 from bench.failures import died_reason, failure_reason
 from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
 from bench.records import Record, Settings, Status, TuneFigures
-from bench.scale import ScaleFigures, measure_scale
+from bench.scale import S3_MAX_FILES, ScaleFigures, measure_scale
 from bench.tuning import HILL_S, ROUNDS, expected_s, measure_spec, run_tune_section
 from dali_pipelines import DataSource, ImageFolderData
 from dali_pipelines.config import default_num_threads
@@ -70,9 +70,10 @@ DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and
 CAPPED_SIDES = (512, 384, 256)
 UNCAPPED = "uncapped"
 START_S = 1.5  # rough per-job cost outside the timed loop (fork, imports, graph build): estimates only
-# The scale section's least cost per file (mostly the cold header pass) and per job (five fresh
-# interpreters importing DALI and torch): estimates only.
-SCALE_S_PER_FILE, SCALE_START_S = 1.5e-4, 30.0
+# The scale section's least cost per file (mostly the cold header pass), per file put into the
+# bucket (trees up to S3_MAX_FILES), and per job (fresh interpreters importing DALI and torch):
+# estimates only.
+SCALE_S_PER_FILE, SCALE_S_PER_OBJECT, SCALE_START_S = 1.5e-4, 2e-3, 30.0
 # Imported once in the server that forks every job; nothing here may touch CUDA or start threads.
 _PRELOAD = ["torch", "torchvision", "numpy", "PIL.Image", "psutil", "bench.measure"]
 
@@ -130,7 +131,8 @@ class Job:
         if self.passes or self.skip_reason():
             return 0.0
         if self.section == "scale":
-            return SCALE_START_S + SCALE_S_PER_FILE * self.scale_files
+            bucket = self.scale_files <= S3_MAX_FILES and storage.unavailable_reason() is None
+            return SCALE_START_S + (SCALE_S_PER_FILE + bucket * SCALE_S_PER_OBJECT) * self.scale_files
         if self.section == "tune":
             return expected_s(self.spec, self.measure_spec())
         return self.warmup_s + self.repeats * self.repeat_s

@@ -1,6 +1,7 @@
-"""The scale section: its trees, and what its figures come to (growth exponents, extrapolation,
-a non-zero rank's start-up) in the report, the summary, the figure and the run file. The section
-itself is a benchmark (python -m bench --sections scale), run in docs/scale.md, not here."""
+"""The scale section: its trees, its phases over a tiny tree, and what its figures come to
+(growth exponents, extrapolation, a non-zero rank's start-up) in the report, the summary, the
+figure and the run file. The section at its real sizes is a benchmark (python -m bench --sections
+scale), run in docs/scale.md, not here."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bench.plots import FIGURES
 from bench.queries import at_size, growth_exponents, rank_startup, scale_rows, summary
 from bench.records import Record, Run, RunData, Settings, new_run
 from bench.report import render_markdown
-from bench.scale import IMAGENET_TRAIN, IMAGENET_VAL, ScaleFigures, build_tree
+from bench.scale import IMAGENET_TRAIN, IMAGENET_VAL, ScaleFigures, build_tree, measure_scale, phase
 from bench.sweep import Job, plan
 from dali_pipelines import scan_image_folder, verify_data
 
@@ -30,6 +31,22 @@ def test_a_tree_is_hard_links_to_the_runs_images_in_equal_classes(train_root: Pa
     assert verify_data(tree, workers=1).ok
 
 
+def test_the_phases_measure_a_tiny_tree_and_its_bucket_listing(train_root: Path, s3_server,
+                                                                tmp_path: Path) -> None:
+    """Every phase of one tree, in this process (quick), with its listing from the S3 server; and
+    one phase in a fresh interpreter, as the benchmark runs each."""
+    sources = scan_image_folder(train_root)
+    f = measure_scale(120, sources, batch_size=4, threads=1, device="cpu", timeout_s=120, fresh=False,
+                      server=s3_server)
+    assert (f.files, f.classes) == (120, 12)
+    assert min(f.scan_s, f.cold_verify_s, f.warm_verify_s, f.loader_s, f.warm_loader_s) > 0
+    assert min(f.cache_mb, f.list_mb, f.scan_peak_mb, f.cold_verify_peak_mb, f.loader_peak_mb) >= 0
+    assert f.s3_list_s is not None and f.s3_list_s > 0 and f.s3_list_peak_mb is not None
+    fresh = phase("scan", str(train_root), tmp_path / "cache", batch_size=4, threads=1, device="cpu",
+                  timeout_s=120)
+    assert fresh["files"] == len(sources) and fresh["seconds"] > 0 and fresh["peak_mb"] >= 0
+
+
 def _figures(files: int) -> ScaleFigures:
     """Figures that grow exactly as n (seconds), n^0.5 (memory) or stay flat (the loader's build)."""
     n = files / 1e4
@@ -37,7 +54,8 @@ def _figures(files: int) -> ScaleFigures:
                         cold_verify_s=1.5 * n, cold_verify_peak_mb=3.0 * n ** 0.5, warm_verify_s=0.05 * n,
                         warm_verify_peak_mb=0.5 * n ** 0.5, cache_mb=0.7 * n, loader_s=2.0,
                         loader_peak_mb=70.0, warm_loader_s=1.5, warm_loader_peak_mb=70.0, apply_s=0.001 * n,
-                        list_mb=0.3 * n)
+                        list_mb=0.3 * n, **({"s3_list_s": 0.4 * n, "s3_list_peak_mb": 20.0 * n}
+                                            if files <= 100_000 else {}))
 
 
 @pytest.fixture
@@ -62,6 +80,8 @@ def test_growth_and_extrapolation_follow_the_power_law(scale_run: Run) -> None:
     assert at_size(rows, "warm_verify_s", 10_000_000) == pytest.approx(50.0)  # beyond: the two largest
     assert at_size(rows, "cold_verify_peak_mb", 10_000_000) == pytest.approx(3.0 * 1000 ** 0.5)
     assert at_size(rows, "scan_s", 50_000) == pytest.approx(0.1)  # between 10k and 100k
+    assert exponents["s3_list_s"] == {"10000-100000": linear}  # listed from the bucket up to 100k
+    assert at_size(rows, "s3_list_peak_mb", IMAGENET_TRAIN) == pytest.approx(20.0 * IMAGENET_TRAIN / 1e4)
     startup = rank_startup(rows)
     assert startup is not None and (startup.train_files, startup.val_files) == (IMAGENET_TRAIN, IMAGENET_VAL)
     both = (IMAGENET_TRAIN + IMAGENET_VAL) / 1e4
@@ -74,7 +94,9 @@ def test_growth_and_extrapolation_follow_the_power_law(scale_run: Run) -> None:
 def test_report_summary_figure_and_run_file_carry_the_section(scale_run: Run, tmp_path: Path) -> None:
     markdown = render_markdown(scale_run)
     assert "**Start-up at scale**" in markdown
-    assert "| 1,000,000 | 2.00 | 150.0 (+30) | 5.00 (+5) | 70.0 | 2.00 (+70) | 1.50 (+70) | 0.10 |" \
+    assert "| 1,000,000 | 2.00 | 150.0 (+30) | 5.00 (+5) | 70.0 | 2.00 (+70) | 1.50 (+70) | 0.10 | - |" \
+        in markdown
+    assert "| 10,000 | 0.02 | 1.5 (+3) | 0.05 (+0) | 0.7 | 2.00 (+70) | 1.50 (+70) | 0.00 | 0.40 (+20) |" \
         in markdown
     assert "| cold_verify_s | 1.00 | 1.00 |" in markdown and "10,000,000 files" in markdown
     startup = rank_startup(scale_run_rows := scale_rows(scale_run))
