@@ -393,6 +393,8 @@ class Progress:
             outcome = (f"scan {f.scan_s:.2f} s, verify {f.cold_verify_s:.1f} s cold "
                        f"(+{f.cold_verify_peak_mb:.0f} MiB) / {f.warm_verify_s:.2f} s warm, loader "
                        f"{f.loader_s:.2f} s (+{f.loader_peak_mb:.0f} MiB)")
+            if f.s3_list_s is not None and f.s3_list_peak_mb is not None:
+                outcome += f", bucket listing {f.s3_list_s:.2f} s (+{f.s3_list_peak_mb:.0f} MiB)"
         else:
             outcome = f"{record.status}: {record.reason}"
         width = len(str(self.total))

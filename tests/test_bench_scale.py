@@ -6,6 +6,7 @@ scale), run in docs/scale.md, not here."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 from pathlib import Path
@@ -17,7 +18,7 @@ from bench.queries import at_size, growth_exponents, rank_startup, scale_rows, s
 from bench.records import Record, Run, RunData, Settings, new_run
 from bench.report import render_markdown
 from bench.scale import IMAGENET_TRAIN, IMAGENET_VAL, ScaleFigures, build_tree, measure_scale, phase
-from bench.sweep import Job, plan
+from bench.sweep import Job, Progress, plan
 from dali_pipelines import scan_image_folder, verify_data
 
 
@@ -122,6 +123,10 @@ def test_report_summary_figure_and_run_file_carry_the_section(scale_run: Run, tm
 def test_a_scale_job_says_its_size_and_its_time(scale_run: Run) -> None:
     job = next(iter(plan(scale_run.settings)["scale"]))
     assert isinstance(job, Job) and job.label().startswith("scale: 10000 files")
+    line = io.StringIO()
+    Progress(1, line)(job, scale_run.results[0])
+    assert "verify 1.5 s cold (+3 MiB)" in line.getvalue()
+    assert "bucket listing 0.40 s (+20 MiB)" in line.getvalue()
     assert job.timeout_s(600.0) == 600.0
     big = dataclasses.replace(job, scale_files=10_000_000)
     assert big.timeout_s(600.0) > 600.0 and big.minimum_s() > job.minimum_s()
