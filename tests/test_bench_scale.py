@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import RESULTS_DIR
 from bench.plots import FIGURES
+from bench.publish import save_run
 from bench.queries import at_size, growth_exponents, rank_startup, scale_rows, summary
-from bench.records import Record, Run, RunData, Settings, new_run
+from bench.records import Record, Run, RunData, Settings, new_run, newest_run
 from bench.report import render_markdown
 from bench.scale import IMAGENET_TRAIN, IMAGENET_VAL, ScaleFigures, build_tree, measure_scale, phase
 from bench.sweep import Job, Progress, plan
@@ -130,3 +132,18 @@ def test_a_scale_job_says_its_size_and_its_time(scale_run: Run) -> None:
     assert job.timeout_s(600.0) == 600.0
     big = dataclasses.replace(job, scale_files=10_000_000)
     assert big.timeout_s(600.0) > 600.0 and big.minimum_s() > job.minimum_s()
+
+
+def test_the_committed_scale_run_writes_back_byte_for_byte(tmp_path: Path) -> None:
+    """The scale run kept in its own folder (the other sections' runs stay the newest in
+    bench/results) reads back into the same JSON, CSV, Markdown and summary."""
+    path, run = newest_run(RESULTS_DIR / "scale")
+    assert [r.files for r in scale_rows(run)] == [10_000, 100_000, 1_000_000]
+    save_run(run, tmp_path)
+    for suffix in (".json", ".csv"):
+        written = (tmp_path / path.name).with_suffix(suffix)
+        assert written.read_bytes() == path.with_suffix(suffix).read_bytes(), suffix
+    assert render_markdown(run) == path.with_suffix(".md").read_text(encoding="utf-8")
+    expected = json.loads((path.parent / "summary.json").read_text(encoding="utf-8"))
+    assert {**summary(run, path), "file": None} == {**expected, "file": None}
+    assert newest_run(RESULTS_DIR)[1].results[0].section != "scale"
