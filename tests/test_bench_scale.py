@@ -19,7 +19,7 @@ from bench.publish import save_run
 from bench.queries import at_size, growth_exponents, rank_startup, scale_rows, summary
 from bench.records import Record, Run, RunData, Settings, new_run, newest_run
 from bench.report import render_markdown
-from bench.scale import IMAGENET_TRAIN, IMAGENET_VAL, ScaleFigures, build_tree, measure_scale, phase
+from bench.scale import IMAGENET_TRAIN, IMAGENET_VAL, ScaleFigures, build_tree, measure_scale
 from bench.sweep import Job, Progress, plan
 from dali_pipelines import scan_image_folder, verify_data
 
@@ -34,10 +34,9 @@ def test_a_tree_is_hard_links_to_the_runs_images_in_equal_classes(train_root: Pa
     assert verify_data(tree, workers=1).ok
 
 
-def test_the_phases_measure_a_tiny_tree_and_its_bucket_listing(train_root: Path, s3_server,
-                                                                tmp_path: Path) -> None:
-    """Every phase of one tree, in this process (quick), with its listing from the S3 server; and
-    one phase in a fresh interpreter, as the benchmark runs each."""
+def test_the_phases_measure_a_tiny_tree_and_its_bucket_listing(train_root: Path, s3_server) -> None:
+    """Every phase of one tree with its listing from the S3 server, in this process: a fresh
+    interpreter per phase (as the benchmark runs them) would cost an import of torch and DALI each."""
     sources = scan_image_folder(train_root)
     f = measure_scale(120, sources, batch_size=4, threads=1, device="cpu", timeout_s=120, fresh=False,
                       server=s3_server)
@@ -45,9 +44,6 @@ def test_the_phases_measure_a_tiny_tree_and_its_bucket_listing(train_root: Path,
     assert min(f.scan_s, f.cold_verify_s, f.warm_verify_s, f.loader_s, f.warm_loader_s) > 0
     assert min(f.cache_mb, f.list_mb, f.scan_peak_mb, f.cold_verify_peak_mb, f.loader_peak_mb) >= 0
     assert f.s3_list_s is not None and f.s3_list_s > 0 and f.s3_list_peak_mb is not None
-    fresh = phase("scan", str(train_root), tmp_path / "cache", batch_size=4, threads=1, device="cpu",
-                  timeout_s=120)
-    assert fresh["files"] == len(sources) and fresh["seconds"] > 0 and fresh["peak_mb"] >= 0
 
 
 def _figures(files: int) -> ScaleFigures:
