@@ -149,9 +149,9 @@ def test_skipping_every_file_of_a_class_is_refused_naming_it(tmp_path: Path) -> 
     with pytest.raises(BadFilesError) as caught:
         prepare_data(scan_image_folder(root), on_bad_file="skip", cache_dir=None)
     message = str(caught.value)
-    assert "would leave class 'lost' with no file" in message and "'keep'" not in message
+    assert "would leave 1 class without a single file (lost)," in message  # keep has a good file
     assert "lost/empty.jpg: empty file" in message and "lost/cut.jpg" in message
-    assert "remove the class folder" in message
+    assert "remove the class from the data" in message
     (root / "lost" / "b.jpg").write_bytes(jpeg(PHOTO))  # one good file left: skipping is fine
     clean = prepare_data(scan_image_folder(root), on_bad_file="skip", cache_dir=None)
     assert sorted(Path(f).name for f in clean.files) == ["a.jpg", "b.jpg"]

@@ -17,7 +17,7 @@ from train.config import ConfigError, TrainConfig, get_args_parser
 from train.distributed import DistributedError, OtherRankFailedError
 from train.resume import ResumeError, resumed_config
 from train.rundir import RunDirError
-from train.signals import StoppedBeforeTrainingError
+from train.signals import StoppedAtOnceError, StoppedBeforeTrainingError
 
 # Errors every rank meets alike (same settings, same files): rank 0 reports them for all.
 SHARED_ERRORS = (ConfigError, CheckpointError, ResumeError, RunDirError, DatasetError, ValueError)
@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rank == 0:
             print(str(err), file=sys.stderr)
         return 0
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without a traceback
+    except StoppedAtOnceError:  # a second Ctrl-C during training: the handler said what is kept
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C before training: stop at once, without a traceback
         print(f"interrupted (rank {rank})", file=sys.stderr)
         return 130
     except DistributedError as err:

@@ -48,4 +48,5 @@ def _verdict(cfg: TrainConfig, data: DataSource) -> Verdict | None:
     if isinstance(data, WebDatasetShards):
         prepare_shards(data, cache_dir=default_cache_dir())
         return None
-    return judge_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
+    return judge_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir(),
+                      max_pixels=cfg.max_pixels)

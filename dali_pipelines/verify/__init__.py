@@ -15,7 +15,6 @@ import logging
 import os
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -108,7 +107,7 @@ class BadFilesError(DatasetError):
     class folder is refused by the scan)."""
 
     def __init__(self, report: VerifyReport, *, none_usable: bool = False,
-                 emptied: Sequence[str] = ()) -> None:
+                 emptied: tuple[str, ...] = ()) -> None:
         root, more = report.data.root, len(report.bad) - _LISTED
         lines = [f"{len(report.bad)} of {len(report.data)} files under {root} would stop DALI:"]
         lines += [f"  {name}: {reason}" for name, reason in report.named_bad()[:_LISTED]]
@@ -117,10 +116,9 @@ class BadFilesError(DatasetError):
             lines.append(f"No file under {root} is usable, so skipping bad files leaves nothing: re-encode "
                          "them or point at the right data.")
         elif emptied:
-            names = ", ".join(f"'{name}'" for name in emptied)
-            lines.append(f"Skipping them would leave class {names} with no file, and an empty class is "
-                         "refused like an empty class folder: re-encode or replace its files, or remove the "
-                         "class folder.")
+            lines.append(f"Skipping them would leave {len(emptied)} class{'es' if len(emptied) > 1 else ''} "
+                         f"without a single file ({', '.join(emptied[:_LISTED])}), which is refused as an "
+                         "empty class folder is: re-encode those files, or remove the class from the data.")
         else:
             lines.append(f"Fix: remove or re-encode these files (full list: python -m dali_pipelines verify "
                          f"{root}), or pass --on-bad-file skip to leave them out.")
@@ -140,12 +138,10 @@ def judge_data(data: ImageFolderData, *, on_bad_file: str = "error",
     report = verify_data(data, deep=deep, max_pixels=max_pixels, workers=workers, cache_dir=cache_dir)
     if report.ok:
         return Verdict(listing_digest(data))
-    none_usable = len(report.bad) == len(data)
-    if on_bad_file == "error" or none_usable:
-        raise BadFilesError(report, none_usable=none_usable)
-    emptied = _emptied_classes(data, report.bad)
-    if emptied:
-        raise BadFilesError(report, emptied=emptied)
+    clean = report.clean()
+    emptied = _emptied_classes(data, clean)
+    if on_bad_file == "error" or not len(clean) or emptied:
+        raise BadFilesError(report, none_usable=not len(clean), emptied=emptied)
     where = write_bad_list(Path(cache_dir or tempfile.gettempdir()), data.root, report.bad)
     _logger.warning("skipping %d of %d files under %s that DALI cannot decode; list with reasons: %s",
                     len(report.bad), len(data), data.root, where)
@@ -169,7 +165,8 @@ def prepare_data(data: WebDatasetShards | ImageFolderData, *, on_bad_file: str =
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  workers: int | None = None) -> WebDatasetShards | ImageFolderData:
     """Verify ``data`` before a graph is built: ``judge_data``, applied (the data itself when no file
-    is bad, else a copy without the skipped files). Shards are checked as a whole
+    is bad, else a copy without the skipped files; a skip that would leave a class without any
+    file is refused, as an empty class folder is at scan time). Shards are checked as a whole
     (``prepare_shards``: each against its recorded checksum), so ``skip`` does not apply."""
     if on_bad_file not in ("error", "skip"):
         raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
@@ -180,9 +177,7 @@ def prepare_data(data: WebDatasetShards | ImageFolderData, *, on_bad_file: str =
     return verdict.apply(data)
 
 
-def _emptied_classes(data: ImageFolderData, bad: dict[str, str]) -> list[str]:
-    """Classes every file of which is in ``bad``."""
-    lost = Counter(label for path, label in zip(data.files, data.labels, strict=True) if path in bad)
-    held = Counter(data.labels)
-    return [data.classes[label] if label < len(data.classes) else str(label)
-            for label, count in sorted(lost.items()) if held[label] == count]
+def _emptied_classes(data: ImageFolderData, clean: ImageFolderData) -> tuple[str, ...]:
+    """The classes ``data`` has files of and ``clean`` has none of."""
+    gone = set(data.labels) - set(clean.labels)
+    return tuple(data.classes[label] for label in sorted(gone))
