@@ -256,7 +256,7 @@ def test_two_process_gloo_run_counts_val_once(ddp_runs: dict) -> None:
 
 @pytest.mark.slow
 def test_two_process_warning_is_printed_once(ddp_runs: dict) -> None:
-    """Both ranks verify the data, but the skipped-files warning appears once per run."""
+    """Rank 0 alone verifies the data and warns about the skipped files: once per run."""
     assert ddp_runs["first"].stderr.count("skipping 2 of 29 files") == 1, ddp_runs["first"].stderr[-3000:]
 
 

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,12 @@ from dali_pipelines import (
     PipelineConfig,
     make_loader,
     open_train_val,
-    prepare_data,
 )
-from dali_pipelines.config import default_cache_dir, default_num_threads
+from dali_pipelines.config import default_num_threads
 from dali_pipelines.sources.identity import data_identity
 from train.checkpoint import estimated_bytes
 from train.config import TrainConfig
+from train.data import verified
 from train.distributed import (
     DistContext,
     any_rank_during_setup,
@@ -88,14 +89,6 @@ def run_data(cfg: TrainConfig) -> tuple[DataSource, DataSource]:
     return data.train, data.val
 
 
-def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
-    """Data checked before any graph is built: one undecodable JPEG would kill the DALI pipeline
-    hours into an epoch. Loose files: bad ones fail or are left out (--on-bad-file). Shards (their
-    images were verified when they were written): each against its recorded checksum, cached."""
-    return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir(),
-                        max_pixels=cfg.max_pixels)
-
-
 # --- set-up -------------------------------------------------------------------------------------
 
 
@@ -109,13 +102,15 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     train_data, val_data = run_data(cfg)
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, classes=tuple(train_data.classes))
-    with main_process_first(ctx):  # the other ranks then find every result in the cache
-        if run_dir is not None:
-            run_dir.check_free_space(estimated_bytes(len(train_data.classes), ema=cfg.ema_decay > 0))
-        train_data, val_data = verified(cfg, train_data), verified(cfg, val_data)
-    identity = data_identity(train_data)  # the usable files, as the loader reads them
-    if payload is not None:
-        check_resumed_data(payload, cfg, resume_path, train_files=len(train_data), identity=identity)
+    room = None if run_dir is None else partial(
+        run_dir.check_free_space, estimated_bytes(len(train_data.classes), ema=cfg.ema_decay > 0))
+    train_data, val_data = verified(cfg, ctx, [train_data, val_data], list_seeds=[cfg.seed, None], first=room)
+    with main_process_first(ctx):  # a resume on other data is reported once, by rank 0
+        # Rank 0 saves the checkpoints, so it alone needs the identity (a stat per file); the
+        # other ranks scanned the files rank 0 verified (its verdict's digest), and read none.
+        identity = data_identity(train_data) if ctx.is_main else None
+        if payload is not None:
+            check_resumed_data(payload, cfg, resume_path, train_files=len(train_data), identity=identity)
     # After verification (a bad file would stop every loader the search builds), before the loaders.
     tuning = loader_tuning(cfg, ctx, train_data, payload, base=pipeline_config(cfg, ctx),
                            cores=core_share(ctx))
@@ -133,7 +128,7 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     try:
         state = _assemble(cfg, ctx, device=device, stop=stop, payload=payload, metrics=metrics,
                           loaders=loaders, train_data=train_data, tuning=tuning)
-        state.data_identity = identity.record()
+        state.data_identity = None if identity is None else identity.record()
         return state
     except BaseException:
         for loader in loaders:
