@@ -29,8 +29,8 @@ FAST = ["--device", "cpu", "--image-size", "32", "--batch-size", "9", "--workers
 # The resume runs augment in the DALI graph (RandAugment), mix batches (some mixup, some cutmix,
 # some neither) and keep an EMA updated every 2 steps, with label smoothing: a resume must repeat
 # all of it.
-MIX_AND_EMA = ["--augment", "randaugment", "--augment-ops", "2", "--augment-magnitude", "9",
-               "--mixup", "0.4", "--cutmix", "1.0", "--mix-prob", "0.8", "--label-smoothing", "0.1",
+POLICY = ["--augment", "randaugment", "--augment-ops", "2", "--augment-magnitude", "9"]
+MIX_AND_EMA = ["--mixup", "0.4", "--cutmix", "1.0", "--mix-prob", "0.8", "--label-smoothing", "0.1",
                "--ema-decay", "0.8", "--ema-every", "2"]
 
 
@@ -72,7 +72,7 @@ def test_overfits_tiny_set(tiny_root: Path, tmp_path: Path, capsys: pytest.Captu
 
 def _resume_args(tiny_root: Path) -> list[str]:
     """The settings of the resume runs: 3 steps per epoch, 4 epochs, everything random on."""
-    return ["--data", str(tiny_root), *FAST, *MIX_AND_EMA, "--epochs", "4", "--log-every", "1",
+    return ["--data", str(tiny_root), *FAST, *POLICY, *MIX_AND_EMA, "--epochs", "4", "--log-every", "1",
             "--seed", "5"]
 
 
@@ -231,7 +231,9 @@ def _torchrun(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def ddp_runs(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """2-process gloo runs on the tiny set plus 2 bad files (skipped), mixing batches and keeping
     an EMA: 2 epochs straight, and the same stopped at step 2 and resumed with only --resume and
-    --max-steps."""
+    --max-steps. No RandAugment: DALI's AutoGraph conversion of its policy costs every fresh
+    process seconds, and its resume is tested in one process (tests/test_augment.py, the
+    resumed fixture above); the ranks' DALI random crops and flips are resumed here."""
     base = tmp_path_factory.mktemp("ddp")
     root = _with_bad_files(tiny_root, base)
     common = ["--data", str(root), "--device", "cpu", "--image-size", "32", "--batch-size", "4",
