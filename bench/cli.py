@@ -17,6 +17,7 @@ import torch
 from bench.backends import BACKENDS, PEERS, WORKLOADS
 from bench.check.cli import add_check_command, run_check
 from bench.records import TIMING, Run, Settings
+from bench.scale import SIZES
 from bench.sweep import DEFAULT_SECTIONS, E2E_MODELS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
 from dali_pipelines import DatasetError
 from dali_pipelines._util import argtypes
@@ -55,7 +56,21 @@ SECTION_HELP = {
               "--max-side) vs the same shards uncapped: img/s and CPU per image",
     "tune": "the loader tuner's choice (hill climbing, 60 s) beside an exhaustive grid's best and the "
             "defaults, measured again in turn",
+    "scale": "start-up over data set size on hard-linked trees (--scale-files): scan, cold and warm "
+             "verification, loader build, peak memory (not in the defaults: minutes, and a million links)",
 }
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    """--scale-files: ascending distinct sizes of at least 100 files."""
+    try:
+        sizes = tuple(sorted({int(item) for item in text.split(",") if item.strip()}))
+    except ValueError:
+        sizes = ()
+    if not sizes or sizes[0] < 100:
+        raise argparse.ArgumentTypeError(f"--scale-files takes comma-separated file counts of at least 100; "
+                                         f"got {text!r}")
+    return sizes
 
 
 def _folder(flag: str) -> Callable[[str], Path]:
@@ -122,6 +137,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     data.add_argument("--shards", metavar="DIR", type=_folder("--shards"), default=None,
                       help="WebDataset shards of the same images for the shards and storage sections "
                            "(default: --data converted into the temp folder, reused by later runs)")
+    data.add_argument("--scale-files", metavar="LIST", type=_sizes, default=None,
+                      help="tree sizes of the scale section, comma-separated (default: "
+                           f"{','.join(str(n) for n in SIZES)})")
     timing = p.add_argument_group("timing")
     timing.add_argument("--warmup-s", metavar="SECONDS", type=argtypes.non_negative_float, default=None,
                         help="untimed warm-up per measurement, seconds (default: 1; 0.5 with --quick)")
@@ -193,6 +211,9 @@ def _device(args: argparse.Namespace) -> str:
 
 
 def _sections(args: argparse.Namespace, device: str) -> tuple[str, ...]:
+    if args.scale_files is not None and "scale" not in (args.sections or ()):
+        raise ValueError("--scale-files is read only by the scale section; add scale to --sections "
+                         "or drop --scale-files")
     if args.sections is None:
         return (QUICK_SECTIONS if args.quick else DEFAULT_SECTIONS)[device]
     needs_gpu = [s for s in args.sections if s in GPU_SECTIONS]
@@ -237,7 +258,8 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
         workloads=args.workloads or (QUICK_WORKLOADS[device] if quick else tuple(WORKLOADS)), device=device,
         batch_size=args.batch_size or {"cpu": 64, "gpu": 256}[device] // (2 if quick else 1),
         max_workers=args.max_workers, repeats=args.repeats, soak_epochs=args.soak_epochs,
-        timeout_s=args.timeout, quick=quick, **timing, e2e_model=args.e2e_model)
+        timeout_s=args.timeout, quick=quick, **timing, scale_files=args.scale_files or SIZES,
+        e2e_model=args.e2e_model)
     return settings, left_out
 
 

@@ -25,6 +25,7 @@ from bench.queries import (
     ok_rows,
     overlap_efficiency,
     rate,
+    scale_rows,
     scaling,
     skipped,
     soak_figures,
@@ -165,8 +166,40 @@ def soak_figure(run: Run) -> Figure | None:
     return fig
 
 
+_SCALE_LINES = {"seconds": {"scan_s": "scan", "cold_verify_s": "cold verify", "warm_verify_s": "warm verify",
+                            "loader_s": "loader + first batch", "warm_loader_s": "same, list found",
+                            "s3_list_s": "bucket listing"},
+                "MiB": {"cold_verify_peak_mb": "cold verify peak", "warm_verify_peak_mb": "warm verify peak",
+                        "loader_peak_mb": "loader peak", "cache_mb": "cache file", "list_mb": "reader list",
+                        "s3_list_peak_mb": "bucket listing peak"}}
+
+
+def scale_figure(run: Run) -> Figure | None:
+    """Start-up seconds and memory over the number of files, log-log (a straight line of slope 1
+    is linear growth)."""
+    rows = scale_rows(run)
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.4))
+    for ax, (unit, lines) in zip(axes, _SCALE_LINES.items(), strict=True):
+        for name, label in lines.items():
+            points = [(r.files, value) for r in rows if (value := getattr(r, name)) is not None]
+            if points and all(v > 0 for _, v in points):  # the bucket: only at the sizes listed
+                ax.plot(*zip(*points, strict=True), marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("files")
+        ax.set_ylabel(unit)
+        ax.set_title("peaks above the imports (loader: above the scan); files" if unit == "MiB" else "phases",
+                     fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Start-up at scale ({run.machine.cores} cores)")
+    return fig
+
+
 FIGURES = {"throughput": throughput_figure, "scaling": scaling_figure, "efficiency": efficiency_figure,
-           "hw-decoder": hw_decoder_figure, "soak": soak_figure}
+           "hw-decoder": hw_decoder_figure, "soak": soak_figure, "scale": scale_figure}
 
 
 def plot_run(run: Run, out_dir: Path) -> list[Path]:

@@ -6,6 +6,9 @@ Every ratio is between figures of the same run on the same machine.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
 from bench.measure import Measurement
 from bench.records import Record, Run
+from bench.scale import IMAGENET_TRAIN, IMAGENET_VAL, TEN_MILLION, ScaleFigures
 from bench.sweep import DALI_FOR_DEVICE, E2E_MODELS, SYNTHETIC, UNCAPPED, capped_side
 
 
@@ -298,6 +302,103 @@ def overlap_efficiency(run: Run) -> dict[float, list[tuple[Record, float | None]
     return out
 
 
+# The scale section's figures that grow with the data set: seconds, then MiB.
+SCALE_SECONDS = ("scan_s", "cold_verify_s", "warm_verify_s", "loader_s", "warm_loader_s", "apply_s",
+                 "s3_list_s")
+SCALE_MIB = ("scan_peak_mb", "cold_verify_peak_mb", "warm_verify_peak_mb", "cache_mb", "loader_peak_mb",
+             "warm_loader_peak_mb", "list_mb", "s3_list_peak_mb")
+
+
+def scale_rows(run: Run) -> list[ScaleFigures]:
+    """The scale section's trees by ascending size (the first record of each size)."""
+    found: dict[int, ScaleFigures] = {}
+    for r in ok_rows(run, "scale"):
+        if r.scale is not None:
+            found.setdefault(r.scale.files, r.scale)
+    return [found[n] for n in sorted(found)]
+
+
+def growth_exponents(rows: list[ScaleFigures]) -> dict[str, dict[str, float]]:
+    """{figure: {"<n1>-<n2>": b}}: the exponent b of figure ~ files^b between each two successive
+    sizes that have it (1: linear); figures at zero or below are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for name in (*SCALE_SECONDS, *SCALE_MIB):
+        for a, b in itertools.pairwise(_having(rows, name)):
+            low, high = getattr(a, name), getattr(b, name)
+            if low > 0 and high > 0:
+                exponent = math.log(high / low) / math.log(b.files / a.files)
+                out.setdefault(name, {})[f"{a.files}-{b.files}"] = exponent
+    return out
+
+
+def at_size(rows: list[ScaleFigures], name: str, files: int) -> float | None:
+    """Figure ``name`` at ``files`` files: the power law through the two measured sizes around it
+    (beyond the largest, through the two largest); None with fewer than two sizes that have it."""
+    rows = _having(rows, name)
+    if len(rows) < 2:
+        return None
+    above = next((i for i, r in enumerate(rows) if r.files >= files), len(rows) - 1)
+    a, b = rows[max(0, above - 1)], rows[max(1, above)]
+    low, high = getattr(a, name), getattr(b, name)
+    if low <= 0 or high <= 0:
+        return max(low, high, 0.0) * files / b.files  # a figure at zero: linear from the larger
+    exponent = math.log(high / low) / math.log(b.files / a.files)
+    return high * (files / b.files) ** exponent
+
+
+def _having(rows: list[ScaleFigures], name: str) -> list[ScaleFigures]:
+    """The rows where figure ``name`` was measured (the bucket listing: the smaller trees only)."""
+    return [r for r in rows if getattr(r, name) is not None]
+
+
+def extrapolated(rows: list[ScaleFigures], files: int) -> dict[str, float | None]:
+    """Every growing figure at ``files`` files (``at_size``)."""
+    return {name: at_size(rows, name, files) for name in (*SCALE_SECONDS, *SCALE_MIB)}
+
+
+@dataclass(frozen=True)
+class RankStartup:
+    """A non-zero rank's start-up under torchrun on a warm cache, from the scale figures: its own
+    scans, the wait for rank 0 (its warm verification, the verdict applied and the reader lists
+    found), then its own verdict applied, loaders built and first batch (imports not counted)."""
+
+    train_files: int
+    val_files: int
+    scan_s: float
+    wait_s: float
+    loaders_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.scan_s + self.wait_s + self.loaders_s
+
+
+def rank_startup(rows: list[ScaleFigures], train: int = IMAGENET_TRAIN,
+                 val: int = IMAGENET_VAL) -> RankStartup | None:
+    """``RankStartup`` for ``train`` and ``val`` files (ImageNet-1k by default); None without two sizes."""
+    if len(rows) < 2:
+        return None
+
+    def both(name: str) -> float:
+        return sum(at_size(rows, name, n) or 0.0 for n in (train, val))
+
+    return RankStartup(train_files=train, val_files=val, scan_s=both("scan_s"),
+                       wait_s=both("warm_verify_s") + 2 * both("apply_s"), loaders_s=both("warm_loader_s"))
+
+
+def scale_summary(run: Run) -> dict[str, Any] | None:
+    """The scale section in the JSON summary; None when the run has none."""
+    rows = scale_rows(run)
+    if not rows:
+        return None
+    startup = rank_startup(rows)
+    return {"files": [r.files for r in rows], "figures": [dataclasses.asdict(r) for r in rows],
+            "growth_exponents": growth_exponents(rows),
+            "extrapolated": {str(n): extrapolated(rows, n) for n in (IMAGENET_TRAIN, TEN_MILLION)
+                             if len(rows) > 1},
+            "imagenet_nonzero_rank_startup_s": None if startup is None else startup.total_s}
+
+
 @dataclass(frozen=True)
 class Search:
     """One search of the tune section: what it cost and how far it got."""
@@ -359,9 +460,10 @@ def _e2e_summary(figures: dict[str, E2EFigures]) -> dict[str, dict[str, float | 
 
 
 def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
-    """The JSON summary of a run (``python -m bench report --json``)."""
+    """The JSON summary of a run (``python -m bench report --json``); ``scale`` only with that section."""
     e2e = e2e_figures(run)
     capped = {str(f.max_side): f.cpu_vs_uncapped for f in capped_figures(run) if f.max_side is not None}
+    scale = scale_summary(run)
     return {
         "device": run.device, "cpus": run.machine.cores, "gpu": run.machine.gpu,
         "cpu_model": run.machine.cpu, "command": run.command, "date": run.date,
@@ -390,6 +492,7 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         "failed": [{"section": r.section, "backend": r.backend, "workload": r.workload, "reason": r.reason}
                    for r in failed_rows(run)],
         **_tune_summary(run),
+        **({"scale": scale} if scale is not None else {}),
     }
 
 

@@ -22,6 +22,7 @@ import psutil
 import torch
 
 from bench.measure import Measurement, StepFigures
+from bench.scale import SIZES, ScaleFigures
 
 FORMAT = "dali-pipelines-bench/2"  # run files without it (older formats) are not read
 # Least warm-up and repeat times, and batches per repeat: the full sweep, and --quick.
@@ -49,12 +50,16 @@ class Settings:
     soak_epochs: int = 30
     timeout_s: float = 600.0
     quick: bool = False
+    scale_files: tuple[int, ...] = SIZES  # the scale section's tree sizes
     e2e_model: str = "googlenet"  # what e2e and e2e-sweep train (each record names its own, Record.model)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists); ``e2e_model`` only when it is not GoogLeNet, so a run
-        file written before the choice existed reads and writes back byte for byte."""
+        """JSON-ready dict (tuples become lists); ``scale_files`` only with the scale section and
+        ``e2e_model`` only when it is not GoogLeNet, so a run file written before either existed
+        reads and writes back byte for byte."""
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if "scale" not in self.sections:
+            del out["scale_files"]
         if out["e2e_model"] == "googlenet":
             del out["e2e_model"]
         return out
@@ -132,6 +137,7 @@ class Record:
     traceback: str | None = None  # of a job that raised
     prefetch: int | None = None  # the spec's prefetch queue depth (e2e-sweep); written only when set
     tune: TuneFigures | None = None  # the tune section's figures (its ``measurement`` is None)
+    scale: ScaleFigures | None = None  # the scale section's figures (its records have no measurement)
     model: str | None = None  # e2e, e2e-sweep: the model the step trained (absent in older files: GoogLeNet)
 
     @property
@@ -141,24 +147,28 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback``,
-        ``prefetch``, ``tune`` and ``model`` only when set."""
+        ``prefetch``, ``tune``, ``scale`` and ``model`` only when set."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["measurement"] = None if self.measurement is None else self.measurement.to_dict()
         out["consumer"] = {} if self.consumer is None else dataclasses.asdict(self.consumer)
-        for optional in ("traceback", "prefetch", "tune", "model"):
+        for optional in ("traceback", "prefetch", "tune", "scale", "model"):
             if out[optional] is None:
                 del out[optional]
         if self.tune is not None:
             out["tune"] = dataclasses.asdict(self.tune)
+        if self.scale is not None:
+            out["scale"] = dataclasses.asdict(self.scale)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         """The record ``to_dict`` wrote."""
-        m, consumer, tune = data["measurement"], data["consumer"], data.get("tune")
+        m, consumer = data["measurement"], data["consumer"]
+        tune, scale = data.get("tune"), data.get("scale")
         return cls(**{**data, "measurement": None if m is None else Measurement.from_dict(m),
                       "consumer": StepFigures(**consumer) if consumer else None,
-                      "tune": None if tune is None else TuneFigures(**tune)})
+                      "tune": None if tune is None else TuneFigures(**tune),
+                      "scale": None if scale is None else ScaleFigures(**scale)})
 
 
 @dataclass

@@ -23,8 +23,10 @@ from bench.queries import (
     model_title,
     ok_rows,
     overlap_efficiency,
+    rank_startup,
     ratios_to_ours,
     ratios_to_reference,
+    scale_rows,
     scaling,
     shards_figures,
     skipped,
@@ -35,7 +37,10 @@ from bench.queries import (
     tune_figures,
     workloads_of,
 )
+from bench.queries import extrapolated as extrapolated_figures
+from bench.queries import growth_exponents as growth
 from bench.records import Record, Run
+from bench.scale import IMAGENET_TRAIN, TEN_MILLION, ScaleFigures
 from bench.sweep import DALI_FOR_DEVICE
 from dali_pipelines.sources.capped import DEFAULT_QUALITY
 
@@ -253,6 +258,62 @@ def shards_lines(run: Run) -> list[str]:
                      "CPU s / 1000 img, files / shards"], table)]
 
 
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _with_peak(seconds: float, peak_mb: float, digits: int = 2) -> str:
+    return f"{_num(seconds, digits)} (+{peak_mb:.0f})"
+
+
+def scale_lines(run: Run) -> list[str]:
+    """Start-up cost per tree size, its growth exponents, and what it comes to at ImageNet-1k and 10M."""
+    rows = scale_rows(run)
+    if not rows:
+        return []
+    table = [[f"{r.files:,}", _num(r.scan_s), _with_peak(r.cold_verify_s, r.cold_verify_peak_mb, 1),
+              _with_peak(r.warm_verify_s, r.warm_verify_peak_mb), _num(r.cache_mb, 1),
+              _with_peak(r.loader_s, r.loader_peak_mb), _with_peak(r.warm_loader_s, r.warm_loader_peak_mb),
+              _num(r.apply_s), _bucket_cell(r)] for r in rows]
+    header = ["files", "scan s", "cold verify s (MiB)", "warm verify s (MiB)", "cache MiB",
+              "loader + first batch s (MiB)", "same, list found s (MiB)", "verdict applied s",
+              "bucket listing s (MiB)"]
+    return ["**Start-up at scale** (hard-linked JPEG trees, page cache warm; seconds, and peak MiB above "
+            "the imports, for the loader above the scanned data; the bucket: the same names in a local "
+            "S3 server, listed as training lists them)", "", *_table(header, table),
+            *_growth_lines(rows), *_extrapolation_lines(rows)]
+
+
+def _bucket_cell(r: ScaleFigures) -> str:
+    if r.s3_list_s is None or r.s3_list_peak_mb is None:
+        return "-"
+    return _with_peak(r.s3_list_s, r.s3_list_peak_mb)
+
+
+def _growth_lines(rows: list[ScaleFigures]) -> list[str]:
+    exponents = growth(rows)
+    if not exponents:
+        return []
+    spans = list(next(iter(exponents.values())))
+    cells = [[name, *(_num(e.get(span)) for span in spans)] for name, e in exponents.items()]
+    return ["Growth exponent b of figure ~ files^b between successive sizes (1: linear)", "",
+            *_table(["figure", *spans], cells)]
+
+
+def _extrapolation_lines(rows: list[ScaleFigures]) -> list[str]:
+    startup = rank_startup(rows)
+    if startup is None:
+        return []
+    at = {n: extrapolated_figures(rows, n) for n in (IMAGENET_TRAIN, TEN_MILLION)}
+    cells = [[name, *(_num(at[n][name]) for n in at)] for name in at[IMAGENET_TRAIN]]
+    return [f"Extrapolated with the exponent between the two largest sizes (ImageNet-1k train: "
+            f"{IMAGENET_TRAIN:,} files)", "", *_table(["figure", *(f"{n:,} files" for n in at)], cells),
+            f"- A non-zero rank's start-up under torchrun on ImageNet-1k ({startup.train_files:,} + "
+            f"{startup.val_files:,} files), warm cache, imports aside: {startup.total_s:.1f} s (its scans "
+            f"{startup.scan_s:.1f} s, waiting for rank 0 {startup.wait_s:.1f} s, its loaders and first "
+            f"batch {startup.loaders_s:.1f} s)", ""]
+
+
 def storage_lines(run: Run) -> list[str]:
     """The same images from local disk and from the local S3 server, loose and as shards."""
     def cell(value: float | None, ratio: bool = False) -> str:
@@ -318,5 +379,6 @@ def render_markdown(run: Run) -> str:
     """All tables of a run as Markdown."""
     parts = [*header_lines(run), *throughput_lines(run), *error_lines(run), *scaling_lines(run),
              *hw_decoder_lines(run), *overlap_lines(run), *e2e_lines(run), *e2e_sweep_lines(run),
-             *soak_lines(run), *shards_lines(run), *capped_lines(run), *storage_lines(run), *tune_lines(run)]
+             *soak_lines(run), *shards_lines(run), *capped_lines(run), *storage_lines(run), *tune_lines(run),
+             *scale_lines(run)]
     return "\n".join(parts).rstrip() + "\n"

@@ -20,7 +20,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -228,6 +228,14 @@ class S3Server:
         self._ensure_bucket(bucket)
         with ThreadPoolExecutor(max_workers=_UPLOAD_THREADS) as pool:  # each PUT mostly waits
             list(pool.map(lambda path, key: client.upload_file(path, bucket, key), keys, keys.values()))
+
+    def put_objects(self, bucket: str, keys: Iterable[str], body: bytes) -> int:
+        """Put ``body`` at every key of ``keys`` in ``bucket`` (made if missing); how many were put."""
+        client = self.client()
+        self._ensure_bucket(bucket)
+        with ThreadPoolExecutor(max_workers=_UPLOAD_THREADS) as pool:
+            puts = pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=body), keys)
+            return sum(1 for _ in puts)
 
 
 @contextmanager

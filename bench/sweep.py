@@ -29,6 +29,7 @@ from bench.backends import RunSpec, get_backend
 from bench.failures import died_reason, failure_reason
 from bench.measure import Measurement, SleepStep, StepFigures, SyntheticBatches, TimedTrainingStep, measure
 from bench.records import Record, Settings, Status, TuneFigures
+from bench.scale import S3_MAX_FILES, ScaleFigures, measure_scale
 from bench.tuning import HILL_S, ROUNDS, expected_s, measure_spec, run_tune_section
 from dali_pipelines import DataSource, ImageFolderData
 from dali_pipelines.config import default_num_threads
@@ -37,11 +38,11 @@ from dali_pipelines.tune import MeasureSpec
 _logger = logging.getLogger(__name__)
 
 SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "e2e-sweep", "soak", "shards", "capped",
-            "storage", "tune")
+            "storage", "tune", "scale")
 GPU_SECTIONS = ("hw-decoder", "e2e", "e2e-sweep")  # need --device gpu
 # tune is named in a GPU run (--sections ...,tune): it adds minutes to the GPU sweep's eight.
 DEFAULT_SECTIONS = {
-    "cpu": ("throughput", "scaling", "overlap", "soak", "shards", "capped", "storage", "tune"),
+    "cpu": ("throughput", "scaling", "overlap", "soak", "shards", "capped", "storage", "tune", "scale"),
     "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards", "storage"),
 }
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
@@ -70,6 +71,10 @@ DALI_FOR_DEVICE = {"cpu": "dali-cpu", "gpu": "dali-gpu"}  # the graph soaked and
 CAPPED_SIDES = (512, 384, 256)
 UNCAPPED = "uncapped"
 START_S = 1.5  # rough per-job cost outside the timed loop (fork, imports, graph build): estimates only
+# The scale section's least cost per file (mostly the cold header pass), per file put into the
+# bucket (trees up to S3_MAX_FILES), and per job (fresh interpreters importing DALI and torch):
+# estimates only.
+SCALE_S_PER_FILE, SCALE_S_PER_OBJECT, SCALE_START_S = 1.5e-4, 2e-3, 30.0
 # Imported once in the server that forks every job; nothing here may touch CUDA or start threads.
 _PRELOAD = ["torch", "torchvision", "numpy", "PIL.Image", "psutil", "bench.measure"]
 
@@ -90,10 +95,14 @@ class Job:
     step_ms: float = 0.0  # overlap: simulated accelerator step per batch
     source: str = "files"  # "files" | "shards" (shards section) | "uncapped" | "capped-N" (capped);
     # storage.SOURCES (storage section)
+    scale_files: int = 0  # scale: the tree's size (its record carries it in ``scale``)
     model: str | None = None  # e2e, e2e-sweep: the model the step trains (its record names it)
 
     def label(self) -> str:
         """Short human label for progress lines and logs."""
+        if self.section == "scale":
+            return (f"scale: {self.scale_files} files, {self.backend} bs={self.spec.batch_size} "
+                    f"w={self.spec.workers}")
         extra = {"overlap": f" step={self.step_ms:g}ms", "shards": f" from {self.source}",
                  "storage": f" from {self.source}",
                  "capped": f" from {self.source}",
@@ -107,7 +116,7 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """The job's fields with the spec's inline: how its ``Record`` begins."""
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "spec"}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("spec", "scale_files")}
         return {**out, **self.spec.to_dict()}
 
     def skip_reason(self) -> str | None:
@@ -124,9 +133,16 @@ class Job:
         the climb's budget and every scoring after it at its least)."""
         if self.passes or self.skip_reason():
             return 0.0
+        if self.section == "scale":
+            bucket = self.scale_files <= S3_MAX_FILES and storage.unavailable_reason() is None
+            return SCALE_START_S + (SCALE_S_PER_FILE + bucket * SCALE_S_PER_OBJECT) * self.scale_files
         if self.section == "tune":
             return expected_s(self.spec, self.measure_spec())
         return self.warmup_s + self.repeats * self.repeat_s
+
+    def timeout_s(self, default: float) -> float:
+        """Seconds this job may take: ``default``, or for a scale tree ten times its estimate."""
+        return max(default, 10 * self.minimum_s()) if self.section == "scale" else default
 
     def measure_spec(self) -> MeasureSpec:
         """The job's timing as the tuner's measurement (the tune section's scorings)."""
@@ -240,11 +256,16 @@ def _tune(s: Settings, section: str) -> list[Job]:
             for job in _device_graph(s, section, workers=default_num_threads(s.device))]
 
 
+def _scale(s: Settings, section: str) -> list[Job]:
+    """One job per tree size, the graph on the run's device reading each tree."""
+    return [job for n in s.scale_files for job in _device_graph(s, section, scale_files=n)]
+
+
 # Each section's planner: (settings, section name) -> its jobs.
 PLANNERS: dict[str, Callable[[Settings, str], list[Job]]] = {
     "throughput": _throughput, "scaling": _scaling, "hw-decoder": _hw_decoder, "overlap": _overlap,
     "e2e": _e2e, "e2e-sweep": _e2e_sweep, "soak": _soak, "shards": _shards, "capped": _capped,
-    "storage": _storage, "tune": _tune,
+    "storage": _storage, "tune": _tune, "scale": _scale,
 }
 
 
@@ -265,16 +286,23 @@ def plan(s: Settings) -> dict[str, list[Job]]:
 
 def _record(job: Job, status: Status, reason: str = "", *, measurement: Measurement | None = None,
             consumer: StepFigures | None = None, trace: str | None = None,
-            tune: TuneFigures | None = None) -> Record:
+            tune: TuneFigures | None = None, scale: ScaleFigures | None = None) -> Record:
     """The record of ``job``: its fields, the outcome, the figures, the machine's load now."""
     return Record(**job.to_dict(), status=status, reason=reason, measurement=measurement, consumer=consumer,
-                  load_avg_1m=os.getloadavg()[0], traceback=trace, tune=tune)
+                  load_avg_1m=os.getloadavg()[0], traceback=trace, tune=tune, scale=scale)
 
 
 def execute(job: Job, data: DataSource) -> Record:
     """Measure ``job`` in this process over ``data`` (already verified); its record."""
     if job.section == "tune":
         return _record(job, "ok", tune=run_tune_section(data, job.spec, job.measure_spec()))
+    if job.section == "scale":
+        if not isinstance(data, ImageFolderData):
+            raise TypeError(f"the scale section links to loose JPEG files; got {type(data).__name__}")
+        spec = job.spec
+        figures = measure_scale(job.scale_files, data, batch_size=spec.batch_size, threads=spec.workers,
+                                device=spec.device, timeout_s=job.timeout_s(600.0))
+        return _record(job, "ok", scale=figures)
     step: Any = None
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
@@ -365,6 +393,13 @@ class Progress:
             t = record.tune
             outcome = (f"tuned {t.median('tuned'):.0f} img/s, grid best {t.median('grid best'):.0f}, "
                        f"defaults {t.median('defaults'):.0f} (medians of rounds in turn)")
+        elif record.scale is not None:
+            f = record.scale
+            outcome = (f"scan {f.scan_s:.2f} s, verify {f.cold_verify_s:.1f} s cold "
+                       f"(+{f.cold_verify_peak_mb:.0f} MiB) / {f.warm_verify_s:.2f} s warm, loader "
+                       f"{f.loader_s:.2f} s (+{f.loader_peak_mb:.0f} MiB)")
+            if f.s3_list_s is not None and f.s3_list_peak_mb is not None:
+                outcome += f", bucket listing {f.s3_list_s:.2f} s (+{f.s3_list_peak_mb:.0f} MiB)"
         else:
             outcome = f"{record.status}: {record.reason}"
         width = len(str(self.total))
@@ -388,7 +423,9 @@ def run_or_skip(job: Job, sources: Mapping[str, DataSource], timeout_s: float,
     """``job``'s record: skipped, with the reason and no process, when its backend cannot do the
     workload; else measured by ``run_job``."""
     reason = job.skip_reason()
-    return _record(job, "skipped", reason) if reason else run_job(job, sources[job.source], timeout_s, limit)
+    if reason:
+        return _record(job, "skipped", reason)
+    return run_job(job, sources[job.source], job.timeout_s(timeout_s), limit)
 
 
 def describe_plan(sections: dict[str, list[Job]]) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 from nvidia.dali import fn, types
 from nvidia.dali.pipeline import DataNode, do_not_convert
 
 from dali_pipelines.config import PipelineConfig
-from dali_pipelines.sources import DataSource, ImageFolderData, WebDatasetShards
+from dali_pipelines.reader_lists import reader_list
+from dali_pipelines.sources import DataSource, WebDatasetShards
 from dali_pipelines.sources.webdataset import IMAGE_EXTS, LABEL_EXT, LABEL_TRAILING
 
 # The iterator finds the reader by this name to learn epoch and shard sizes.
@@ -20,17 +19,6 @@ _LABEL_DIGITS = 9
 _WHITESPACE = b" \t\n\v\f\r"  # what bytes.strip() removes
 
 
-def shuffled_once(data: ImageFolderData, seed: int) -> ImageFolderData:
-    """The list in one seeded global order, identical on every rank.
-
-    DALI's ``shuffle_after_epoch`` reshuffles only *after* each epoch, so epoch 0 would
-    otherwise run in class order (every batch one class).
-    """
-    order = list(range(len(data)))
-    random.Random(seed).shuffle(order)
-    return data.subset(order)
-
-
 # A graph with enable_conditionals rewrites every function it calls with AutoGraph; this plain
 # Python (file lists, shard checks; zip(strict=True) is beyond AutoGraph) runs as written.
 @do_not_convert
@@ -39,16 +27,17 @@ def read_encoded(source: DataSource, cfg: PipelineConfig, *, train: bool) -> tup
 
     Train: a full global permutation per epoch, shared by all shards (like DistributedSampler),
     so shards stay disjoint. Eval: file order, each shard fixed (``stick_to_shard``), and
-    ``pad_last_batch`` so the iterator can cut the padding off exactly.
+    ``pad_last_batch`` so the iterator can cut the padding off exactly. Loose files reach DALI as
+    a ``file_list`` (``reader_lists``).
     """
     if isinstance(source, WebDatasetShards):
         return _read_shards(source, cfg, train=train)
     order = {"shuffle_after_epoch": True, "shuffle_after_epoch_seed": cfg.seed} if train else {
         "stick_to_shard": True}
-    data = shuffled_once(source, cfg.seed) if train else source
+    file_list, file_root = reader_list(source, seed=cfg.seed if train else None)
     return fn.readers.file(
-        files=list(data.files),
-        labels=list(data.labels),
+        file_list=file_list,
+        file_root=file_root,
         name=READER_NAME,
         shard_id=cfg.shard_id,
         num_shards=cfg.num_shards,

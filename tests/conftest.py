@@ -11,11 +11,19 @@ from dali_pipelines import make_sample_dataset
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Keep the verification cache of test runs out of the user's ~/.cache."""
+    """Keep the verification cache of test runs out of the user's ~/.cache; run torch's CPU work on
+    one intra-op thread, here and in the processes the tests start.
+
+    The tests' models are tiny and share the cores with DALI's threads: a second OpenMP thread
+    spin-waits for the busy cores, so a GoogLeNet run on 2 cores took several times the CPU time
+    and wall time it takes on one (docs/development.md has the measurement).
+    """
     import os
     import tempfile
 
     os.environ.setdefault("DALI_PIPELINES_CACHE", tempfile.mkdtemp(prefix="dali-pipelines-cache-"))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

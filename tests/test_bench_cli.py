@@ -41,6 +41,8 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     (["--device", "cuda"], ["--device", "'cpu', 'gpu'"]),
     (["--e2e-model", "vgg16"], ["--e2e-model", "'googlenet', 'resnet50'"]),
     (["--data", "/no/such/dir"], ["--data", "not one"]),
+    (["--sections", "scale", "--scale-files", "10,100"], ["--scale-files", "at least 100", "'10,100'"]),
+    (["--scale-files", "1000"], ["--scale-files is read only by the scale section"]),
     (["report", "/no/such/dir"], ["DIR", "not one"]),
 ])
 def test_bad_argument_names_itself(argv: list[str], expected: list[str], capsys) -> None:

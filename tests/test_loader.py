@@ -1,9 +1,12 @@
 """Loader contract: exact-once eval over shards, len(), bad arguments, checkpoints, a fresh epoch
-per for-loop, defaults shared with the training command."""
+per for-loop, defaults shared with the training command, one seeded permutation on every rank,
+the file lists DALI is handed."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import torch
 
 from dali_pipelines import ImageFolderData, PipelineConfig, make_loader, scan_image_folder
 from dali_pipelines.errors import DecoderFailedError
+from dali_pipelines.reader_lists import reader_list, seeded_order
 
 
 def _indexed(root: Path, count: int) -> ImageFolderData:
@@ -83,6 +87,49 @@ def test_checkpoint_resumes_the_exact_sequence(train_root: Path) -> None:
         assert torch.equal(labels, want_labels) and torch.equal(images, want_images)
     next_epoch = next(iter(restored))
     assert torch.equal(next_epoch[0], expected_next_epoch[0])
+
+
+def test_every_rank_reads_one_seeded_permutation_from_one_list(train_root: Path) -> None:
+    """Every rank is handed the same file list, in the seeded order, and DALI permutes it the same
+    way on each: epoch 0 gives each of 2 ranks its half of the permutation a single rank reads,
+    and a later epoch's reshuffle keeps the shards disjoint."""
+    data = _indexed(train_root, 24)
+    path, root = reader_list(data, seed=5)
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    order = seeded_order(24, 5)
+    assert root == str(data.root) and [int(line.rpartition(" ")[2]) for line in lines] == order
+    relative = [os.path.relpath(data.files[i], data.root) for i in order]
+    assert [line.rpartition(" ")[0] for line in lines] == relative
+    whole = make_loader(data, _cpu(4, seed=5), train=True)
+    permutation = [label for _, labels in whole for label in labels.tolist()]
+    whole.close()
+    loaders = [make_loader(data, _cpu(4, seed=5), train=True, shard_id=s, num_shards=2) for s in range(2)]
+    epoch0 = [[label for _, labels in loader for label in labels.tolist()] for loader in loaders]
+    assert sorted(permutation) == list(range(24)) and epoch0 == [permutation[:12], permutation[12:]]
+    epoch1 = [{label for _, labels in loader for label in labels.tolist()} for loader in loaders]
+    assert len(epoch1[0]) == len(epoch1[1]) == 12 and not epoch1[0] & epoch1[1]
+    for loader in loaders:
+        loader.close()
+
+
+def test_reader_list_is_written_once_and_holds_any_path(train_root: Path, tmp_path: Path) -> None:
+    """The same data and seed find the list already written; a file outside the data root is
+    listed by its absolute path, and a name DALI's parser would split elsewhere reads intact."""
+    data = _indexed(train_root, 6)
+    odd = tmp_path / "elsewhere" / "photo 7.jpeg"  # outside the root, a space and digits in its name
+    odd.parent.mkdir()
+    shutil.copy(data.files[0], odd)
+    data = ImageFolderData(root=data.root, files=(*data.files, str(odd)), labels=(*data.labels, 6),
+                           classes=(*data.classes, "6"))
+    first, _ = reader_list(data, seed=None, folder=tmp_path / "lists")
+    inode = os.stat(first).st_ino
+    again, _ = reader_list(data, seed=None, folder=tmp_path / "lists")
+    assert again == first and os.stat(again).st_ino == inode  # found, not rewritten
+    assert reader_list(data, seed=1, folder=tmp_path / "lists")[0] != first  # another order, another list
+    assert f"{odd} 6" in Path(first).read_text(encoding="utf-8").splitlines()
+    loader = make_loader(data, _cpu(7), train=False)
+    assert sorted(label for _, labels in loader for label in labels.tolist()) == list(range(7))
+    loader.close()
 
 
 def test_each_for_is_a_fresh_epoch_after_a_break(train_root: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -15,7 +15,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -271,17 +270,7 @@ def agreement_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                seed=5)
 
 
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """Small CPU models run fastest on one thread next to DALI's (two OpenMP threads spin-wait)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_torch_thread")
 def test_model_predictions_agree_with_torchvision_eval(agreement_set: Path) -> None:
     """A ResNet trained briefly through the train loader predicts the same class through our eval
     loader as through torchvision's eval transforms on >= 99.5 % of 304 val photos (measured: all,

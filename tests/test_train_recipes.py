@@ -13,7 +13,6 @@ import dataclasses
 import importlib.util
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,16 +54,6 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def _losses(run_dir: Path) -> dict[int, float]:
     return {int(row["step"]): float(row["loss"]) for row in _rows(run_dir / "steps.csv")}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread_here() -> Iterator[None]:
-    """This module's tiny models on one torch thread beside DALI's: torch's two OpenMP threads
-    spin-wait for each other on busy cores (seconds per step on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

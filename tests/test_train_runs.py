@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,15 +105,16 @@ def test_unwritable_out_is_refused_before_any_work(tiny_root: Path, out: str,
 def test_out_without_room_for_a_checkpoint_is_refused(tiny_root: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """Free space under one checkpoint's estimated size (weights + momentum): refused before the
-    data is verified. The file system's answer is replaced: a full disk cannot be made here."""
+    """Free space under what a save needs at once (four checkpoints of the estimated size: weights
+    + momentum): refused before the data is verified. The file system's answer is replaced here
+    (test_train_reliability.py fills a real tmpfs)."""
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=5 * 2**20))
     assert main(["--data", str(tiny_root), *FAST, "--out", str(tmp_path / "run")]) == 2
     line = _one_error_line(capsys)
-    assert f"--out {tmp_path / 'run'} has 5 MiB free" in line and "one checkpoint needs about" in line
-    needed = int(line.split("about ")[1].split(" MiB")[0])
-    assert 60 < needed < 100  # GoogLeNet for 3 classes: ~10M weights x 4 bytes, twice (momentum)
+    assert f"--out {tmp_path / 'run'} has 5 MiB free, and a run's saves need about" in line
+    each = int(line.split("about ")[2].split(" MiB each")[0])
+    assert 60 < each < 100  # GoogLeNet for 3 classes: ~10M weights x 4 bytes, twice (momentum)
 
 
 # --- one run per directory ----------------------------------------------------------------------
@@ -192,8 +194,9 @@ def test_lock_without_flock_goes_by_the_recorded_pid(tmp_path: Path, monkeypatch
         (b"", "the file is empty"),
         (b"hello\n", "not a checkpoint written by python -m train"),
         (b"abc", "not a checkpoint written by python -m train"),
-        ("truncated", "not a checkpoint written by python -m train"),
-        ("corrupt", "damaged, torch cannot read it (Unsupported operand 0)"),
+        ("truncated", "truncated: a torch archive whose end is missing"),
+        ("corrupt", "damaged: t/data.pkl is not what torch's writer recorded (Bad CRC-32 for file"),
+        ("foreign zip", "torch cannot read it (Unsupported operand 0) although every member passes"),
         ("pickled object", "holds Python objects (time.struct_time) that weights_only loading refuses"),
         ("bare weights", "not a checkpoint written by python -m train (it holds a dict of 1 entries"),
         ("old format", "checkpoint format 2 is older than this version's 3"),
@@ -211,6 +214,10 @@ def test_unusable_resume_file_is_one_sentence(tmp_path: Path, content: bytes | s
         data = bytearray(path.read_bytes())
         data[60:200] = bytes(140)  # the archive's first local header and the pickle
         path.write_bytes(bytes(data))
+    elif content == "foreign zip":  # whole (CRC-32s match), but no pickle torch can read
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("t/version", b"3\n")
+            archive.writestr("t/data.pkl", b"\x00garbage")
     elif content == "pickled object":
         torch.save({"when": time.struct_time((2024, 1, 1, 0, 0, 0, 0, 1, 0))}, path)
     elif content == "bare weights":

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from train.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from train.cli import main
@@ -19,22 +17,11 @@ FAST = ["--device", "cpu", "--image-size", "32", "--batch-size", "9", "--epochs"
 RECORDED = {"num_threads": 1, "prefetch_queue_depth": 1}  # a recorded choice the defaults (2, 2) are not
 
 
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """GoogLeNet's CPU steps on one intra-op thread: on 2 cores busy with DALI's threads (and other
-    jobs), a second OpenMP thread makes each step many times slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(out: Path) -> dict:
     return json.loads((out / "config.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_torch_thread")
 def test_tuned_settings_are_recorded_and_a_resume_reuses_them_without_tuning(
         sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import os
+import sqlite3
 import struct
 import zlib
 from collections.abc import Callable
@@ -279,7 +279,8 @@ def test_damage_inside_compressed_data_needs_deep(tmp_path: Path) -> None:
 
 
 def test_pixel_limit_is_configurable_and_applies_before_decoding(rejected_dir: Path, tmp_path: Path) -> None:
-    assert _reason(rejected_dir / "bomb.jpg", max_pixels=60000 * 60000) is None  # header only
+    raised = _reason(rejected_dir / "bomb.jpg", max_pixels=60000 * 60000)  # its 4 KB cannot hold the claim
+    assert raised is not None and "over the limit" not in raised and "needs at least" in raised
     small = tmp_path / "small.jpg"
     small.write_bytes(_jpeg())
     reason = _reason(small, max_pixels=96 * 72 - 1)
@@ -363,14 +364,43 @@ def test_skip_with_no_usable_file_says_so(tmp_path: Path) -> None:
     assert "--on-bad-file skip" not in str(caught.value)
 
 
-def test_cache_with_a_malformed_entries_table_is_ignored(mixed_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["not a database", "another version"])
+def test_cache_that_does_not_read_as_this_format_is_rebuilt(mixed_root: Path, tmp_path: Path, damage: str,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
     data = scan_image_folder(mixed_root)
     verify_data(data, cache_dir=tmp_path)
-    (cache_file,) = tmp_path.glob("verify-*.json")
-    version = json.loads(cache_file.read_text())["version"]
-    cache_file.write_text(json.dumps({"version": version, "entries": []}))
-    report = verify_data(data, cache_dir=tmp_path)
+    (cache_file,) = tmp_path.glob("verify-*.sqlite")
+    if damage == "not a database":
+        cache_file.write_bytes(b"{\"version\": 3, \"entries\": {}}" + bytes(4096))
+    else:
+        with sqlite3.connect(cache_file) as db:
+            db.execute("UPDATE meta SET value = '0' WHERE name = 'version'")
+    with caplog.at_level(logging.WARNING, logger="dali_pipelines.verify"):
+        report = verify_data(data, cache_dir=tmp_path)
     assert report.cached == 0 and len(report.bad) == 3
+    assert f"rebuilding verify cache {cache_file}" in caplog.text
+    assert verify_data(data, cache_dir=tmp_path).checked == 0  # the rebuilt cache serves the next run
+
+
+def test_cache_keeps_one_row_per_file_and_updates_what_changed(mixed_root: Path, tmp_path: Path) -> None:
+    """The cache grows by what changed, and a run over unchanged files reads its listing alone."""
+    data = scan_image_folder(mixed_root)
+    verify_data(data, cache_dir=tmp_path)
+    (cache_file,) = tmp_path.glob("verify-*.sqlite")
+
+    def rows() -> dict[str, str | None]:
+        with sqlite3.connect(cache_file) as db:
+            return dict(db.execute("SELECT name, reason FROM entries"))
+
+    first = rows()
+    assert len(first) == len(data) - 1  # the dangling symlink's read error is not kept
+    (mixed_root / "mixed" / "cut.jpg").write_bytes(_jpeg())
+    again = verify_data(data, cache_dir=tmp_path)
+    assert (again.checked, again.cached) == (1, len(data) - 2)
+    second = rows()
+    assert second.keys() == first.keys() and second["mixed/cut.jpg"] is None
+    assert {k: v for k, v in second.items() if k != "mixed/cut.jpg"} == {
+        k: v for k, v in first.items() if k != "mixed/cut.jpg"}
 
 
 def test_prepare_data_refuses_bad_arguments(mixed_root: Path) -> None:

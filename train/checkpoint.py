@@ -22,6 +22,14 @@ Layout (format 3): a dict whose values all load under ``torch.load(..., weights_
 - ``config``: every ``TrainConfig`` setting; a resume takes the run's settings from it.
 - ``classes`` (names in label order), ``train_files`` (training images the loader read),
   ``run_id`` (also in the run's config.json: tells one run directory's records from another's).
+- ``data_identity``: which training samples the run read, in order
+  (``dali_pipelines.sources.identity``: kind, digest, count, compressed entries); a resume
+  refuses other data of the same size, naming what changed. Optional: a checkpoint without it
+  resumes with the count check alone.
+
+Files: a run keeps ``checkpoints/last.pt`` (the newest save), ``previous.pt`` (the save last.pt
+replaced) and ``best.pt`` (the best whole epoch's); each is verified member by member against the
+CRC-32 values torch's zip writer records before it is resumed from.
 
 Extending it: a new setting needs nothing here (a checkpoint without it resumes with the
 setting's default, see ``train.resume``); a new top-level key that code reading this format would
@@ -34,9 +42,12 @@ its absence is a layout error.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import shutil
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +71,13 @@ RANK_LAYOUT: dict[str, type | tuple[type, ...]] = {"loader": (str, bytes), "rng"
 OPTIONAL_EMA = "ema"  # top level; --ema-decay
 OPTIONAL_MIX_RNG = "mix_rng"  # per rank; --mixup / --cutmix
 OPTIONAL_TUNING = "tuning"  # top level; --tune
+OPTIONAL_DATA = "data_identity"  # top level; any run (absent from checkpoints written before it)
+DATA_LAYOUT: dict[str, type | tuple[type, ...]] = {"kind": str, "digest": str, "count": int, "entries": bytes}
+# The files of a run's checkpoints/ folder: the newest periodic or epoch-end save, the one it
+# replaced (kept so a damaged last.pt always has a predecessor), and the best epoch's.
+LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
+CHECKPOINT_NAMES = (LAST, PREVIOUS, BEST)
+ZIP_MAGIC = b"PK\x03\x04"  # how every torch archive (and any zip file) begins
 
 
 class CheckpointError(ValueError):
@@ -90,11 +108,40 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_atomic(payload: dict[str, Any], path: Path) -> None:
+def temporary_of(path: Path) -> Path:
+    """The temporary a save of ``path`` writes first (``atomic_write``'s name for it); a kill -9
+    during a save leaves it behind, and a run claiming the folder removes it (``train.rundir``)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def save_atomic(payload: dict[str, Any], path: Path, *, previous: Path | None = None) -> None:
     """``torch.save`` durably: a crash at any point leaves the old file or the new one under
-    ``path``, never a partial one (``atomic_write``)."""
-    with atomic_write(path, "wb") as handle:
-        torch.save(payload, handle)
+    ``path``, never a partial one (``atomic_write``). With ``previous``, the file ``path`` held
+    becomes ``previous`` just before the new one takes its place, so the save before the newest is
+    always kept too. A save that fails removes its temporaries: only a kill leaves one behind."""
+    temp = temporary_of(path)
+    try:
+        with atomic_write(path, "wb", temp=temp) as handle:
+            torch.save(payload, handle)
+            if previous is not None and path.exists():
+                _keep_as(path, previous)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        if previous is not None:
+            temporary_of(previous).unlink(missing_ok=True)
+        raise
+
+
+def _keep_as(path: Path, previous: Path) -> None:
+    """Put ``path``'s current file under ``previous`` (replacing it) while ``path`` keeps it too:
+    a hard link, so no second copy is written; a copy where the file system has no links."""
+    link = temporary_of(previous)
+    link.unlink(missing_ok=True)
+    try:
+        os.link(path, link)
+    except OSError:
+        shutil.copyfile(path, link)
+    os.replace(link, previous)
 
 
 def estimated_bytes(model: nn.Module, *, ema: bool = False, optimizer_copies: int = 1) -> int:
@@ -111,31 +158,107 @@ def estimated_bytes(model: nn.Module, *, ema: bool = False, optimizer_copies: in
 
 
 def checkpoint_path(path: Path) -> Path:
-    """``--resume`` accepts a checkpoint file or a run directory (meaning its last.pt)."""
-    return path / "checkpoints" / "last.pt" if path.is_dir() else path
+    """``--resume`` accepts a checkpoint file or a run directory (meaning its last.pt); a run
+    directory without a last.pt is refused, naming the checkpoints it has or what to do instead."""
+    if not path.is_dir():
+        return path
+    last = path / "checkpoints" / LAST
+    if last.exists():
+        return last
+    others = [p for p in (path / "checkpoints" / PREVIOUS, path / "checkpoints" / BEST) if p.is_file()]
+    if others:
+        raise CheckpointError(f"--resume {path}: this run directory has no checkpoints/{LAST}; resume "
+                              f"from {' or '.join(f'--resume {p}' for p in others)}")
+    if (path / "config.json").is_file():
+        raise CheckpointError(f"--resume {path}: this run saved no checkpoint (it stopped before its "
+                              "first save), so there is nothing to resume; start it again with the same "
+                              f"--data and settings (in {path / 'config.json'}) and --out {path} --overwrite")
+    raise CheckpointError(f"--resume {path}: not a run directory (no checkpoints/{LAST}, no config.json); "
+                          "pass the --out of a run, or a checkpoint file")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint and check its layout; any unusable file raises CheckpointError."""
+    """Read a checkpoint, verify every member against its CRC-32, and check its layout; any
+    unusable file raises CheckpointError, naming the run's other checkpoints when it is damaged."""
     if not path.exists():
-        raise CheckpointError(f"--resume {path}: no such file; pass RUN_DIR/checkpoints/last.pt or RUN_DIR")
+        raise CheckpointError(f"--resume {path}: no such file; pass a checkpoint file "
+                              "(RUN_DIR/checkpoints/last.pt) or a run directory")
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as handle:
+            head = handle.read(len(ZIP_MAGIC))
     except OSError as err:
         raise CheckpointError(f"--resume {path}: cannot be read ({err.strerror})") from None
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"--resume {path}: the file is empty (an interrupted copy?); "
-                              "use another checkpoint from its run's checkpoints/ folder")
-    if not zipfile.is_zipfile(path):
+    damage = _damage(path, head)
+    if damage is not None:
+        raise CheckpointError(f"--resume {path}: {damage}; {fallback_hint(path)}")
+    if head != ZIP_MAGIC or not zipfile.is_zipfile(path):
         raise CheckpointError(f"--resume {path}: not a checkpoint written by python -m train "
-                              "(not a complete torch archive: truncated, or another kind of file)")
+                              "(not a torch archive, another kind of file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load fails on damaged archives in many ways (KeyError, ...)
-        raise CheckpointError(_unreadable(path, err)) from None
+    except Exception as err:  # torch.load fails on foreign archives in many ways (KeyError, ...)
+        raise CheckpointError(f"{_unreadable(path, err)}; {fallback_hint(path)}") from None
     _check_layout(payload, path)
     return payload
+
+
+def _damage(path: Path, head: bytes) -> str | None:
+    """What is wrong with a file that is (or began as) a torch archive, or None when it is whole.
+
+    Every member is read and checked against the CRC-32 that torch's writer recorded for it: the
+    zip structure alone (what torch.load reads) survives damage inside a tensor's bytes, which
+    would load as wrong weights without a word. Costs one read of the file.
+    """
+    if path.stat().st_size == 0:
+        return "the file is empty (an interrupted copy?)"
+    if head != ZIP_MAGIC:
+        return None  # not an archive at all: the caller names it foreign
+    if not zipfile.is_zipfile(path):
+        return "truncated: a torch archive whose end is missing (an interrupted copy or a full disk?)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                try:
+                    with archive.open(info) as member:
+                        while member.read(2**20):
+                            pass
+                except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+                    return (f"damaged: {info.filename} is not what torch's writer recorded ({err}; changed "
+                            "on disk or in a copy)")
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        return f"damaged: its zip directory cannot be read ({err})"
+    return None
+
+
+def fallback_hint(path: Path) -> str:
+    """Where to resume instead of a damaged ``path``: the intact checkpoints beside it (previous.pt,
+    best.pt, last.pt), each with its step, or what to do when there is none."""
+    usable = []
+    for name in CHECKPOINT_NAMES:
+        other = path.parent / name
+        step = None if other.name == path.name else _intact_step(other)
+        if step is not None:
+            usable.append(f"--resume {other} (step {step})")
+    if usable:
+        return f"use {' or '.join(usable)}"
+    if path.parent.name == "checkpoints":
+        return "no other checkpoint of its run is intact: start the run again with --overwrite"
+    return "pass another checkpoint of its run"
+
+
+def _intact_step(path: Path) -> int | None:
+    """The step of the checkpoint at ``path`` if it is there and passes the CRC check, else None
+    (a memory-mapped load: its tensors are not read again)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(ZIP_MAGIC))
+        if head != ZIP_MAGIC or _damage(path, head) is not None:
+            return None
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # missing, unreadable or foreign: simply not offered
+        return None
+    step = payload.get("step") if isinstance(payload, dict) else None
+    return step if isinstance(step, int) else None
 
 
 def _unreadable(path: Path, err: Exception) -> str:
@@ -148,7 +271,8 @@ def _unreadable(path: Path, err: Exception) -> str:
     detail = re.search(r"WeightsUnpickler error: (.+?)(?: Check the documentation|$)", text)
     reason = detail.group(1) if detail else (text or type(err).__name__)
     reason = re.split(r"(?<=[.;])\s", reason, maxsplit=1)[0].rstrip(".;: ")
-    return f"--resume {path}: damaged, torch cannot read it ({reason})"
+    return (f"--resume {path}: torch cannot read it ({reason}) although every member passes its CRC-32 "
+            "check, so python -m train did not write it")
 
 
 def _check_layout(payload: Any, path: Path) -> None:
@@ -177,6 +301,9 @@ def _optional_keys_wrong(payload: dict[str, Any], ranks: list[Any]) -> list[str]
     ema = payload.get(OPTIONAL_EMA)
     if not isinstance(ema, dict | type(None)) or (config.get("ema_decay", 0) and ema is None):
         wrong.append(OPTIONAL_EMA)
+    data = payload.get(OPTIONAL_DATA)
+    if data is not None and not _has_layout(data, DATA_LAYOUT):
+        wrong.append(OPTIONAL_DATA)
     tuning = payload.get(OPTIONAL_TUNING)
     if not isinstance(tuning, dict | type(None)) or (config.get("tune") and tuning is None):
         wrong.append(OPTIONAL_TUNING)

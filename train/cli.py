@@ -23,7 +23,7 @@ from train.evaluate import EvalRequest, add_eval_command
 from train.export import add_export_command
 from train.resume import ResumeError, resumed_config
 from train.rundir import RunDirError
-from train.signals import StoppedBeforeTrainingError
+from train.signals import StoppedAtOnceError, StoppedBeforeTrainingError
 
 # Errors every rank meets alike (same settings, same files): rank 0 reports them for all.
 SHARED_ERRORS = (ConfigError, CheckpointError, ResumeError, RunDirError, DatasetError, ValueError)
@@ -94,16 +94,7 @@ def _train(args: list[str], rank: int) -> int:
     if cfg.test_only:
         return _test_only(cfg, given)
     try:
-        payload = None
-        if cfg.resume is not None:
-            path = checkpoint_path(Path(cfg.resume))
-            payload = load_checkpoint(path)
-            cfg = resumed_config(payload, path, {**given, "resume": str(path)})
-        if cfg.device == "gpu" and not torch.cuda.is_available():
-            if payload is not None:
-                parser.error(f"--resume {cfg.resume}: its run trains on the GPU and torch sees no CUDA GPU "
-                             "here; resume it on a machine with one")
-            parser.error("--device gpu needs a CUDA GPU and torch sees none; use --device cpu")
+        cfg, payload = _resumed(cfg, given, parser)
         from train.runner import run  # heavy imports after the cheap checks
 
         return run(cfg, payload)
@@ -113,7 +104,9 @@ def _train(args: list[str], rank: int) -> int:
         if rank == 0:
             print(str(err), file=sys.stderr)
         return 0
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without a traceback
+    except StoppedAtOnceError:  # a second Ctrl-C during training: the handler said what is kept
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C before training: stop at once, without a traceback
         print(f"interrupted (rank {rank})", file=sys.stderr)
         return 130
     except DistributedError as err:
@@ -123,6 +116,23 @@ def _train(args: list[str], rank: int) -> int:
         if rank == 0:
             print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _resumed(cfg: TrainConfig, given: dict[str, Any],
+             parser: argparse.ArgumentParser) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The run's settings and its checkpoint's payload (None for a new run), after the cheap
+    checks: a --resume that cannot be read, a GPU run where torch sees none."""
+    payload = None
+    if cfg.resume is not None:
+        path = checkpoint_path(Path(cfg.resume))
+        payload = load_checkpoint(path)
+        cfg = resumed_config(payload, path, {**given, "resume": str(path)})
+    if cfg.device == "gpu" and not torch.cuda.is_available():
+        if payload is not None:
+            parser.error(f"--resume {cfg.resume}: its run trains on the GPU and torch sees no CUDA GPU "
+                         "here; resume it on a machine with one")
+        parser.error("--device gpu needs a CUDA GPU and torch sees none; use --device cpu")
+    return cfg, payload
 
 
 def _test_only(cfg: TrainConfig, given: dict[str, Any]) -> int:

@@ -22,6 +22,7 @@ from dali_pipelines._util import argtypes
 from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines._util.fields import Check, check_fields, declared, parsed_by
 from dali_pipelines.config import AUGMENTS
+from dali_pipelines.verify import DEFAULT_MAX_PIXELS
 from train.models import DEFAULT_MODEL, fixed_size_argument, model_name
 from train.resolution import ResizeSchedule, schedule_text
 
@@ -129,6 +130,9 @@ class TrainConfig:
                           resume=MATCH, choices=("auto", "folder", "wds"))
     on_bad_file: str = setting("error", "a file that fails verification stops the run or is left out",
                                group="data", resume=MATCH, choices=("error", "skip"))
+    max_pixels: int = setting(DEFAULT_MAX_PIXELS, "verification refuses an image whose header claims more "
+                              "pixels (a decompression bomb guard); raise it for real images that large",
+                              group="data", resume=MATCH, type=argtypes.positive_int)
     image_size: int = setting(224, "crop side fed to the model in training and evaluation, unless "
                               "--train-size, --eval-size or --progressive-resize set one",
                               group="data", resume=MATCH, type=argtypes.int_in(32, 4096))

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import csv
 import math
-import os
+import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dali_pipelines._util.atomic import atomic_write
-from dali_pipelines._util.native_stderr import native_stderr
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 STEP_FIELDS = ("step", "epoch", "loss", "aux_loss", "lr", "data_ms", "compute_ms", "images_per_s")
 EPOCH_FIELDS = ("epoch", "step", "train_size", "train_loss", "train_aux_loss", "train_top1", "val_loss",
@@ -47,7 +50,7 @@ class MetricsLog:
     def __init__(self, run_dir: Path, *, enabled: bool, resumed_at: tuple[int, int] | None = None) -> None:
         """``resumed_at``: the checkpoint's (epoch, step) when continuing a run."""
         self.enabled = enabled
-        self._writer = None
+        self._writer: SummaryWriter | None = None
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -58,25 +61,19 @@ class MetricsLog:
             _keep_rows(epochs, EPOCH_FIELDS, lambda row: int(row["epoch"]) < epoch)
         self._steps = _CsvFile(steps, STEP_FIELDS)
         self._epochs = _CsvFile(epochs, EPOCH_FIELDS)
-        # TensorBoard imports TensorFlow when it is installed (the `tf` extra), whose C++ start-up
-        # banner (absl, oneDNN) ignores TF_CPP_MIN_LOG_LEVEL: capture fd 2 around it.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with native_stderr():
-            from torch.utils.tensorboard import SummaryWriter  # a slow import: only rank 0 pays it
-
-            # purge_step hides events a crashed run wrote past the checkpoint.
-            self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"),
-                                         purge_step=None if resumed_at is None else resumed_at[1] + 1)
+        # purge_step hides events a crashed run wrote past the checkpoint.
+        self._writer = _summary_writer(run_dir / "tensorboard",
+                                       purge_step=None if resumed_at is None else resumed_at[1] + 1)
 
     def step(self, row: dict[str, Any]) -> None:
-        if self.enabled:
+        if self._writer is not None:
             self._steps.write(row)
             for key in ("loss", "aux_loss", "lr", "data_ms", "compute_ms", "images_per_s"):
                 if row.get(key) is not None:
                     self._writer.add_scalar(f"step/{key}", row[key], row["step"])
 
     def epoch(self, row: dict[str, Any]) -> None:
-        if self.enabled:
+        if self._writer is not None:
             self._epochs.write(row)
             for key, value in row.items():
                 if key not in ("epoch", "step") and value is not None and not _isnan(value):
@@ -89,6 +86,20 @@ class MetricsLog:
         if self.enabled:
             self._steps.close()
             self._epochs.close()
+
+
+def _summary_writer(log_dir: Path, purge_step: int | None) -> SummaryWriter:
+    """torch's TensorBoard writer on TensorBoard's own TensorFlow stub.
+
+    Where TensorFlow is installed (the `tf` extra), TensorBoard's lazy ``tf`` imports it to write
+    event files: seconds of start-up and a C++ banner for nothing the writer needs. An importable
+    ``tensorboard.compat.notf`` is TensorBoard's switch to its bundled stub (the path it takes
+    where TensorFlow is absent).
+    """
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from torch.utils.tensorboard import SummaryWriter  # a slow import: only rank 0 pays it
+
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 
 def _isnan(value: Any) -> bool:

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from train.checkpoint import CheckpointError
+from dali_pipelines.sources.identity import DataIdentity
+from train.checkpoint import OPTIONAL_DATA, CheckpointError
 from train.config import FREE, INVOCATION, MATCH, ConfigError, TrainConfig, flag_of, names_with_rule
 from train.distributed import DistContext
 
@@ -91,9 +92,19 @@ def _saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_resumed_data(payload: dict[str, Any], cfg: TrainConfig, path: Path, *,
-                       classes: tuple[str, ...] | None = None, train_files: int | None = None) -> None:
-    """The data must be the saved run's: same classes, and the same number of usable files."""
+                       classes: tuple[str, ...] | None = None, train_files: int | None = None,
+                       identity: DataIdentity | None = None) -> None:
+    """The data must be the saved run's: same classes, the same usable files in the same order
+    (its identity, where the checkpoint has one; else their number). It may have moved."""
     saved_data = payload["config"].get("data")
+    saved_identity = payload.get(OPTIONAL_DATA)
+    if identity is not None and saved_identity is not None:
+        change = identity.differences(saved_identity)
+        if change:
+            raise ResumeError(f"--resume {path}: --data {cfg.data} is not the training data of the saved run "
+                              f"({change}); a resume needs the same files in the same order: restore them "
+                              f"(it used --data {saved_data}), or start a new run")
+        return
     if classes is not None and list(classes) != list(payload["classes"]):
         raise ResumeError(f"--resume {path}: --data {cfg.data} has {len(classes)} classes "
                           f"({_few(classes)}), the saved run trained on {len(payload['classes'])} "

@@ -9,9 +9,12 @@ from typing import Any
 from dali_pipelines import DaliLoader
 from train.checkpoint import (
     FORMAT_VERSION,
+    LAST,
+    OPTIONAL_DATA,
     OPTIONAL_EMA,
     OPTIONAL_MIX_RNG,
     OPTIONAL_TUNING,
+    PREVIOUS,
     clean_state_dict,
     restore_rng,
     rng_state,
@@ -41,6 +44,8 @@ class Run:
     out: Path
     sized_train: SizedTrainLoader  # builds train_loader at each epoch's size
     tuning: LoaderTuning | None = None  # --tune: the settings the loaders were built with
+    data_identity: dict[str, Any] | None = None  # the training data's identity record (sources.identity)
+    saved_step: int | None = None  # the step of the last.pt this process wrote last
 
     @property
     def steps_per_epoch(self) -> int:
@@ -53,7 +58,9 @@ class Run:
         return self.out / "checkpoints"
 
     def save_checkpoint(self, name: str) -> Path:
-        """Write checkpoints/<name>.pt on rank 0; every rank must call (each holds its own part)."""
+        """Write checkpoints/<name>.pt on rank 0; every rank must call (each holds its own part).
+        A new last.pt of a later step moves the one it replaces to previous.pt (an epoch-end save on
+        the step of a periodic one replaces it: previous.pt stays the older state)."""
         path = self.checkpoint_dir / f"{name}.pt"
         progress, trainer = self.progress, self.trainer
         mid_epoch = progress.epoch_step > 0 and trainer.meter is not None
@@ -74,9 +81,12 @@ class Run:
             OPTIONAL_EMA: trainer.ema.state_dict() if trainer.ema is not None else None,
             OPTIONAL_TUNING: self.tuning.record() if self.tuning is not None else None,
             "config": self.cfg.to_dict(), "classes": list(self.classes), "train_files": self.train_files,
-            "run_id": self.run_id,
+            "run_id": self.run_id, OPTIONAL_DATA: self.data_identity,
         }
-        save_atomic(payload, path)
+        rotate = path.name == LAST and self.saved_step != progress.step
+        save_atomic(payload, path, previous=self.checkpoint_dir / PREVIOUS if rotate else None)
+        if path.name == LAST:
+            self.saved_step = progress.step
         return path
 
     def restore(self, payload: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The run directory: checked before any work, owned by one run at a time, cleared only on request.
+"""The run directory: checked before any work, owned by one run at a time, cleared only on request,
+and only of what a run writes.
 
 A lock file (``train.lock``, holding the owner's pid, host and start time) is held with
 ``flock`` for the whole run. The kernel drops the lock when its process dies, even by
@@ -24,9 +25,19 @@ from typing import Any
 _logger = logging.getLogger(__name__)
 
 LOCK_NAME = "train.lock"
-# What a run writes into its directory; --overwrite removes exactly these.
-RECORDS = ("config.json", "steps.csv", "epochs.csv", "tensorboard", "checkpoints")
+# Everything a run writes into its directory (besides the lock), relative to it: its files, and
+# patterns for the files whose names it does not choose. --overwrite removes exactly these, a
+# set-up that fails those it created; the temporaries of the files (".NAME.tmp-PID", the durable
+# write's, see _util.atomic) that a kill during a write leaves go when a run claims the directory.
+RUN_FILES = ("config.json", "steps.csv", "epochs.csv", "checkpoints/last.pt", "checkpoints/previous.pt",
+             "checkpoints/best.pt")
+RUN_PATTERNS = ("tensorboard/events.out.tfevents.*",)
 SUBDIRS = ("checkpoints", "tensorboard")
+CHECKPOINT_FILES = tuple(name for name in RUN_FILES if name.startswith("checkpoints/"))
+# Checkpoint-sized files on disk at once during a save: last.pt, previous.pt, best.pt, and the
+# temporary of the one being written (train.checkpoint.save_atomic).
+SAVE_FOOTPRINT = len(CHECKPOINT_FILES) + 1
+_LISTED = 5  # names given in a log line; the rest are counted
 
 
 class RunDirError(ValueError):
@@ -39,29 +50,56 @@ class RunDir:
     def __init__(self, path: Path, lock_fd: int) -> None:
         self.path = path
         self._lock_fd: int | None = lock_fd
+        self._found: set[Path] = set()  # the run files and folders there when it was claimed
 
     @classmethod
-    def claim(cls, path: Path, *, resume_run_id: str | None, overwrite: bool) -> RunDir:
-        """Check ``path`` (kind, writable), lock it, and check what it holds.
+    def claim(cls, path: Path, *, resume_run_id: str | None, overwrite: bool,
+              data: Path | None = None) -> RunDir:
+        """Check ``path`` (kind, writable, outside ``data``), lock it, remove temporaries an
+        interrupted write left, and check what it holds.
 
         A new run (``resume_run_id`` None) needs a directory without an earlier run's records,
         or ``overwrite``; a resumed run needs its own records there (or none).
         """
+        if data is not None:
+            _check_outside(path, data)
         _make_dir(path)
         run_dir = cls(path, _lock(path))
         try:
+            run_dir._remove_temporaries()
             run_dir._check_contents(resume_run_id, overwrite=overwrite)
         except BaseException:
             run_dir.release()
             raise
+        run_dir._found = {*run_dir.run_files(), *(p for p in run_dir._subdirs() if p.exists())}
         return run_dir
+
+    def run_files(self) -> list[Path]:
+        """The files of a run in this directory: RUN_FILES and RUN_PATTERNS that exist."""
+        named = [self.path / name for name in RUN_FILES if (self.path / name).is_file()]
+        return named + sorted(p for pattern in RUN_PATTERNS for p in self.path.glob(pattern) if p.is_file())
+
+    def _subdirs(self) -> list[Path]:
+        return [self.path / name for name in SUBDIRS]
+
+    def _remove_temporaries(self) -> None:
+        """Delete the temporaries of run files that a kill during a write left (the lock is
+        ours, so no one else is writing them), saying so."""
+        patterns = [(self.path / name).parent / f".{Path(name).name}.tmp-*" for name in RUN_FILES]
+        leftovers = sorted(p for pattern in patterns for p in pattern.parent.glob(pattern.name)
+                           if p.is_file())
+        for leftover in leftovers:
+            leftover.unlink()
+        if leftovers:
+            _logger.warning("removed %d temporary file(s) an interrupted write left in %s: %s",
+                            len(leftovers), self.path, _few(leftovers, self.path))
 
     def _check_contents(self, resume_run_id: str | None, *, overwrite: bool) -> None:
         for name in SUBDIRS:
             if (self.path / name).exists() and not (self.path / name).is_dir():
                 raise RunDirError(f"--out {self.path}: {self.path / name} is a file where the run keeps a "
                                   "folder; move it away or pick another --out")
-        held = [name for name in RECORDS if (self.path / name).exists()]
+        held = list(dict.fromkeys(p.relative_to(self.path).parts[0] for p in self.run_files()))
         if not held or overwrite:
             return
         owner = _recorded_run_id(self.path / "config.json")
@@ -77,20 +115,47 @@ class RunDir:
                               "or an empty --out")
 
     def clear_previous_run(self) -> None:
-        """--overwrite: remove the earlier run's records and checkpoints (nothing else)."""
-        for name in RECORDS:
-            target = self.path / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        """--overwrite: remove the earlier run's files (RUN_FILES, RUN_PATTERNS) and nothing else;
+        whatever else is there stays, named in a log line."""
+        for target in self.run_files():
+            target.unlink()
+        self._remove_empty_subdirs(self._subdirs())
+        others = sorted(p for folder in (self.path, *self._subdirs()) if folder.is_dir()
+                        for p in folder.iterdir()
+                        if p.name != LOCK_NAME and p not in self._subdirs())
+        if others:
+            _logger.warning("--overwrite removed the earlier run's records and checkpoints in %s and kept "
+                            "what a run does not write: %s", self.path, _few(others, self.path))
 
-    def check_free_space(self, needed: int) -> None:
-        """Enough room for one more checkpoint (written beside the previous one, then renamed)."""
+    def remove_created(self) -> None:
+        """After a failed set-up: remove the run files and folders this attempt created, so that
+        the corrected command is not refused as an earlier run."""
+        for target in self.run_files():
+            if target not in self._found:
+                target.unlink()
+        self._remove_empty_subdirs([p for p in self._subdirs() if p not in self._found])
+
+    @staticmethod
+    def _remove_empty_subdirs(folders: list[Path]) -> None:
+        for folder in folders:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+    def check_free_space(self, checkpoint_bytes: int) -> None:
+        """Room for every file a save needs at once (SAVE_FOOTPRINT checkpoints of about
+        ``checkpoint_bytes``), less what the run's checkpoints there already hold."""
+        files = [self.path / name for name in CHECKPOINT_FILES]
+        held = sum(p.stat().st_size for p in files if p.is_file())
+        total = SAVE_FOOTPRINT * checkpoint_bytes
         free = shutil.disk_usage(self.path).free
-        if free < needed:
-            raise RunDirError(f"--out {self.path} has {free / 2**20:.0f} MiB free, and one checkpoint needs "
-                              f"about {needed / 2**20:.0f} MiB; free some space or pick another --out")
+        if free < total - held:
+            mib = 2**20
+            holding = f", of which its checkpoints there hold {held / mib:.0f} MiB" if held else ""
+            raise RunDirError(
+                f"--out {self.path} has {free / mib:.0f} MiB free, and a run's saves need about "
+                f"{total / mib:.0f} MiB at once (last.pt, previous.pt, best.pt and the temporary of the one "
+                f"being written, about {checkpoint_bytes / mib:.0f} MiB each{holding}); free some space or "
+                "pick another --out")
 
     def release(self) -> None:
         """Remove the lock file (if it is still ours) and drop the lock."""
@@ -104,6 +169,19 @@ class RunDir:
             pass  # already gone: nothing to clean up
         os.close(self._lock_fd)
         self._lock_fd = None
+
+
+def _few(paths: list[Path], root: Path) -> str:
+    names = [str(p.relative_to(root)) for p in paths[:_LISTED]]
+    return ", ".join(names) + (f" and {len(paths) - _LISTED} more" if len(paths) > _LISTED else "")
+
+
+def _check_outside(path: Path, data: Path) -> None:
+    """--out must not lie inside the data: its folders would be read as data (a class of its own)."""
+    out, root = path.expanduser().resolve(), data.expanduser().resolve()
+    if out == root or out.is_relative_to(root):
+        raise RunDirError(f"--out {path} is inside --data {data}: the run's files would be read as part of "
+                          f"the data; pick an --out outside {data}")
 
 
 def _make_dir(path: Path) -> None:

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,12 @@ from dali_pipelines import (
     PipelineConfig,
     make_loader,
     open_train_val,
-    prepare_data,
 )
-from dali_pipelines.config import default_cache_dir, default_num_threads
-from dali_pipelines.sources.s3 import BucketReadError
+from dali_pipelines.config import default_num_threads
+from dali_pipelines.sources.identity import data_identity
 from train.checkpoint import estimated_bytes
 from train.config import ConfigError, TrainConfig, resize_for
+from train.data import verified
 from train.distributed import (
     DistContext,
     any_rank_during_setup,
@@ -30,6 +31,7 @@ from train.distributed import (
     main_process_first,
     shutdown,
 )
+from train.guards import Guard, TrainingHaltedError, close_records, resumed_from
 from train.metrics import MetricsLog
 from train.optim import state_copies
 from train.recipe import (
@@ -96,13 +98,6 @@ def run_data(cfg: TrainConfig) -> tuple[DataSource, DataSource]:
     return data.train, data.val
 
 
-def verified(cfg: TrainConfig, data: DataSource) -> DataSource:
-    """Data checked before any graph is built: one undecodable JPEG would kill the DALI pipeline
-    hours into an epoch. Loose files: bad ones fail or are left out (--on-bad-file). Shards (their
-    images were verified when they were written): each against its recorded checksum, cached."""
-    return prepare_data(data, on_bad_file=cfg.on_bad_file, cache_dir=default_cache_dir())
-
-
 # --- set-up -------------------------------------------------------------------------------------
 
 
@@ -120,13 +115,16 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     # size the model cannot take, is refused before any long work. A resume restores its weights.
     initial = read_weights(Path(cfg.weights)) if cfg.weights and payload is None else None
     model = build_model(len(train_data.classes), cfg, device, initial)
-    with main_process_first(ctx):  # the other ranks then find every result in the cache
-        if run_dir is not None:
-            run_dir.check_free_space(estimated_bytes(model, ema=cfg.ema_decay > 0,
-                                                     optimizer_copies=state_copies(cfg.opt)))
-        train_data, val_data = verified(cfg, train_data), verified(cfg, val_data)
-    if payload is not None:
-        check_resumed_data(payload, cfg, resume_path, train_files=len(train_data))
+    room = None if run_dir is None else partial(
+        run_dir.check_free_space, estimated_bytes(model, ema=cfg.ema_decay > 0,
+                                                  optimizer_copies=state_copies(cfg.opt)))
+    train_data, val_data = verified(cfg, ctx, [train_data, val_data], list_seeds=[cfg.seed, None], first=room)
+    with main_process_first(ctx):  # a resume on other data is reported once, by rank 0
+        # Rank 0 saves the checkpoints, so it alone needs the identity (a stat per file); the
+        # other ranks scanned the files rank 0 verified (its verdict's digest), and read none.
+        identity = data_identity(train_data) if ctx.is_main else None
+        if payload is not None:
+            check_resumed_data(payload, cfg, resume_path, train_files=len(train_data), identity=identity)
     # After verification (a bad file would stop every loader the search builds), before the loaders.
     # What is tuned: the train loader at the first epoch's size, feeding --model.
     first = sized(pipeline_config(cfg, ctx), cfg.train_crop_at(0))
@@ -143,8 +141,11 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
                          resumed_at=(payload["epoch"], payload["step"]) if payload else None)
     sized_train, val_loader = _loaders(cfg, ctx, train_data, val_data, payload, tuning=tuning)
     try:
-        return _assemble(cfg, ctx, device=device, stop=stop, payload=payload, metrics=metrics,
-                         loaders=(sized_train, val_loader), train_data=train_data, model=model, tuning=tuning)
+        state = _assemble(cfg, ctx, device=device, stop=stop, payload=payload, metrics=metrics,
+                          loaders=(sized_train, val_loader), train_data=train_data, model=model,
+                          tuning=tuning)
+        state.data_identity = None if identity is None else identity.record()
+        return state
     except BaseException:
         sized_train.close()
         val_loader.close()
@@ -230,22 +231,37 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
     with main_process_first(ctx):  # one owner checks and locks --out, before any work
         if ctx.is_main:
             run_dir = RunDir.claim(Path(cfg.out), resume_run_id=payload["run_id"] if payload else None,
-                                   overwrite=cfg.overwrite)
-    stop = StopRequest().install()
+                                   overwrite=cfg.overwrite, data=Path(cfg.data) if cfg.data else None)
+    stop = StopRequest(kept=_kept_during_setup if ctx.is_main else None).install()
     try:
-        state = setup(cfg, ctx, stop, payload, run_dir, device=device)
         try:
-            _announce(state)
-            with training_stream(device), resume_hint_on_read_failure(state):
-                return _epochs(state)
+            state = setup(cfg, ctx, stop, payload, run_dir, device=device)
+        except BaseException:
+            if run_dir is not None:
+                run_dir.remove_created()  # nothing of a failed set-up may block the corrected rerun
+            raise
+        guard = Guard(state, resumed_from(cfg.resume, payload))
+        if ctx.is_main:
+            stop.kept = guard.kept
+        try:
+            with guard.writes():
+                _announce(state)
+                with training_stream(device):
+                    return _epochs(state, guard)
+        except TrainingHaltedError as err:
+            return guard.halt(err)
         finally:
-            state.trainer.metrics.close()
+            close_records(state.trainer.metrics.close, state.out)
             state.sized_train.close()
             state.val_loader.close()
     finally:
         stop.uninstall()
         if run_dir is not None:
             run_dir.release()
+
+
+def _kept_during_setup() -> str:
+    return "set-up had not finished, so this run wrote no checkpoint"
 
 
 @contextmanager
@@ -284,37 +300,26 @@ def _announce(state: Run) -> None:
         print(f"resumed from {cfg.resume}: epoch {p.epoch}, step {p.step}", flush=True)
 
 
-@contextmanager
-def resume_hint_on_read_failure(state: Run) -> Iterator[None]:
-    """A bucket that stopped answering mid-run: its one line gains the checkpoint to resume from
-    (saved before the failure, so it is whole) and the command, for when the endpoint is back."""
-    try:
-        yield
-    except BucketReadError as err:
-        last = state.checkpoint_dir / "last.pt"
-        if not last.is_file():
-            raise BucketReadError(f"{err}; no checkpoint was saved yet: run again once it answers") from err
-        raise BucketReadError(f"{err}; the last checkpoint {last} is intact: once the endpoint answers, "
-                              f"resume with: {resume_command(last, state.ctx)}") from err
-
-
-def _epochs(state: Run) -> int:
+def _epochs(state: Run, guard: Guard) -> int:
     cfg, progress, trainer = state.cfg, state.progress, state.trainer
 
     def on_step(p: Progress) -> None:
+        if p.step % cfg.log_every == 0:
+            guard.check_loss()
         if p.step % cfg.save_every == 0:
-            state.save_checkpoint("last")
+            guard.save("last")
 
     while progress.epoch < cfg.epochs:
-        state.train_loader = state.sized_train.for_epoch(progress.epoch)
-        result = trainer.train_epoch(state.train_loader, len(state.train_loader), progress, on_step)
+        state.train_loader = state.sized_train.for_epoch(progress.epoch)  # a new graph on a size change
+        batches = guard.batches(state.train_loader, "training")
+        result = trainer.train_epoch(batches, len(state.train_loader), progress, on_step)
         if result.stopped_by and result.stopped_by != "max-steps":
-            path = state.save_checkpoint("last")
+            path = guard.save("last")
             if state.ctx.is_main:
                 print(f"stopped by {result.stopped_by} at step {progress.step}; resume with: "
                       f"{resume_command(path, state.ctx)}", flush=True)
             return 0
-        _end_epoch(state, result)
+        _end_epoch(state, result, guard)
         if result.stopped_by:
             break
     if state.ctx.is_main:
@@ -331,11 +336,11 @@ def _percent(fraction: float | None) -> float | None:
     return None if fraction is None else round(100 * fraction, 2)
 
 
-def _end_epoch(state: Run, result: EpochResult) -> None:
+def _end_epoch(state: Run, result: EpochResult, guard: Guard) -> None:
     """Evaluate (the raw weights, and the EMA's when kept), log the epoch, and checkpoint: last,
     and best by top-1 (the EMA's top-1 when --ema-decay is on)."""
     progress, trainer = state.progress, state.trainer
-    scores = trainer.evaluate(state.val_loader)
+    scores = trainer.evaluate(guard.batches(state.val_loader, "validation"))
     timing = result.timing
     row = {"epoch": progress.epoch, "step": progress.step, "train_size": state.sized_train.size,
            "train_loss": round(result.loss, 6),
@@ -359,9 +364,9 @@ def _end_epoch(state: Run, result: EpochResult) -> None:
         top1 = best_by(scores)
         improved = top1 > progress.best_top1
         progress.best_top1 = max(progress.best_top1, top1)
-    state.save_checkpoint("last")
+    guard.save("last")
     if improved:
-        state.save_checkpoint("best")
+        guard.save("best")
 
 
 def best_by(scores: dict[str, float]) -> float:

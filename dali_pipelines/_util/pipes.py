@@ -49,8 +49,13 @@ def quiet_broken_pipe(main: Callable[P, int]) -> Callable[P, int]:
         try:
             try:
                 code = main(*args, **kwargs)
-            except SystemExit:  # argparse's --help and errors: flush what they printed
+            except SystemExit as done:  # argparse's --help and errors: flush what they printed
                 sys.stdout.flush()
+                # argparse swallows the OSError of a write that went past the buffer (a --help
+                # longer than 8 KiB), so nothing is left to fail at the flush: ask the pipe.
+                if done.code in (0, None) and _stdout_reader_gone():
+                    _drop_stdout()
+                    return EXIT_BROKEN_PIPE
                 raise
             sys.stdout.flush()
             return code

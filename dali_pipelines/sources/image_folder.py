@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dali_pipelines._util.atomic import atomic_write
+from dali_pipelines._util.file_list_names import unlistable_names
 from dali_pipelines.errors import DatasetError
 
 _logger = logging.getLogger(__name__)
@@ -204,9 +205,14 @@ def write_file_list(data: ImageFolderData, path: str | os.PathLike[str],
     path = Path(path)
     folder = path.parent.resolve()  # the data paths are resolved too, so ".." steps are physical
     prefix = None if file_root is None else file_root.rstrip("/") + "/"
+    names = [f.removeprefix(prefix) if prefix else os.path.relpath(f, folder) for f in data.files]
+    refused = unlistable_names(names, 0, "")
+    if refused:  # DALI (and read_file_list) would read another name, or fail
+        shown = "; ".join(f"{data.files[i]!r}: {reason}" for i, reason in list(refused.items())[:3])
+        raise DatasetError(f"cannot write {path}: {len(refused)} name(s) a file list cannot hold: {shown} "
+                           "(python -m dali_pipelines verify refuses them too)")
     with atomic_write(path, encoding="utf-8") as handle:
-        handle.writelines(f"{f.removeprefix(prefix) if prefix else os.path.relpath(f, folder)} {label}\n"
-                          for f, label in data.samples)
+        handle.writelines(f"{name} {label}\n" for name, label in zip(names, data.labels, strict=True))
     return path
 
 

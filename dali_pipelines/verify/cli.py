@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from dali_pipelines._util.argtypes import positive_int
-from dali_pipelines.config import default_num_threads
+from dali_pipelines.config import default_cache_dir, default_num_threads
 from dali_pipelines.errors import DatasetError
 from dali_pipelines.sources import is_shard_dir, open_shards, split_folders
 from dali_pipelines.sources.image_folder import ImageFolderData, NoClassFoldersError, write_file_list
@@ -45,9 +45,14 @@ def add_verify_command(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--list-root", "--root", dest="root", metavar="DIR", type=Path, default=None,
                         help="for a file list: the folder its paths are relative to, as DALI's file_root "
                         "(default: the list's folder)")
-    verify.add_argument("--cache-dir", type=Path, default=None,
-                        help="reuse results for files unchanged since a run over the same folder "
-                        "(default: no cache)")
+    cache = verify.add_mutually_exclusive_group()
+    cache.add_argument("--cache-dir", type=Path, default=None,
+                       help="where results are kept, so a file unchanged since a run over the same folder is "
+                       "not read again; training and the benchmarks read the same cache (default: "
+                       "$DALI_PIPELINES_CACHE, else $XDG_CACHE_HOME/dali_pipelines, else "
+                       "~/.cache/dali_pipelines)")
+    cache.add_argument("--no-cache", action="store_true",
+                       help="read every file, and keep no result (default: off)")
     verify.set_defaults(run=run_verify)
 
 
@@ -66,18 +71,20 @@ def _data_sets(args: argparse.Namespace) -> dict[str, ImageFolderData]:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Verify, print the bad files and a summary per data set, write clean lists; 1 if any file is bad."""
+    cache_dir = None if args.no_cache else args.cache_dir or default_cache_dir()
     shard_sets = _shard_sets(Path(args.target))
     if shard_sets:
-        return _run_verify_shards(args, shard_sets)
+        return _run_verify_shards(args, shard_sets, cache_dir)
     status = 0
     for split, data in _data_sets(args).items():
         report = verify_data(data, deep=args.deep, max_pixels=args.max_pixels, workers=args.workers,
-                             cache_dir=args.cache_dir)
+                             cache_dir=cache_dir)
         for name, reason in report.named_bad():
             print(f"{name}: {reason}")
         level = "deep decode" if args.deep else "header pass"
         print(f"{split + ': ' if split else ''}{len(data)} files checked ({level}) under {data.root}: "
-              f"{len(data) - len(report.bad)} ok, {len(report.bad)} bad")
+              f"{len(data) - len(report.bad)} ok, {len(report.bad)} bad"
+              + (f" ({report.cached} results from the cache in {cache_dir})" if report.cached else ""))
         if args.clean_list is not None:
             out = args.clean_list  # a split root gets OUT-<split> (before the suffix) per split
             root = str(data.root) if is_s3_url(data.root) else None  # DALI's file_root for a bucket
@@ -102,7 +109,7 @@ def _shard_sets(path: Path) -> dict[str, Path]:
     return splits if splits and all(is_shard_dir(folder) for folder in splits.values()) else {}
 
 
-def _run_verify_shards(args: argparse.Namespace, shard_sets: dict[str, Path]) -> int:
+def _run_verify_shards(args: argparse.Namespace, shard_sets: dict[str, Path], cache_dir: Path | None) -> int:
     """Check each shard folder, print the bad shards (naming the sample where known) and a summary."""
     if args.clean_list is not None or args.root is not None:
         raise DatasetError(f"{args.target} holds WebDataset shards; --clean-list and --root apply to image "
@@ -110,7 +117,7 @@ def _run_verify_shards(args: argparse.Namespace, shard_sets: dict[str, Path]) ->
     status = 0
     for split, folder in shard_sets.items():
         report = verify_shards(open_shards(folder), deep=args.deep, max_pixels=args.max_pixels,
-                               workers=args.workers, cache_dir=args.cache_dir)
+                               workers=args.workers, cache_dir=cache_dir)
         for tar, reason in report.bad.items():
             print(f"{tar}: {reason}")
         level = "deep decode" if args.deep else "checksums, or member headers"

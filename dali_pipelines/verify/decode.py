@@ -4,14 +4,17 @@ decoded in batches on DALI's threads; only a failing batch is decoded again file
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from dali_pipelines._util.native_stderr import native_stderr
-from dali_pipelines.verify.headers import os_reason
+from dali_pipelines.verify.headers import non_regular, os_reason
 
 _logger = logging.getLogger(__name__)
 
@@ -20,8 +23,14 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def read_local(path: str) -> np.ndarray:
-    """A local file's bytes, as the decoder takes them."""
-    return np.fromfile(path, dtype=np.uint8)
+    """A local file's bytes, as the decoder takes them; opened without blocking, and an OSError unless
+    it is a regular file (a FIFO put in its place after the header pass must not hang the pass)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, non_regular(mode))
+        return np.frombuffer(f.read(), dtype=np.uint8)
 
 
 def deep_decode(paths: Sequence[str], *, workers: int, pixels: dict[str, int],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 
@@ -17,11 +17,17 @@ _logger = logging.getLogger(__name__)
 
 def check_files(paths: list[str], *, deep: bool, max_pixels: int, workers: int,
                 check: Callable[[str, int], Header] = check_path,
-                read: Callable[[str], np.ndarray] = read_local) -> dict[str, str | None]:
+                read: Callable[[str], np.ndarray] = read_local,
+                pool: Executor | None = None) -> dict[str, str | None]:
     """Header pass on threads (mostly waiting on I/O); DALI decodes what the headers cannot vouch for.
-    ``check`` and ``read`` reach the files (local ones by default)."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        headers = dict(zip(paths, pool.map(lambda p: check(p, max_pixels), paths), strict=True))
+    ``check`` and ``read`` reach the files (local ones by default); ``pool`` runs the header reads
+    (a pool of ``workers`` threads for this call by default: a caller going chunk by chunk passes
+    one pool for every chunk)."""
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=workers) as own:
+            return check_files(paths, deep=deep, max_pixels=max_pixels, workers=workers, check=check,
+                               read=read, pool=own)
+    headers = dict(zip(paths, pool.map(lambda p: check(p, max_pixels), paths), strict=True))
     results: dict[str, str | None] = {p: h.reason for p, h in headers.items()}
     decode = [p for p, h in headers.items() if h.reason is None and (deep or h.needs_decode)]
     if decode:

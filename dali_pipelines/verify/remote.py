@@ -7,16 +7,20 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, cast
 
 import numpy as np
 
+from dali_pipelines._util.file_list_names import unlistable_names
 from dali_pipelines.sources.bucket import REQUEST_THREADS, bucket_client, read_object
 from dali_pipelines.sources.s3 import S3ImageFolder
 from dali_pipelines.verify.cache import VerifyCache
 from dali_pipelines.verify.headers import Header, check_stream, os_reason
 from dali_pipelines.verify.passes import check_files
 from dali_pipelines.verify.report import VerifyReport
+from dali_pipelines.verify.stats import CHUNK
 
 _logger = logging.getLogger(__name__)
 
@@ -99,33 +103,49 @@ def check_object(client: Any, url: str, size: int, max_pixels: int) -> Header:
         return Header(os_reason(err))
 
 
+def _checker(client: Any, keys: dict[str, tuple[int, str]]) -> Callable[[str, int], Header]:
+    """The header pass on an object of ``keys`` (url -> (size, ETag)), as ``check_files`` calls it."""
+    return lambda url, limit: check_object(client, url, keys[url][0], limit)
+
+
+def _reader(client: Any) -> Callable[[str], np.ndarray]:
+    """An object's bytes, as DALI's decoder takes them."""
+    return lambda url: np.frombuffer(read_object(client, url), dtype=np.uint8)
+
+
 def verify_objects(data: S3ImageFolder, *, deep: bool, max_pixels: int, workers: int | None,
                    cache_dir: Any) -> VerifyReport:
     """``verify_data`` for a tree in a bucket: the results of objects whose size and ETag are
-    unchanged come from the cache; the others are read in ranges on ``REQUEST_THREADS`` threads."""
+    unchanged come from the cache; the others are read in ranges on ``REQUEST_THREADS`` threads.
+    A chunk of objects at a time, as the local pass goes: what a run holds is the bad objects. A
+    key a DALI file list cannot hold is refused before any request, as a local name is."""
     start, report = time.perf_counter(), VerifyReport(data)
-    cache = VerifyCache(cache_dir, data.root, deep=deep, max_pixels=max_pixels)
-    keys = {url: (size, etag) for url, size, etag in zip(data.files, data.sizes, data.etags, strict=True)}
-    results: dict[str, str | None] = {}
-    todo: list[str] = []
-    for url, key in keys.items():
-        hit, reason = cache.lookup(url, key)
-        if hit:
-            results[url] = reason
-        else:
-            todo.append(url)
-    report.cached = len(results)
-    if todo:
-        client = bucket_client()
-        results.update(check_files(
-            todo, deep=deep, max_pixels=max_pixels, workers=max(workers or 0, REQUEST_THREADS),
-            check=lambda url, limit: check_object(client, url, keys[url][0], limit),
-            read=lambda url: np.frombuffer(read_object(client, url), dtype=np.uint8)))
-    for url in todo:
-        cache.store(url, keys[url], results[url])
-    cache.save()
-    report.checked, report.bad = len(todo), {u: r for u in data.files if (r := results[u]) is not None}
+    bad: dict[str, str] = {}
+    prefix = str(data.root).rstrip("/") + "/"
+    client: Any = None
+    threads = max(workers or 0, REQUEST_THREADS)
+    with VerifyCache(cache_dir, data.root, deep=deep, max_pixels=max_pixels) as cache, \
+            ThreadPoolExecutor(max_workers=threads) as pool:
+        for first in range(0, len(data), CHUNK):
+            refused = unlistable_names(data.files[first:first + CHUNK], first, prefix)
+            bad |= {data.files[i]: reason for i, reason in refused.items()}  # a key may hold a line break
+            chunk = [i for i in range(first, min(first + CHUNK, len(data))) if i not in refused]
+            urls = [data.files[i] for i in chunk]
+            keys = {data.files[i]: (data.sizes[i], data.etags[i]) for i in chunk}
+            found = cache.lookup_many(urls, list(keys.values()))
+            bad |= {url: reason for url, (hit, reason) in zip(urls, found, strict=True) if hit and reason}
+            todo = [url for url, (hit, _) in zip(urls, found, strict=True) if not hit]
+            if todo and client is None:
+                client = bucket_client()
+            results = check_files(todo, deep=deep, max_pixels=max_pixels, workers=threads, pool=pool,
+                                  check=_checker(client, keys), read=_reader(client)) if todo else {}
+            for url in todo:
+                cache.store(url, keys[url], results[url])
+            bad |= {url: reason for url, reason in results.items() if reason is not None}
+            report.checked += len(todo)
+            report.cached += len(urls) - len(todo)
+    report.bad = {url: bad[url] for url in data.files if url in bad} if bad else {}
     _logger.info("verified %d objects under %s (%s; %d read, %d from cache) in %.2f s: %d bad", len(data),
-                 data.root, "deep" if deep else "ranged header pass", len(todo), report.cached,
+                 data.root, "deep" if deep else "ranged header pass", report.checked, report.cached,
                  time.perf_counter() - start, len(report.bad))
     return report

@@ -25,7 +25,7 @@ from dali_pipelines.sources.webdataset import (
     file_sha256,
     read_index,
 )
-from dali_pipelines.verify.cache import VerifyCache
+from dali_pipelines.verify.cache import VerifyCache, stat_key
 from dali_pipelines.verify.decode import decode_bytes
 from dali_pipelines.verify.headers import DEFAULT_MAX_PIXELS, check_bytes, os_reason
 
@@ -63,34 +63,34 @@ def verify_shards(shards: WebDatasetShards, *, deep: bool = False, max_pixels: i
                   workers: int | None = None, cache_dir: str | os.PathLike[str] | None = None) -> ShardReport:
     """Check every shard of ``shards`` (checksum, else member headers); unchanged ones come from the cache."""
     start, report = time.perf_counter(), ShardReport(shards)
-    cache = VerifyCache(cache_dir, shards.root, deep=deep, max_pixels=max_pixels)
     workers = workers or default_num_threads()
     results: dict[str, str | None] = {}
-    todo: dict[int, os.stat_result] = {}
-    for number, tar in enumerate(shards.shards):
-        try:
-            st = os.stat(tar)
-        except OSError as err:
-            results[tar] = os_reason(err)
-            continue
-        hit, results[tar] = cache.lookup(tar, st)
-        if hit:
-            report.cached += 1
-        else:
-            todo[number] = st
-    # Hashing and header checks on threads (hashlib and file reads release the GIL); decoding after,
-    # from this thread: DALI's decoder runs its own threads.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        checks = pool.map(lambda n: _cheap_check(shards, n, deep, max_pixels), todo)
-        found = dict(zip(todo, checks, strict=True))
-    for number, cheap in found.items():
-        tar = shards.shards[number]
-        try:
-            results[tar] = _verdict(cheap, Path(tar), workers, foreign=shards.shard_sha256[number] is None)
-        except OSError as err:
-            results[tar] = os_reason(err)
-        cache.store(tar, todo[number], results[tar])
-    cache.save()
+    todo: dict[int, tuple[int, int, int]] = {}
+    with VerifyCache(cache_dir, shards.root, deep=deep, max_pixels=max_pixels) as cache:
+        for number, tar in enumerate(shards.shards):
+            try:
+                key = stat_key(os.stat(tar))
+            except OSError as err:
+                results[tar] = os_reason(err)
+                continue
+            hit, results[tar] = cache.lookup(tar, key)
+            if hit:
+                report.cached += 1
+            else:
+                todo[number] = key
+        # Hashing and header checks on threads (hashlib and file reads release the GIL); decoding
+        # after, from this thread: DALI's decoder runs its own threads.
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            checks = pool.map(lambda n: _cheap_check(shards, n, deep, max_pixels), todo)
+            found = dict(zip(todo, checks, strict=True))
+        for number, cheap in found.items():
+            tar = shards.shards[number]
+            try:
+                foreign = shards.shard_sha256[number] is None
+                results[tar] = _verdict(cheap, Path(tar), workers, foreign=foreign)
+            except OSError as err:
+                results[tar] = os_reason(err)
+            cache.store(tar, todo[number], results[tar])
     report.checked = len(todo)
     report.bad = {tar: reason for tar in shards.shards if (reason := results[tar]) is not None}
     _logger.info("checked %d shards under %s (%d read, %d from cache) in %.2f s: %d bad", len(shards.shards),
