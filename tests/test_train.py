@@ -255,20 +255,20 @@ def _torchrun(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def ddp_runs(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """2-process gloo runs on the tiny set plus 2 bad files (skipped), mixing batches and keeping
-    an EMA, 2 batches of 2 per optimizer step (gradients all-reduced on the second only): 2 epochs
-    straight, and the same stopped at step 2 and resumed with only --resume and --max-steps. No
+    an EMA, 2 batches of 3 per optimizer step (gradients all-reduced on the second only): 2 epochs
+    straight, and the same stopped at step 1 and resumed with only --resume and --max-steps. No
     RandAugment: DALI's AutoGraph conversion of its policy costs every fresh process seconds, and
     its resume is tested in one process (tests/test_augment.py, the resumed fixture above); the
     ranks' DALI random crops and flips are resumed here."""
     base = tmp_path_factory.mktemp("ddp")
     root = _with_bad_files(tiny_root, base)
-    common = ["--data", str(root), "--device", "cpu", "--image-size", "32", "--batch-size", "2",
+    common = ["--data", str(root), "--device", "cpu", "--image-size", "32", "--batch-size", "3",
               "--accum-steps", "2", "--workers", "1", "--epochs", "2", "--log-every", "1", "--seed", "4",
               "--on-bad-file", "skip", *MIX_AND_EMA]
     whole, parts = base / "whole", base / "parts"
     first = _torchrun(whole, *common)
-    _torchrun(parts, *common, "--max-steps", "2")
-    _torchrun(parts, "--resume", str(parts / "checkpoints" / "last.pt"), "--max-steps", "6")
+    _torchrun(parts, *common, "--max-steps", "1")
+    _torchrun(parts, "--resume", str(parts / "checkpoints" / "last.pt"), "--max-steps", "4")
     return {"whole": whole, "parts": parts, "first": first}
 
 
@@ -278,8 +278,8 @@ def test_two_process_gloo_run_counts_val_once(ddp_runs: dict) -> None:
     assert "ranks: 2" in ddp_runs["first"].stdout
     epochs = _rows(ddp_runs["whole"] / "epochs.csv")  # rank 0 alone writes
     assert [int(row["val_images"]) for row in epochs] == [9, 9]
-    # 27 good images over 2 ranks: shards of 13 and 14, 6 full batches of 2 on each, 2 per step.
-    assert [int(row["step"]) for row in epochs] == [3, 6]
+    # 27 good images over 2 ranks: shards of 13 and 14, 4 full batches of 3 on each, 2 per step.
+    assert [int(row["step"]) for row in epochs] == [2, 4]
 
 
 @pytest.mark.slow
@@ -291,15 +291,16 @@ def test_two_process_warning_is_printed_once(ddp_runs: dict) -> None:
 @pytest.mark.slow
 def test_two_process_resume_continues_the_same_losses(ddp_runs: dict) -> None:
     """Under DDP every rank's loader position, RNG and mixing generator are saved: a 2-process run
-    stopped after 2 steps and resumed logs the same losses through step 6 (past an epoch end) as
-    one that ran on, and ends with the same EMA (kept from the unwrapped model, saved by rank 0)."""
+    stopped after 1 step (mid-epoch, between accumulated steps) and resumed logs the same losses
+    through step 4 (past an epoch end) as one that ran on, and ends with the same EMA (kept from
+    the unwrapped model, saved by rank 0)."""
     parts = torch.load(ddp_runs["parts"] / "checkpoints" / "last.pt", weights_only=True)
     whole = torch.load(ddp_runs["whole"] / "checkpoints" / "last.pt", weights_only=True)
     assert len(parts["ranks"]) == 2
     assert not torch.equal(parts["ranks"][0]["mix_rng"], parts["ranks"][1]["mix_rng"])  # own draws
     expected, got = _losses(ddp_runs["whole"]), _losses(ddp_runs["parts"])
-    assert sorted(got) == sorted(expected) == list(range(1, 7))
-    for step in range(1, 7):
+    assert sorted(got) == sorted(expected) == list(range(1, 5))
+    for step in range(1, 5):
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
     _assert_same_weights(parts["ema"], whole["ema"])
     assert set(parts["ema"]) == set(parts["model"])  # module. prefix-free, as the raw weights
