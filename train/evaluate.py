@@ -26,6 +26,7 @@ from dali_pipelines import DataSource, PipelineConfig, make_loader, open_source,
 from dali_pipelines._util import argtypes
 from dali_pipelines._util.atomic import atomic_write, write_atomic, write_json_atomic
 from dali_pipelines.config import default_cache_dir
+from dali_pipelines.verify import DEFAULT_MAX_PIXELS
 from train.config import ConfigError, TrainConfig, absolute_path, default_device, resize_for
 from train.trained import TrainedModel, load_trained
 
@@ -222,7 +223,9 @@ def eval_source(request: EvalRequest, classes: tuple[str, ...], *,
                           f"classes ({', '.join(source.classes[:4])}, ...), the model was trained on "
                           f"{len(classes)} ({', '.join(classes[:4])}, ...); pass the data it was trained on")
     # One bad JPEG would kill the graph; shards are checked against their recorded checksums.
-    return prepare_data(source, on_bad_file=request.on_bad_file, cache_dir=default_cache_dir())
+    max_pixels = DEFAULT_MAX_PIXELS if run is None else run.max_pixels  # the run's bomb guard
+    return prepare_data(source, on_bad_file=request.on_bad_file, cache_dir=default_cache_dir(),
+                        max_pixels=max_pixels)
 
 
 def _amp(amp: str, device: str) -> torch.dtype | None:
