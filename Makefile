@@ -24,7 +24,7 @@ $(VENV)/.deps-demo: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[sample,tf,s3,dev,peers,docs]'
+	$(PY) -m pip install --quiet -e '.[sample,tf,s3,dev,peers,docs,export]'
 	touch $@ $(VENV)/.deps-demo
 
 # SPDL (the [peers] extra) loads FFmpeg's shared libraries from the system. Where it finds none,

@@ -18,7 +18,7 @@ from bench.backends import BACKENDS, PEERS, WORKLOADS
 from bench.check.cli import add_check_command, run_check
 from bench.records import TIMING, Run, Settings
 from bench.scale import SIZES
-from bench.sweep import DEFAULT_SECTIONS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
+from bench.sweep import DEFAULT_SECTIONS, E2E_MODELS, GPU_SECTIONS, QUICK_SECTIONS, QUICK_WORKLOADS, SECTIONS
 from dali_pipelines import DatasetError
 from dali_pipelines._util import argtypes
 from dali_pipelines._util.pipes import quiet_broken_pipe
@@ -45,8 +45,8 @@ SECTION_HELP = {
     "scaling": "train img/s over 1, 2, 4, ... workers (torch-pil, dali-cpu, dali-gpu)",
     "hw-decoder": "dali-gpu over hw_decoder_load (GPU)",
     "overlap": "each loader feeding a simulated accelerator step (a sleep)",
-    "e2e": "GoogLeNet training fed by each GPU loader vs synthetic data, and with train-aug by dali-gpu "
-           "and torch-tv (GPU)",
+    "e2e": "training steps of --e2e-model fed by each GPU loader vs synthetic data, and with train-aug by "
+           "dali-gpu and torch-tv (GPU)",
     "e2e-sweep": "the e2e step fed by dali-gpu over DALI threads x hw_decoder_load x prefetch depth (GPU)",
     "soak": "memory over many epochs of the DALI train graph",
     "shards": "the DALI train graph reading WebDataset shards vs loose files",
@@ -102,6 +102,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                       help="comma list of: " + "; ".join(f"{k}: {v}" for k, v in SECTION_HELP.items())
                            + f" (default: all that apply to the device; {'+'.join(QUICK_SECTIONS['cpu'])} "
                              f"on CPU, {'+'.join(QUICK_SECTIONS['gpu'])} on GPU with --quick)")
+    what.add_argument("--e2e-model", choices=tuple(E2E_MODELS), default="googlenet",
+                      help="the model e2e and e2e-sweep train: GoogLeNet with its auxiliary heads, or "
+                           "ResNet-50 (NVIDIA's DALI reference figure) (default: googlenet)")
     what.add_argument("--backends", metavar="LIST", type=argtypes.names("--backends", list(BACKENDS)),
                       default=None,
                       help=f"comma list of {','.join(BACKENDS)} (default: all that can run here; "
@@ -255,7 +258,8 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
         workloads=args.workloads or (QUICK_WORKLOADS[device] if quick else tuple(WORKLOADS)), device=device,
         batch_size=args.batch_size or {"cpu": 64, "gpu": 256}[device] // (2 if quick else 1),
         max_workers=args.max_workers, repeats=args.repeats, soak_epochs=args.soak_epochs,
-        timeout_s=args.timeout, quick=quick, **timing, scale_files=args.scale_files or SIZES)
+        timeout_s=args.timeout, quick=quick, **timing, scale_files=args.scale_files or SIZES,
+        e2e_model=args.e2e_model)
     return settings, left_out
 
 

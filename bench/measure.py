@@ -9,7 +9,7 @@ Reusable outside the backends::
 Warm-up and repeats are bounded below by time (and by images), not by a batch count, so a
 fast GPU loader and a slow sequential one are both timed over seconds.
 Also here: what consumes the batches (``SleepStep``, a simulated accelerator;
-``GoogLeNetStep``, a real training step) and ``SyntheticBatches``, the "speed of light" input.
+``TimedTrainingStep``, a real training step) and ``SyntheticBatches``, the "speed of light" input.
 """
 
 from __future__ import annotations
@@ -355,8 +355,10 @@ class SleepStep:
         time.sleep(self.seconds)
 
 
-class GoogLeNetStep:
-    """One GoogLeNet training step per batch (bf16 autocast, channels_last, SGD), timed on the GPU.
+class TimedTrainingStep:
+    """One training step per batch of a torchvision classifier (bf16 autocast, channels_last, SGD),
+    timed on the GPU: GoogLeNet (the default, with its auxiliary heads and their loss, as
+    ``python -m train``) or any other builder name, e.g. resnet50.
 
     CUDA events around every step give, once the repeats are over, the GPU time inside steps
     and the gaps between them (within a repeat: the bookkeeping between repeats is not the
@@ -366,13 +368,13 @@ class GoogLeNetStep:
     GradScaler with bf16), so the host runs ahead when it can.
     """
 
-    def __init__(self, num_classes: int) -> None:
-        from train.model import build_googlenet, googlenet_loss  # torchvision models: only here
+    def __init__(self, num_classes: int, model: str = "googlenet") -> None:
+        from train.models import build, model_loss  # torchvision models: only here
 
-        self.loss_fn = googlenet_loss
+        self.loss_fn = model_loss
         self.device = torch.device("cuda")
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
-        self.model = build_googlenet(num_classes).to(self.device).to(memory_format=torch.channels_last)
+        self.model = build(model, num_classes).to(self.device).to(memory_format=torch.channels_last)
         self.model.train()
         self.criterion = torch.nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
@@ -385,7 +387,7 @@ class GoogLeNetStep:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         labels = labels.to(self.device, non_blocking=True)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss, _ = self.loss_fn(self.model(images), labels, self.criterion)
+            loss = self.loss_fn(self.model(images), labels, self.criterion).total
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -18,8 +18,10 @@ from bench.queries import (
     backends_of,
     e2e_figures,
     e2e_key,
+    e2e_models,
     hw_decoder_rows,
     measured,
+    model_title,
     ok_rows,
     overlap_efficiency,
     rate,
@@ -107,15 +109,16 @@ def scaling_figure(run: Run) -> Figure | None:
 
 
 def efficiency_figure(run: Run) -> Figure | None:
-    """Loader efficiency (img/s / synthetic img/s): one panel per overlap step and one for e2e."""
+    """Loader efficiency (img/s / synthetic img/s): one panel per overlap step and one per e2e model."""
     panels = [(f"simulated {ms:g} ms step",
                [(e2e_key(r), eff) for r, eff in group if r.backend != SYNTHETIC])
               for ms, group in overlap_efficiency(run).items()
               if any(r.backend == SYNTHETIC for r, _ in group)]
-    e2e = e2e_figures(run)
-    if SYNTHETIC in e2e:
-        panels.append(("GoogLeNet training step",
-                       [(name, f.efficiency) for name, f in e2e.items() if name != SYNTHETIC]))
+    for model in e2e_models(run):
+        e2e = e2e_figures(run, model)
+        if SYNTHETIC in e2e:
+            panels.append((f"{model_title(model)} training step",
+                           [(name, f.efficiency) for name, f in e2e.items() if name != SYNTHETIC]))
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 5.2 * len(panels)), 4.4), squeeze=False)

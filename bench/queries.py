@@ -17,7 +17,7 @@ from bench.backends import DALI_BACKENDS, REFERENCE, WORKLOADS
 from bench.measure import Measurement
 from bench.records import Record, Run
 from bench.scale import IMAGENET_TRAIN, IMAGENET_VAL, TEN_MILLION, ScaleFigures
-from bench.sweep import DALI_FOR_DEVICE, SYNTHETIC, UNCAPPED, capped_side
+from bench.sweep import DALI_FOR_DEVICE, E2E_MODELS, SYNTHETIC, UNCAPPED, capped_side
 
 
 def ok_rows(run: Run, section: str, **match: object) -> list[Record]:
@@ -135,19 +135,39 @@ def _e2e_against(r: Record, light: Record | None) -> E2EFigures:
     )
 
 
-def e2e_figures(run: Run) -> dict[str, E2EFigures]:
-    """Per loader in the e2e section (keyed by ``e2e_key``): efficiency, data wait, GPU idle and
-    step time vs synthetic."""
-    rows = {e2e_key(r): r for r in ok_rows(run, "e2e")}
+def trained_model(row: Record) -> str:
+    """The model an e2e or e2e-sweep record's step trained (records that do not say: GoogLeNet)."""
+    return row.model or "googlenet"
+
+
+def model_title(model: str) -> str:
+    """How a model is named in tables and figures: ``ResNet-50`` for ``resnet50``."""
+    return E2E_MODELS.get(model, model)
+
+
+def e2e_models(run: Run) -> list[str]:
+    """The models the e2e section trained, the run's own (``--e2e-model``) first."""
+    found = dict.fromkeys(trained_model(r) for r in ok_rows(run, "e2e"))
+    return sorted(found, key=lambda model: model != run.settings.e2e_model)
+
+
+def e2e_figures(run: Run, model: str | None = None) -> dict[str, E2EFigures]:
+    """Per loader in the e2e section (keyed by ``e2e_key``) feeding ``model`` (None: the run's
+    ``--e2e-model``): efficiency, data wait, GPU idle and step time vs synthetic."""
+    model = model or run.settings.e2e_model
+    rows = {e2e_key(r): r for r in ok_rows(run, "e2e") if trained_model(r) == model}
     light = rows.get(SYNTHETIC)
     return {backend: _e2e_against(r, light) for backend, r in rows.items()}
 
 
 def e2e_sweep_figures(run: Run) -> list[tuple[Record, E2EFigures]]:
     """The e2e-sweep's points (threads, hw_decoder_load, prefetch in each record) with their
-    figures, fastest first; against the sweep's synthetic record, else the e2e section's."""
+    figures, fastest first; against the sweep's synthetic record, else the e2e section's of the
+    same model."""
     rows = ok_rows(run, "e2e-sweep")
-    light = next((r for r in [*rows, *ok_rows(run, "e2e")] if r.backend == SYNTHETIC), None)
+    model = trained_model(rows[0]) if rows else run.settings.e2e_model
+    light = next((r for r in [*rows, *ok_rows(run, "e2e")] if r.backend == SYNTHETIC
+                  and trained_model(r) == model), None)
     points = [(r, _e2e_against(r, light)) for r in rows if r.backend != SYNTHETIC]
     return sorted(points, key=lambda item: -item[1].images_per_s)
 
@@ -431,6 +451,14 @@ def tune_figures(run: Run) -> dict[str, TuneSummary]:
     return out
 
 
+def _e2e_summary(figures: dict[str, E2EFigures]) -> dict[str, dict[str, float | None]]:
+    """One model's e2e figures for the JSON summary: efficiency, GPU idle, step time vs synthetic."""
+    loaders = {b: f for b, f in figures.items() if b != SYNTHETIC}
+    return {"efficiency": {b: f.efficiency for b, f in loaders.items()},
+            "gpu_idle_frac": {b: f.gpu_idle_frac for b, f in figures.items()},
+            "step_vs_synthetic": {b: f.step_vs_synthetic for b, f in loaders.items()}}
+
+
 def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
     """The JSON summary of a run (``python -m bench report --json``); ``scale`` only with that section."""
     e2e = e2e_figures(run)
@@ -447,6 +475,9 @@ def summary(run: Run, path: Path | None = None) -> dict[str, Any]:
         "e2e_efficiency": {b: f.efficiency for b, f in e2e.items() if b != SYNTHETIC},
         "e2e_gpu_idle_frac": {b: f.gpu_idle_frac for b, f in e2e.items()},
         "e2e_step_vs_synthetic": {b: f.step_vs_synthetic for b, f in e2e.items() if b != SYNTHETIC},
+        # Only for a run with e2e records: each model's figures, the run's own first.
+        **({"e2e_by_model": {m: _e2e_summary(e2e_figures(run, m)) for m in e2e_models(run)}}
+           if e2e_models(run) else {}),
         "e2e_sweep": [{"threads": r.workers, "hw_decoder_load": r.hw_decoder_load, "prefetch": r.prefetch,
                        "images_per_s": f.images_per_s, "efficiency": f.efficiency}
                       for r, f in e2e_sweep_figures(run)],

@@ -51,12 +51,17 @@ class Settings:
     timeout_s: float = 600.0
     quick: bool = False
     scale_files: tuple[int, ...] = SIZES  # the scale section's tree sizes
+    e2e_model: str = "googlenet"  # what e2e and e2e-sweep train (each record names its own, Record.model)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists); ``scale_files`` only with the scale section."""
+        """JSON-ready dict (tuples become lists); ``scale_files`` only with the scale section and
+        ``e2e_model`` only when it is not GoogLeNet, so a run file written before either existed
+        reads and writes back byte for byte."""
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
         if "scale" not in self.sections:
             del out["scale_files"]
+        if out["e2e_model"] == "googlenet":
+            del out["e2e_model"]
         return out
 
     @classmethod
@@ -133,6 +138,7 @@ class Record:
     prefetch: int | None = None  # the spec's prefetch queue depth (e2e-sweep); written only when set
     tune: TuneFigures | None = None  # the tune section's figures (its ``measurement`` is None)
     scale: ScaleFigures | None = None  # the scale section's figures (its records have no measurement)
+    model: str | None = None  # e2e, e2e-sweep: the model the step trained (absent in older files: GoogLeNet)
 
     @property
     def ok(self) -> bool:
@@ -140,12 +146,12 @@ class Record:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback`` and
-        ``prefetch``, ``tune`` and ``scale`` only when set."""
+        """The record as the run file holds it: ``consumer`` ``{}`` when None, ``traceback``,
+        ``prefetch``, ``tune``, ``scale`` and ``model`` only when set."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["measurement"] = None if self.measurement is None else self.measurement.to_dict()
         out["consumer"] = {} if self.consumer is None else dataclasses.asdict(self.consumer)
-        for optional in ("traceback", "prefetch", "tune", "scale"):
+        for optional in ("traceback", "prefetch", "tune", "scale", "model"):
             if out[optional] is None:
                 del out[optional]
         if self.tune is not None:

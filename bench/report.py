@@ -15,10 +15,12 @@ from bench.queries import (
     backends_of,
     capped_figures,
     e2e_figures,
+    e2e_models,
     e2e_sweep_figures,
     failed_rows,
     hw_decoder_rows,
     measured,
+    model_title,
     ok_rows,
     overlap_efficiency,
     rank_startup,
@@ -31,6 +33,7 @@ from bench.queries import (
     skipped_rows,
     soak_figures,
     storage_figures,
+    trained_model,
     tune_figures,
     workloads_of,
 )
@@ -189,17 +192,20 @@ def overlap_lines(run: Run) -> list[str]:
 
 
 def e2e_lines(run: Run) -> list[str]:
-    """GoogLeNet training fed by each GPU loader (and with train-aug) and by synthetic data."""
-    figures = e2e_figures(run)
-    if not figures:
-        return []
+    """Each e2e model's training fed by each GPU loader (and with train-aug) and by synthetic data."""
+    return [line for model in e2e_models(run) for line in _e2e_model_lines(run, model)]
+
+
+def _e2e_model_lines(run: Run, model: str) -> list[str]:
+    figures = e2e_figures(run, model)
     table = [[f"`{b}`", f"{f.images_per_s:.0f}",
               "-" if f.efficiency is None else f"{f.efficiency:.3f}", _pct(f.data_wait_frac),
               _pct(f.gpu_idle_frac), "-" if f.gpu_step_ms is None else f"{f.gpu_step_ms:.1f}",
               "-" if f.step_vs_synthetic is None else f"{f.step_vs_synthetic:.3f}"]
              for b, f in figures.items()]
     batch = ok_rows(run, "e2e")[0].batch_size
-    return [f"**End to end: GoogLeNet training steps** (batch {batch}, bf16 autocast, channels_last, SGD)",
+    return [f"**End to end: {model_title(model)} training steps** "
+            f"(batch {batch}, bf16 autocast, channels_last, SGD)",
             "",
             "Efficiency = img/s / img/s on synthetic on-GPU data. GPU idle = gaps between steps on the GPU "
             "timeline (the loader was late). Step time vs synthetic = GPU time inside a step over the "
@@ -221,7 +227,8 @@ def e2e_sweep_lines(run: Run) -> list[str]:
               _pct(f.gpu_idle_frac), "-" if f.step_vs_synthetic is None else f"{f.step_vs_synthetic:.3f}"]
              for r, f in points]
     batch = points[0][0].batch_size
-    return [f"**End to end over DALI settings: `dali-gpu` feeding GoogLeNet** (batch {batch}; efficiency "
+    model = model_title(trained_model(points[0][0]))
+    return [f"**End to end over DALI settings: `dali-gpu` feeding {model}** (batch {batch}; efficiency "
             "against synthetic data, fastest first)", "",
             *_table(["threads", "hw_decoder_load", "prefetch", "img/s", "efficiency", "data wait %",
                      "GPU idle % (gaps)", "step time vs synthetic"], table)]

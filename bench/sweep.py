@@ -1,7 +1,7 @@
 """The sweep: sections -> jobs, each job measured in a fresh process, the record saved at once.
 
 A section is a question (how fast is each backend; how does it scale with workers; what does
-feeding GoogLeNet cost ...); a job is one measurement. Jobs run one at a time, each in a
+feeding a training step cost ...); a job is one measurement. Jobs run one at a time, each in a
 fresh process forked from a server that has imported torch and torchvision only (no CUDA,
 no DALI, no TensorFlow yet), so thread pools, memory pools and peak memory start clean for
 every job without paying torch's import each time. TensorFlow is imported only in its own jobs, where
@@ -27,7 +27,7 @@ from typing import Any
 from bench import storage
 from bench.backends import RunSpec, get_backend
 from bench.failures import died_reason, failure_reason
-from bench.measure import GoogLeNetStep, Measurement, SleepStep, StepFigures, SyntheticBatches, measure
+from bench.measure import Measurement, SleepStep, StepFigures, SyntheticBatches, TimedTrainingStep, measure
 from bench.records import Record, Settings, Status, TuneFigures
 from bench.scale import S3_MAX_FILES, ScaleFigures, measure_scale
 from bench.tuning import HILL_S, ROUNDS, expected_s, measure_spec, run_tune_section
@@ -54,6 +54,7 @@ SCALING_BACKENDS = ("torch-pil", "dali-cpu", "dali-gpu")  # the usual PyTorch lo
 HW_DECODER_LOADS = (0.0, 0.65, 1.0)  # nvJPEG's share for the hardware decoder (0.65: DALI's default)
 OVERLAP_STEP_MS = (100.0, 250.0)  # the simulated accelerator's time per batch
 E2E_BATCH_SIZE = 256
+E2E_MODELS = {"googlenet": "GoogLeNet", "resnet50": "ResNet-50"}  # e2e's model (Settings.e2e_model): its name
 E2E_BACKENDS = ("dali-gpu", "dali-ref", "torchvision-gpu")  # those delivering from GPU decoding
 # train-aug in e2e: RandAugment on the GPU (this project's graph) against the fastest DataLoader
 # doing it on CPU workers and copying to the GPU (torch-tv: faster than torch-pil at it).
@@ -95,6 +96,7 @@ class Job:
     source: str = "files"  # "files" | "shards" (shards section) | "uncapped" | "capped-N" (capped);
     # storage.SOURCES (storage section)
     scale_files: int = 0  # scale: the tree's size (its record carries it in ``scale``)
+    model: str | None = None  # e2e, e2e-sweep: the model the step trains (its record names it)
 
     def label(self) -> str:
         """Short human label for progress lines and logs."""
@@ -108,8 +110,9 @@ class Job:
                  "e2e-sweep": f" hw_decoder_load={self.spec.hw_decoder_load} prefetch={self.spec.prefetch}",
                  "tune": f" climb ({HILL_S:g} s), grid, {ROUNDS} rounds in turn",
                  }.get(self.section, "")
+        trains = f" {self.model}" if self.model else ""
         return (f"{self.section}: {self.backend} {self.spec.workload} bs={self.spec.batch_size} "
-                f"w={self.spec.workers}{extra}")
+                f"w={self.spec.workers}{trains}{extra}")
 
     def to_dict(self) -> dict[str, Any]:
         """The job's fields with the spec's inline: how its ``Record`` begins."""
@@ -201,18 +204,20 @@ def _e2e(s: Settings, section: str) -> list[Job]:
     if "train-aug" in s.workloads:
         loaders += [("train-aug", b) for b in E2E_AUG_BACKENDS if b in s.backends]
     # More warm-up batches: cuDNN picks its kernels on the first steps.
-    return [_job(s, section, b, workload=w, batch_size=E2E_BATCH_SIZE, warmup_batches=5)
+    return [_job(s, section, b, workload=w, batch_size=E2E_BATCH_SIZE, warmup_batches=5, model=s.e2e_model)
             for w, b in (("train", SYNTHETIC), *loaders)] if loaders else []
 
 
 def _e2e_sweep(s: Settings, section: str) -> list[Job]:
-    """Against the e2e section's synthetic run when both are planned."""
+    """The e2e section's step (--e2e-model), against the e2e section's synthetic run when both are
+    planned."""
     if "dali-gpu" not in s.backends:
         return []
     light = [] if "e2e" in s.sections else [SYNTHETIC]
-    return [_job(s, section, b, batch_size=E2E_BATCH_SIZE, warmup_batches=5) for b in light] + [
-        _job(s, section, "dali-gpu", workers=t, hw_decoder_load=h, prefetch=p, batch_size=E2E_BATCH_SIZE,
-             warmup_batches=5) for t, h, p in sweep_points(s.max_workers)]
+    step: dict[str, Any] = {"batch_size": E2E_BATCH_SIZE, "warmup_batches": 5, "model": s.e2e_model}
+    return [_job(s, section, b, **step) for b in light] + [
+        _job(s, section, "dali-gpu", workers=t, hw_decoder_load=h, prefetch=p, **step)
+        for t, h, p in sweep_points(s.max_workers)]
 
 
 def _capped(s: Settings, section: str) -> list[Job]:
@@ -302,7 +307,7 @@ def execute(job: Job, data: DataSource) -> Record:
     if job.section == "overlap":
         step = SleepStep(job.step_ms)
     elif job.section in ("e2e", "e2e-sweep"):
-        step = GoogLeNetStep(len(data.classes))
+        step = TimedTrainingStep(len(data.classes), job.model or "googlenet")
     if job.backend == SYNTHETIC:
         def make() -> SyntheticBatches:
             return SyntheticBatches(job.spec.batch_size, len(data.classes), job.spec.torch_device)

@@ -134,6 +134,11 @@ class PipelineConfig:
     # randaugment, trivialaugment: bins of each op's range.
     augment_magnitude_bins: int = declared(31, integer_in(2, 256))
     augment_magnitude: int = declared(9, _magnitude_bin)  # randaugment: magnitude bin of every op
+    # Train graph only, after normalization, as torchvision's RandomErasing(p, scale, ratio, value=0)
+    # in its classification recipe: with this probability a box of each image is set to 0.
+    random_erase: float = declared(0.0, number_in(0, 1))
+    random_erase_scale: tuple[float, float] = declared((0.02, 0.33), ordered_pair(0.0, 1.0))  # area share
+    random_erase_ratio: tuple[float, float] = declared((0.3, 3.3), ordered_pair(0.0, 100.0))  # aspect h/w
 
     def __post_init__(self) -> None:
         if self.num_threads is None:  # frozen: the resolved default is set once, here

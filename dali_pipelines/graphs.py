@@ -17,6 +17,7 @@ from nvidia.dali.pipeline import DataNode, Pipeline
 
 from dali_pipelines.augment import augment_images
 from dali_pipelines.config import PipelineConfig
+from dali_pipelines.erase import random_erase
 from dali_pipelines.readers import read_encoded
 from dali_pipelines.sources import DataSource
 
@@ -81,7 +82,8 @@ def train_graph(source: DataSource, cfg: PipelineConfig) -> tuple[DataNode, Data
 
 def train_images(jpegs: DataNode, cfg: PipelineConfig) -> DataNode:
     """Encoded JPEGs -> ROI decode of a random-resized crop -> resize -> random flip -> cfg.augment's
-    policy -> normalize: the train graph after its reader (any source of encoded bytes can feed it)."""
+    policy -> normalize -> random erasing (cfg.random_erase > 0): the train graph after its reader
+    (any source of encoded bytes can feed it)."""
     # Region-of-interest decode: only the crop window is decoded (less IDCT work). The window
     # follows RandomResizedCrop's rules (area fraction and log-uniform aspect ratio, 10 tries,
     # as torchvision); docs/parity.md#train-crops-vs-torchvisions-randomresizedcrop lists where
@@ -102,7 +104,11 @@ def train_images(jpegs: DataNode, cfg: PipelineConfig) -> DataNode:
         # So the flip moves out of crop_mirror_normalize: one more pass over uint8 pixels.
         images = augment_images(fn.flip(images, horizontal=mirror), cfg)
         mirror = 0
-    return _normalize(images, cfg, mirror)
+    images = _normalize(images, cfg, mirror)
+    if cfg.random_erase > 0:
+        images = random_erase(images, size=cfg.crop_size, probability=cfg.random_erase,
+                              scale=cfg.random_erase_scale, ratio=cfg.random_erase_ratio)
+    return images
 
 
 @pipeline_def(enable_checkpointing=True)

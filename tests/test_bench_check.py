@@ -48,7 +48,11 @@ def test_the_default_plan_for_a_gpu_machine_fits_and_holds_every_claim() -> None
     assert all(peers.left_out.values())
     tune = plan.by_name("tune")
     assert tune.runs and [j.backend for j in tune.jobs] == ["dali-gpu"]
-    assert "GoogLeNet only" in plan.by_name("e2e-resnet50").reason
+    assert {j.model for j in e2e.jobs} == {"googlenet"}
+    resnet = plan.by_name("e2e-resnet50")  # the e2e section again, training ResNet-50
+    assert [(j.section, j.backend, j.model) for j in resnet.jobs] == [
+        ("e2e", SYNTHETIC, "resnet50"), ("e2e", "dali-gpu", "resnet50")]
+    assert plan.settings.sections.count("e2e") == 1
     text = "\n".join(describe(plan))
     assert "budget 480 s" in text and all(f"  {s.name} " in text for s in STEPS)
 

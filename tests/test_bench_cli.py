@@ -39,6 +39,7 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     (["--repeat-s", "-1"], ["--repeat-s", ">= 0"]),
     (["--max-workers", "x"], ["--max-workers", "integer"]),
     (["--device", "cuda"], ["--device", "'cpu', 'gpu'"]),
+    (["--e2e-model", "vgg16"], ["--e2e-model", "'googlenet', 'resnet50'"]),
     (["--data", "/no/such/dir"], ["--data", "not one"]),
     (["--sections", "scale", "--scale-files", "10,100"], ["--scale-files", "at least 100", "'10,100'"]),
     (["--scale-files", "1000"], ["--scale-files is read only by the scale section"]),

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from bench.backends import BACKENDS as BACKENDS_REGISTRY
-from bench.cli import main
+from bench.check.claims import verdicts
+from bench.cli import get_args_parser, main, resolve
 from bench.measure import StepFigures
 from bench.plots import COLOURS, FIGURES
 from bench.publish import saver
@@ -203,6 +204,21 @@ def test_train_aug_beside_train_with_its_ratio_and_a_skipped_backend(val_root: P
     assert [ax.get_title() for ax in figure.axes] == ["train", "train-aug (tfdata: skipped)"]
 
 
+def test_e2e_model_reaches_every_e2e_job() -> None:
+    """--e2e-model resnet50 is in the run's settings and every e2e and e2e-sweep job trains it (its
+    record names it); the other sections' jobs train nothing."""
+    args = get_args_parser().parse_args(["--device", "cpu", "--e2e-model", "resnet50"])
+    assert resolve(args)[0].e2e_model == "resnet50"
+    settings = Settings(sections=("e2e", "e2e-sweep", "throughput"), backends=("dali-gpu", "dali-ref"),
+                        workloads=("train",), device="gpu", batch_size=8, max_workers=2, e2e_model="resnet50")
+    jobs = plan(settings)
+    assert [(job.backend, job.model) for job in jobs["e2e"]] == [
+        ("synthetic", "resnet50"), ("dali-gpu", "resnet50"), ("dali-ref", "resnet50")]
+    assert {job.model for job in jobs["e2e-sweep"]} == {"resnet50"}
+    assert {job.model for job in jobs["throughput"]} == {None}
+    assert jobs["e2e"][1].to_dict()["model"] == "resnet50" and "resnet50" in jobs["e2e"][1].label()
+
+
 @pytest.mark.gpu
 def test_e2e_records_gpu_idle_and_step_time_for_every_gpu_loader(val_root: Path) -> None:
     """GoogLeNet fed by synthetic data and by each GPU loader, and with train-aug by dali-gpu and
@@ -221,6 +237,11 @@ def test_e2e_records_gpu_idle_and_step_time_for_every_gpu_loader(val_root: Path)
         idle, step_ms = record.consumer.gpu_idle_frac, record.consumer.gpu_step_ms
         assert 0.0 <= idle < 1.0 and step_ms > 0.0  # no clamp: < 0 or 1.0 would be a bug
         assert record.measurement.peak_gpu_mb > 0
+    resnet = plan(dataclasses.replace(settings, e2e_model="resnet50"))["e2e"]  # --e2e-model resnet50
+    assert {job.model for job in resnet} == {"resnet50"}
+    fed = resnet[1]  # dali-gpu, train
+    record = execute(dataclasses.replace(fed, spec=dataclasses.replace(fed.spec, batch_size=8)), data)
+    assert record.status == "ok" and record.consumer.gpu_step_ms > 0, record.reason
 
 
 @pytest.mark.slow
@@ -257,3 +278,38 @@ def test_gpu_sections_render_from_their_records(small_run) -> None:
     assert not legend["dali-gpu"].get_hatch() and legend["dali-gpu+train-aug"].get_hatch() == "//"
     made = {kind for kind, make in FIGURES.items() if make(gpu_run) is not None}
     assert made == {"efficiency", "hw-decoder"}
+    assert "**End to end: GoogLeNet training steps**" in markdown
+    assert "e2e_model" not in run.settings.to_dict()  # GoogLeNet's runs: their files as before
+
+
+@pytest.mark.slow
+def test_e2e_of_two_models_in_one_run(small_run) -> None:
+    """A check's run: GoogLeNet's e2e records (written before records named a model) beside
+    ResNet-50's; each model gets its table, efficiency panel and summary figures, and its target."""
+    run = Run.from_dict(small_run[1])
+    base = next(r for r in run.results if r.section == "throughput" and r.backend == "dali-cpu")
+
+    def e2e(backend: str, rate: float, model: str | None) -> Record:
+        m = dataclasses.replace(base.measurement, images_per_s=rate, images_per_s_min=rate,
+                                images_per_s_max=rate)
+        return dataclasses.replace(base, section="e2e", backend=backend, measurement=m, model=model,
+                                   consumer=StepFigures(gpu_idle_frac=0.01, gpu_step_ms=50.0))
+
+    googlenet = [e2e("synthetic", 5000.0, None), e2e("dali-gpu", 4500.0, None)]
+    resnet = [e2e("synthetic", 2000.0, "resnet50"), e2e("dali-gpu", 1960.0, "resnet50")]
+    both = dataclasses.replace(run, settings=dataclasses.replace(run.settings, device="gpu"),
+                               results=[*googlenet, *resnet])
+    assert Record.from_dict(resnet[0].to_dict()).model == "resnet50" and "model" not in googlenet[0].to_dict()
+    markdown = render_markdown(both)
+    assert (markdown.index("**End to end: GoogLeNet training steps**")
+            < markdown.index("**End to end: ResNet-50 training steps**"))
+    assert "| `dali-gpu` | 1960 | 0.980 |" in markdown
+    assert [ax.get_title() for ax in FIGURES["efficiency"](both).axes] == [
+        "GoogLeNet training step", "ResNet-50 training step"]
+    figures = summary(both)
+    assert figures["e2e_efficiency"] == {"dali-gpu": pytest.approx(0.9)}  # the run's --e2e-model's
+    assert figures["e2e_by_model"]["resnet50"]["efficiency"] == {"dali-gpu": pytest.approx(0.98)}
+    claims = {v["claim"]: v["verdict"] for v in verdicts(figures)}
+    assert claims["ResNet-50 e2e efficiency fed by dali-gpu"] == "met"
+    assert claims["GoogLeNet e2e efficiency fed by dali-gpu"] == "below"
+    assert "e2e_by_model" not in summary(run)  # a run without e2e records: its summary as before

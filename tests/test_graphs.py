@@ -1,4 +1,5 @@
-"""The train and eval graphs on real JPEGs: shapes, dtypes, layouts, values, determinism.
+"""The train and eval graphs on real JPEGs: shapes, dtypes, layouts, values, determinism, random
+erasing.
 
 Values against torchvision's transforms: ``test_torchvision_parity.py``; every kind of JPEG:
 ``test_edge_jpegs.py``.
@@ -60,6 +61,35 @@ def test_train_epochs_reshuffle(train_root: Path) -> None:
     assert len(orders[0]) == len(loader) * 8
     assert orders[0] != orders[1]
     assert sorted(orders[0]) != orders[0]  # not in class order even in epoch 0
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_random_erasing_boxes_follow_torchvision(train_root: Path, device: str) -> None:
+    """--random-erase 1: every image of a batch has one box of zeros (after normalization) whose
+    area share and aspect are in RandomErasing's ranges, strictly inside the image; 0.5 erases some
+    images of a batch and leaves the others. On the GPU the erasing runs on the GPU's batch."""
+    size = 48
+    source = scan_image_folder(train_root)
+    base = PipelineConfig(batch_size=16, num_threads=2, device=device, crop_size=size, resize_size=55, seed=7)
+    counts = {}
+    for probability in (1.0, 0.5):
+        loader = make_loader(source, base.replace(random_erase=probability), train=True)
+        images, _ = next(iter(loader))
+        loader.close()
+        assert images.is_cuda == (device == "gpu")
+        erased = 0
+        for zero in (images == 0).all(dim=1).cpu():  # [H, W]: pixels zero in every channel
+            rows, cols = torch.nonzero(zero, as_tuple=True)
+            if len(rows) == 0:
+                continue
+            erased += 1
+            height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+            assert int(zero.sum()) == height * width  # one filled rectangle
+            assert height < size and width < size
+            assert 0.02 * 0.85 <= height * width / size**2 <= 0.33 * 1.15  # rounding of h and w
+            assert 0.3 * 0.7 <= height / width <= 3.3 / 0.7
+        counts[probability] = erased
+    assert counts[1.0] == 16 and 0 < counts[0.5] < 16
 
 
 @pytest.mark.gpu

@@ -71,9 +71,10 @@ def test_overfits_tiny_set(tiny_root: Path, tmp_path: Path, capsys: pytest.Captu
 
 
 def _resume_args(tiny_root: Path) -> list[str]:
-    """The settings of the resume runs: 3 steps per epoch, 4 epochs, everything random on."""
+    """The settings of the resume runs: 3 steps per epoch, 4 epochs, everything random on (random
+    erasing in the graph too), LARS with gradient clipping."""
     return ["--data", str(tiny_root), *FAST, *POLICY, *MIX_AND_EMA, "--epochs", "4", "--log-every", "1",
-            "--seed", "5"]
+            "--seed", "5", "--opt", "lars", "--clip-grad", "2", "--random-erase", "0.3"]
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +181,18 @@ def test_stop_on_an_epochs_last_step_resumes_into_the_next_epoch(resumed: dict, 
 
 
 @pytest.mark.slow
+def test_losses_are_the_main_heads_with_the_aux_share_apart(resumed: dict) -> None:
+    """GoogLeNet's records report the main head's loss (the footing of val_loss) and its auxiliary
+    heads' weighted share in a column of its own, per step and per epoch."""
+    for row in _rows(resumed["whole"] / "steps.csv"):
+        assert float(row["aux_loss"]) > 0 and float(row["loss"]) > 0
+    for row in _rows(resumed["whole"] / "epochs.csv"):
+        assert float(row["train_aux_loss"]) > 0 and row["train_size"] == "32"
+    optimizer = torch.load(resumed["whole"] / "checkpoints" / "last.pt", weights_only=True)["optimizer"]
+    assert optimizer["param_groups"][0]["trust_coeff"] == 1e-3  # LARS's state dict
+
+
+@pytest.mark.slow
 def test_step_records_the_learning_rate_the_step_used(resumed: dict) -> None:
     """steps.csv's lr is the rate step k trained with: k/6 of the peak over the 2-epoch warm-up
     (6 steps), the peak being --lr 0.1 scaled by the batch (9/256)."""
@@ -218,6 +231,18 @@ def test_checkpoint_loads_into_torchvision(resumed: dict) -> None:
     assert payload["best_top1"] == pytest.approx(float(best["ema_val_top1"]), abs=1e-6)
 
 
+@pytest.mark.slow
+def test_eval_of_a_run_directory_scores_its_best_ema(resumed: dict, tmp_path: Path) -> None:
+    """python -m train eval RUN_DIR evaluates its best.pt with the EMA's weights (GoogLeNet without
+    its auxiliary heads) and finds the scores its epoch row recorded for them."""
+    assert main(["eval", str(resumed["whole"]), "--device", "cpu", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    best = max(_rows(resumed["whole"] / "epochs.csv"), key=lambda row: float(row["ema_val_top1"]))
+    assert summary["weights"] == "ema" and summary["checkpoint"].endswith("best.pt")
+    for key in ("loss", "top1", "top5"):
+        assert summary[key] == pytest.approx(float(best[f"ema_val_{key}"]), rel=1e-5, abs=1e-6), key
+
+
 def _torchrun(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """python -m train under torchrun: 2 CPU processes joined through gloo."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -230,19 +255,20 @@ def _torchrun(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def ddp_runs(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """2-process gloo runs on the tiny set plus 2 bad files (skipped), mixing batches and keeping
-    an EMA: 2 epochs straight, and the same stopped at step 2 and resumed with only --resume and
-    --max-steps. No RandAugment: DALI's AutoGraph conversion of its policy costs every fresh
-    process seconds, and its resume is tested in one process (tests/test_augment.py, the
-    resumed fixture above); the ranks' DALI random crops and flips are resumed here."""
+    an EMA, 2 batches of 3 per optimizer step (gradients all-reduced on the second only): 2 epochs
+    straight, and the same stopped at step 1 and resumed with only --resume and --max-steps. No
+    RandAugment: DALI's AutoGraph conversion of its policy costs every fresh process seconds, and
+    its resume is tested in one process (tests/test_augment.py, the resumed fixture above); the
+    ranks' DALI random crops and flips are resumed here."""
     base = tmp_path_factory.mktemp("ddp")
     root = _with_bad_files(tiny_root, base)
-    common = ["--data", str(root), "--device", "cpu", "--image-size", "32", "--batch-size", "4",
-              "--workers", "1", "--epochs", "2", "--log-every", "1", "--seed", "4", "--on-bad-file", "skip",
-              *MIX_AND_EMA]
+    common = ["--data", str(root), "--device", "cpu", "--image-size", "32", "--batch-size", "3",
+              "--accum-steps", "2", "--workers", "1", "--epochs", "2", "--log-every", "1", "--seed", "4",
+              "--on-bad-file", "skip", *MIX_AND_EMA]
     whole, parts = base / "whole", base / "parts"
     first = _torchrun(whole, *common)
-    _torchrun(parts, *common, "--max-steps", "2")
-    _torchrun(parts, "--resume", str(parts / "checkpoints" / "last.pt"), "--max-steps", "6")
+    _torchrun(parts, *common, "--max-steps", "1")
+    _torchrun(parts, "--resume", str(parts / "checkpoints" / "last.pt"), "--max-steps", "4")
     return {"whole": whole, "parts": parts, "first": first}
 
 
@@ -252,8 +278,8 @@ def test_two_process_gloo_run_counts_val_once(ddp_runs: dict) -> None:
     assert "ranks: 2" in ddp_runs["first"].stdout
     epochs = _rows(ddp_runs["whole"] / "epochs.csv")  # rank 0 alone writes
     assert [int(row["val_images"]) for row in epochs] == [9, 9]
-    # 27 good images over 2 ranks: shards of 13 and 14, 3 full batches of 4 on each.
-    assert [int(row["step"]) for row in epochs] == [3, 6]
+    # 27 good images over 2 ranks: shards of 13 and 14, 4 full batches of 3 on each, 2 per step.
+    assert [int(row["step"]) for row in epochs] == [2, 4]
 
 
 @pytest.mark.slow
@@ -265,15 +291,16 @@ def test_two_process_warning_is_printed_once(ddp_runs: dict) -> None:
 @pytest.mark.slow
 def test_two_process_resume_continues_the_same_losses(ddp_runs: dict) -> None:
     """Under DDP every rank's loader position, RNG and mixing generator are saved: a 2-process run
-    stopped after 2 steps and resumed logs the same losses through step 6 (past an epoch end) as
-    one that ran on, and ends with the same EMA (kept from the unwrapped model, saved by rank 0)."""
+    stopped after 1 step (mid-epoch, between accumulated steps) and resumed logs the same losses
+    through step 4 (past an epoch end) as one that ran on, and ends with the same EMA (kept from
+    the unwrapped model, saved by rank 0)."""
     parts = torch.load(ddp_runs["parts"] / "checkpoints" / "last.pt", weights_only=True)
     whole = torch.load(ddp_runs["whole"] / "checkpoints" / "last.pt", weights_only=True)
     assert len(parts["ranks"]) == 2
     assert not torch.equal(parts["ranks"][0]["mix_rng"], parts["ranks"][1]["mix_rng"])  # own draws
     expected, got = _losses(ddp_runs["whole"]), _losses(ddp_runs["parts"])
-    assert sorted(got) == sorted(expected) == list(range(1, 7))
-    for step in range(1, 7):
+    assert sorted(got) == sorted(expected) == list(range(1, 5))
+    for step in range(1, 5):
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
     _assert_same_weights(parts["ema"], whole["ema"])
     assert set(parts["ema"]) == set(parts["model"])  # module. prefix-free, as the raw weights

@@ -28,6 +28,7 @@ from train.checkpoint import CheckpointError, load_checkpoint
 from train.cli import main
 from train.resume import check_resumable, resumed_config
 from train.rundir import LOCK_NAME, RunDir, RunDirError
+from train.trainer import EpochMeter
 
 CLASSES = ("astronaut", "space", "texture")
 FAST = ["--device", "cpu", "--image-size", "32", "--batch-size", "9", "--workers", "2"]
@@ -256,16 +257,20 @@ def test_resume_lists_every_mismatch_at_once(stopped_run: Path, capsys: pytest.C
     assert "--max-steps" not in line.split("only")[0]
 
 
-NEWER_SETTINGS = ("mixup", "cutmix", "mix_switch_prob", "mix_prob", "ema_decay", "ema_every", "ema_warmup")
+NEWER_SETTINGS = ("mixup", "cutmix", "mix_switch_prob", "mix_prob", "ema_decay", "ema_every", "ema_warmup",
+                  "model", "weights", "finetune", "test_only", "opt", "clip_grad", "accum_steps",
+                  "random_erase", "train_size", "eval_size", "progressive_resize")
 
 
 def _older_checkpoint(stopped_run: Path, folder: Path) -> Path:
-    """stopped_run's last.pt as the version before mixing and the EMA wrote it: format 3 without
-    the ``ema`` and ``mix_rng`` keys and without their settings."""
+    """stopped_run's last.pt as the version before mixing, the EMA and the recipe settings (model,
+    optimizer, sizes, ...) wrote it: format 3 without the ``ema`` and ``mix_rng`` keys, without
+    their settings and without the aux loss in its partial epoch's sums."""
     payload = torch.load(stopped_run / "checkpoints" / "last.pt", weights_only=True)
     del payload["ema"]
     for rank in payload["ranks"]:
         del rank["mix_rng"]
+        del rank["epoch_sums"]["aux_sum"]
     for name in NEWER_SETTINGS:
         del payload["config"][name]
     path = folder / "checkpoints" / "last.pt"
@@ -276,16 +281,23 @@ def _older_checkpoint(stopped_run: Path, folder: Path) -> Path:
 
 def test_checkpoint_from_before_mixing_and_ema_resumes_without_them(
         stopped_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A checkpoint written before --mixup/--cutmix/--ema-decay existed is read with them off
-    (its run had none), and a resume may not switch them on: they would change its losses."""
+    """A checkpoint written before --mixup/--cutmix/--ema-decay and the recipe settings existed is
+    read with them at their defaults (its run had none of them: GoogLeNet, SGD, one size), and a
+    resume may not switch them on: they would change its losses."""
     path = _older_checkpoint(stopped_run, tmp_path)
     payload = load_checkpoint(path)
     cfg = resumed_config(payload, path, {"resume": str(path)})
     assert not cfg.mixing and cfg.ema_decay == 0
+    recipe = (cfg.model, cfg.opt, cfg.accum_steps, cfg.train_crop_at(1), cfg.eval_crop, cfg.random_erase)
+    assert recipe == ("googlenet", "sgd", 1, 32, 32, 0.0)
     check_resumable(payload, cfg, path, world_size=1)  # nothing to object to
-    assert main(["--resume", str(path), "--mixup", "0.2", "--ema-decay", "0.9"]) == 2
+    sums = payload["ranks"][0]["epoch_sums"]
+    meter = EpochMeter(torch.device("cpu"), sums)  # the partial epoch's sums carry on without aux_sum
+    assert (meter.loss_sum.item(), meter.aux_sum.item()) == (sums["loss_sum"], 0.0)
+    assert main(["--resume", str(path), "--mixup", "0.2", "--ema-decay", "0.9", "--model", "resnet18"]) == 2
     line = _one_error_line(capsys)
     assert "--mixup 0.2 (saved: 0.0)" in line and "--ema-decay 0.9 (saved: 0.0)" in line
+    assert "--model resnet18 (saved: googlenet)" in line
 
 
 @pytest.mark.parametrize(("setting", "missing"), [("cutmix", "ranks' mix_rng"), ("ema_decay", "ema")])

@@ -3,13 +3,15 @@
 Layout (format 3): a dict whose values all load under ``torch.load(..., weights_only=True)``.
 
 - ``format_version``: 3.
-- ``model``: GoogLeNet's state_dict without DDP's ``module.`` or torch.compile's ``_orig_mod.``
-  prefixes, so it loads into ``torchvision.models.googlenet(num_classes=K, aux_logits=True)``.
+- ``model``: the model's state_dict without DDP's ``module.`` or torch.compile's ``_orig_mod.``
+  prefixes, so it loads into torchvision's builder of ``config["model"]`` (GoogLeNet, the default
+  and the model of checkpoints without that setting:
+  ``torchvision.models.googlenet(num_classes=K, aux_logits=True)``).
 - ``optimizer``, ``scheduler``, ``scaler``: their state_dicts.
 - ``epoch``, ``step`` (optimizer steps done in total), ``epoch_step`` (steps done in ``epoch``),
   ``best_top1``.
 - ``ema``: the weights' exponential moving average (--ema-decay), a state_dict with the same
-  keys as ``model`` (loads into the same torchvision GoogLeNet); None when no EMA is kept.
+  keys as ``model`` (loads into the same torchvision model); None when no EMA is kept.
 - ``ranks``: one dict per rank, in rank order: ``loader`` (the DALI loader's position and RNG),
   ``rng`` (torch's CPU/CUDA generator states), ``epoch_sums`` (the partial epoch's loss,
   accuracy and timing sums; None at an epoch boundary), ``mix_rng`` (the state of the rank's
@@ -53,7 +55,7 @@ import torch
 from torch import nn
 
 from dali_pipelines._util.atomic import atomic_write
-from train.model import bare_model, build_googlenet
+from train.model import bare_model
 
 FORMAT_VERSION = 3
 # Top-level keys and their types; a file without them was not written by this format.
@@ -142,16 +144,14 @@ def _keep_as(path: Path, previous: Path) -> None:
     os.replace(link, previous)
 
 
-def estimated_bytes(num_classes: int, *, ema: bool = False) -> int:
-    """About how large one checkpoint of a ``num_classes`` GoogLeNet is: weights, BatchNorm
-    buffers, SGD's momentum buffer (one per weight), the EMA's weights and buffers when one is
-    kept, plus 5 % and 1 MiB for the rest."""
-    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        model = build_googlenet(num_classes)
+def estimated_bytes(model: nn.Module, *, ema: bool = False, optimizer_copies: int = 1) -> int:
+    """About how large one checkpoint of ``model`` is: weights, buffers, the optimizer's state
+    (``optimizer_copies`` tensors per weight: 1 for SGD's momentum, 2 for Adam's moments), the EMA's
+    weights and buffers when one is kept, plus 5 % and 1 MiB for the rest."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     copies = 2 if ema else 1
-    return int(((1 + copies) * weights + copies * buffers) * 1.05) + 2**20
+    return int(((copies + optimizer_copies) * weights + copies * buffers) * 1.05) + 2**20
 
 
 # --- reading ------------------------------------------------------------------------------------

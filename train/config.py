@@ -23,8 +23,11 @@ from dali_pipelines._util.atomic import write_json_atomic
 from dali_pipelines._util.fields import Check, check_fields, declared, parsed_by
 from dali_pipelines.config import AUGMENTS
 from dali_pipelines.verify import DEFAULT_MAX_PIXELS
+from train.models import DEFAULT_MODEL, fixed_size_argument, model_name
+from train.resolution import ResizeSchedule, schedule_text
 
 REFERENCE_BATCH = 256  # the learning rate given on the command line is per 256 images
+OPTIMIZERS = ("sgd", "adamw", "lamb", "lars")  # train.optim builds them
 
 # What a resumed run may do with a setting given beside --resume.
 MATCH = "match"  # decides the sample order, schedule or numerics: must equal the saved value
@@ -60,11 +63,14 @@ def probability(text: str) -> float:
     return value
 
 
-def _accepts(default: Any, parse: Callable[[str], Any] | None, choices: tuple[str, ...] | None) -> Check:
+def _accepts(default: Any, parse: Callable[[str], Any] | None, choices: tuple[str, ...] | None,
+             text: bool) -> Check:
     """The check of a setting's values, in the command line's words."""
     def check(value: Any, cfg: Any) -> str | None:
         if value is None:
             return None if default is None else "a value is required"
+        if text:
+            return _parsed_text(parse, value)
         if isinstance(default, bool):
             return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
         if choices is not None:
@@ -78,12 +84,24 @@ def _accepts(default: Any, parse: Callable[[str], Any] | None, choices: tuple[st
     return check
 
 
+def _parsed_text(parse: Callable[[str], Any] | None, value: Any) -> str | None:
+    """A text setting: a string its argparse type accepts."""
+    if not isinstance(value, str):
+        return f"expected text, got {value!r}"
+    try:
+        if parse is not None:
+            parse(value)
+    except argparse.ArgumentTypeError as err:
+        return str(err)
+    return None
+
+
 def setting(default: Any, help: str, *, group: str, resume: str, type: Callable[[str], Any] | None = None,
             choices: tuple[str, ...] | None = None, shown_default: str | None = None,
-            metavar: str | None = None) -> Any:
+            metavar: str | None = None, text: bool = False) -> Any:
     """A dataclass field carrying its command-line declaration in ``metadata``, and the check
-    of its values that follows from it (``_accepts``)."""
-    return declared(default, _accepts(default, type, choices), help=help, group=group, resume=resume,
+    of its values that follows from it (``_accepts``); ``text``: a string that ``type`` checks."""
+    return declared(default, _accepts(default, type, choices, text), help=help, group=group, resume=resume,
                     type=type, choices=choices, shown_default=shown_default, metavar=metavar)
 
 
@@ -115,8 +133,21 @@ class TrainConfig:
     max_pixels: int = setting(DEFAULT_MAX_PIXELS, "verification refuses an image whose header claims more "
                               "pixels (a decompression bomb guard); raise it for real images that large",
                               group="data", resume=MATCH, type=argtypes.positive_int)
-    image_size: int = setting(224, "crop side fed to the model; eval resizes to size*256/224 first",
+    image_size: int = setting(224, "crop side fed to the model in training and evaluation, unless "
+                              "--train-size, --eval-size or --progressive-resize set one",
                               group="data", resume=MATCH, type=argtypes.int_in(32, 4096))
+    train_size: int | None = setting(None, "training crop side (FixRes, arXiv 1906.06423: train below the "
+                                     "evaluation size)", group="data", resume=MATCH,
+                                     type=argtypes.int_in(32, 4096), shown_default="--image-size")
+    eval_size: int | None = setting(None, "evaluation crop side; the shorter side is resized to "
+                                    "size*256/224 first, as torchvision's Resize + CenterCrop",
+                                    group="data", resume=MATCH, type=argtypes.int_in(32, 4096),
+                                    shown_default="--image-size, or END with --progressive-resize")
+    progressive_resize: str | None = setting(
+        None, "training size per epoch, as FFCV: START through epoch FROM_EPOCH, END from TO_EPOCH on, "
+        "linear between in multiples of 32 (FROM:TO: 0 to the last epoch); the DALI graph is rebuilt "
+        "when the size changes", group="data", resume=MATCH, type=schedule_text, text=True,
+        metavar="START:END[:FROM_EPOCH:TO_EPOCH]", shown_default="off")
     batch_size: int = setting(64, "images per step per GPU/process", group="data", resume=MATCH,
                               type=argtypes.int_in(1, 65536))
     workers: int | None = setting(None, "DALI CPU threads per process", group="data", resume=FREE,
@@ -139,9 +170,9 @@ class TrainConfig:
     max_steps: int | None = setting(None, "stop after this many optimizer steps in total; the schedule "
                                     "still spans --epochs", group="run", resume=FREE,
                                     type=argtypes.positive_int, shown_default="no cap")
-    out: str = setting("runs/googlenet", "run directory for records and checkpoints, owned by one run "
+    out: str = setting(None, "run directory for records and checkpoints, owned by one run "
                        "at a time", group="run", resume=FREE, metavar="DIR",
-                       shown_default="runs/googlenet; with --resume, the checkpoint's run directory")
+                       shown_default="runs/MODEL; with --resume, the checkpoint's run directory")
     resume: str | None = setting(None, "continue the run saved in this checkpoint (or RUN_DIR, meaning "
                                  "RUN_DIR/checkpoints/last.pt); its settings and data path come with "
                                  "it", group="run", resume=INVOCATION, metavar="CKPT",
@@ -155,11 +186,29 @@ class TrainConfig:
                         group="run", resume=MATCH, type=argtypes.seed)
     log_every: int = setting(10, "steps between CSV/TensorBoard step records and progress lines",
                              group="run", resume=FREE, type=argtypes.positive_int)
+    test_only: bool = setting(False, "evaluate --resume CKPT (or --weights FILE) on the val split of "
+                              "--data and exit, as python -m train eval does", group="run",
+                              resume=INVOCATION, shown_default="off, train")
+
+    # --- model: which network, from which weights
+    model: str = setting(DEFAULT_MODEL, "torchvision classification model by builder name (resnet50, "
+                         "mobilenet_v3_large, vit_b_16, ...), randomly initialised; GoogLeNet trains with "
+                         "its auxiliary heads, the others without", group="model", resume=MATCH,
+                         type=model_name, text=True, metavar="NAME")
+    weights: str | None = setting(None, "initial weights: a state_dict file or a checkpoint (python -m "
+                                  "train's, torchvision reference's), loaded strictly; read, never "
+                                  "downloaded", group="model", resume=MATCH, type=absolute_path,
+                                  metavar="FILE", shown_default="random initialisation")
+    finetune: bool = setting(False, "with --weights: start the classifier afresh for this data's class "
+                             "count; every other tensor still loads strictly", group="model",
+                             resume=MATCH, shown_default="off")
 
     # --- optimization: the recipe (every one of these shapes the run, so a resume keeps them)
     lr: float = setting(0.1, "learning rate per 256 images; scaled by global batch / 256",
                         group="optimization", resume=MATCH, type=argtypes.non_negative_float)
-    momentum: float = setting(0.9, "SGD momentum", group="optimization", resume=MATCH,
+    opt: str = setting("sgd", "optimizer: sgd, adamw (torch's), lamb or lars (train.optim, following "
+                       "timm's)", group="optimization", resume=MATCH, choices=OPTIMIZERS)
+    momentum: float = setting(0.9, "SGD and LARS momentum", group="optimization", resume=MATCH,
                               type=argtypes.fraction)
     weight_decay: float = setting(1e-4, "weight decay", group="optimization", resume=MATCH,
                                   type=argtypes.non_negative_float)
@@ -173,6 +222,12 @@ class TrainConfig:
                                resume=MATCH, type=argtypes.positive_int)
     label_smoothing: float = setting(0.0, "cross-entropy label smoothing", group="optimization",
                                      resume=MATCH, type=argtypes.fraction)
+    clip_grad: float | None = setting(None, "clip the gradients' global L2 norm to this before each "
+                                      "optimizer step", group="optimization", resume=MATCH,
+                                      type=argtypes.positive_float, metavar="NORM", shown_default="off")
+    accum_steps: int = setting(1, "batches of --batch-size per optimizer step (gradient accumulation): "
+                               "the effective batch, and the learning rate, grow by this factor",
+                               group="optimization", resume=MATCH, type=argtypes.int_in(1, 4096))
     amp: str = setting("bf16", "mixed precision on the GPU; fp16 uses a gradient scaler; ignored on CPU",
                        group="optimization", resume=MATCH, choices=("bf16", "fp16", "off"))
     compile: bool = setting(False, "torch.compile the model", group="optimization", resume=FREE,
@@ -190,6 +245,10 @@ class TrainConfig:
     augment_magnitude_bins: int = setting(31, "randaugment, trivialaugment: bins each operation's range "
                                           "is divided into", group="augmentation", resume=MATCH,
                                           type=argtypes.int_in(2, 256))
+    random_erase: float = setting(0.0, "probability of torchvision's RandomErasing per image (a box of "
+                                  "2-33 %% of the area, aspect 0.3-3.3, set to 0 after normalization), "
+                                  "in the DALI graph on its device", group="augmentation", resume=MATCH,
+                                  type=probability, metavar="P", shown_default="0, off")
 
     # --- batch mixing: applied to each training batch after the loader; evaluation is never mixed
     mixup: float = setting(0.0, "mixup: blend each batch with itself in reverse order, lambda ~ "
@@ -217,9 +276,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """The one place values are checked, with the same rules as the command line."""
+        if self.out is None:  # frozen: the default that follows --model is set once, here
+            object.__setattr__(self, "out", f"runs/{self.model}")
         check_fields(self, lambda name, problem: ConfigError(f"{flag_of(name)}: {problem}"))
         if self.data is None and self.resume is None:
             raise ConfigError("--data is required (or --resume CKPT to continue a saved run)")
+        self._check_model_settings()
+        self._check_sizes()
         if self.augment_magnitude >= self.augment_magnitude_bins:
             raise ConfigError(f"--augment-magnitude {self.augment_magnitude} must be below "
                               f"--augment-magnitude-bins {self.augment_magnitude_bins}")
@@ -230,9 +293,61 @@ class TrainConfig:
         if self.overwrite and self.resume is not None:
             raise ConfigError("--overwrite starts a new run and --resume continues one; pass one of them")
 
+    def _check_model_settings(self) -> None:
+        if self.finetune and self.weights is None:
+            raise ConfigError("--finetune starts the classifier of --weights FILE afresh; pass --weights too")
+        if self.test_only and self.resume is None and self.weights is None:
+            raise ConfigError("--test-only evaluates a checkpoint: pass --resume CKPT (or --weights FILE)")
+
+    def _check_sizes(self) -> None:
+        if self.progressive_resize is not None:
+            if self.train_size is not None:
+                raise ConfigError("--train-size and --progressive-resize both set the training size; "
+                                  "pass one of them")
+            _, last = self.resize_schedule.ramp(self.epochs)
+            if last >= self.epochs:
+                raise ConfigError(f"--progressive-resize {self.progressive_resize}: TO_EPOCH {last} is not "
+                                  f"an epoch of --epochs {self.epochs} (0 .. {self.epochs - 1})")
+        fixed = fixed_size_argument(self.model)
+        one_size = self.progressive_resize is None and self.train_crop_at(0) == self.eval_crop
+        if fixed is not None and not one_size:
+            raise ConfigError(f"--model {self.model} is built for one input size ({fixed}): train and "
+                              "evaluate at one size (--image-size N), without --progressive-resize")
+        if fixed is not None and self.tune and self.eval_crop != 224:
+            # The tuner (dali_pipelines.tune) builds torchvision's model with its default input size.
+            raise ConfigError(f"--tune scores the loader by --model {self.model} built for 224 px input: "
+                              f"pass --image-size 224, or leave --tune out at {self.eval_crop} px")
+
+    @property
+    def resize_schedule(self) -> ResizeSchedule:
+        """--progressive-resize parsed (valid: the field's check ran)."""
+        assert self.progressive_resize is not None
+        return ResizeSchedule.parse(self.progressive_resize)
+
+    def train_crop_at(self, epoch: int) -> int:
+        """Training crop side in 0-based ``epoch``: --progressive-resize's, else --train-size, else
+        --image-size."""
+        if self.progressive_resize is not None:
+            return self.resize_schedule.size_at(epoch, self.epochs)
+        return self.image_size if self.train_size is None else self.train_size
+
+    @property
+    def eval_crop(self) -> int:
+        """Evaluation crop side: --eval-size, else END of --progressive-resize, else --image-size."""
+        if self.eval_size is not None:
+            return self.eval_size
+        if self.progressive_resize is not None:
+            return self.resize_schedule.end
+        return self.image_size
+
     def scaled_lr(self, world_size: int) -> float:
-        """Linear scaling rule (Goyal et al. 2017): lr x global batch / 256."""
-        return self.lr * self.batch_size * world_size / REFERENCE_BATCH
+        """Linear scaling rule (Goyal et al. 2017): lr x global batch / 256, the global batch being
+        what one optimizer step sees (--accum-steps batches on every rank)."""
+        return self.lr * self.global_batch(world_size) / REFERENCE_BATCH
+
+    def global_batch(self, world_size: int) -> int:
+        """Images per optimizer step over all ranks."""
+        return self.batch_size * self.accum_steps * world_size
 
     @property
     def mixing(self) -> bool:
@@ -241,8 +356,8 @@ class TrainConfig:
 
     @property
     def resize_size(self) -> int:
-        """Eval resize keeps ImageNet's 256/224 ratio for any --image-size."""
-        return round(self.image_size * 256 / 224)
+        """Eval resize keeps ImageNet's 256/224 ratio for any evaluation size."""
+        return resize_for(self.eval_crop)
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -258,6 +373,11 @@ class TrainConfig:
     def save(self, path: Path, **derived: Any) -> None:
         """Write the config plus derived values (world size, scaled lr, ...) as JSON."""
         write_json_atomic(path, {**self.to_dict(), **derived}, indent=2)
+
+
+def resize_for(crop: int) -> int:
+    """The shorter side an image is resized to before a center crop of ``crop`` (ImageNet's 256/224)."""
+    return round(crop * 256 / 224)
 
 
 def flag_of(name: str) -> str:
@@ -291,6 +411,10 @@ examples:
   python -m train --resume runs/demo/checkpoints/last.pt          # continue where it stopped
   python -m train --resume runs/demo --max-steps 60               # ... and train on to step 60
   torchrun --standalone --nproc_per_node 8 -m train --data /data/imagenet --out runs/in1k
+  python -m train --data DIR --model resnet50 --opt lamb --lr 0.005 --progressive-resize 160:192
+  python -m train --data DIR --model resnet50 --weights r50.pth --finetune --lr 0.01
+  python -m train eval runs/demo/checkpoints/best.pt --data data/sample   # top-1/5, per class
+  python -m train export runs/demo/checkpoints/best.pt runs/demo/export   # weights + TorchScript
 
 with --resume, these may differ from the saved run: {free}.
 The others decide the sample order, schedule or numerics and must match it.
@@ -306,8 +430,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m train", argument_default=argparse.SUPPRESS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train GoogLeNet (with auxiliary heads) from DALI pipelines, on the GPU or the CPU. "
-        "Under torchrun every rank reads its own shard.",
+        description="Train a torchvision classifier (GoogLeNet with auxiliary heads by default) from DALI "
+        "pipelines, on the GPU or the CPU. Under torchrun every rank reads its own shard. Sub-commands: "
+        "python -m train eval CKPT, python -m train export CKPT OUT (each with --help).",
         epilog=_EPILOG.format(free=", ".join(flag_of(n) for n in names_with_rule(FREE))),
     )
     groups: dict[str, Any] = {}

@@ -202,7 +202,8 @@ def _non_finite(trainer: Trainer, *, weights: bool) -> list[float]:
     survive every later addition, so it holds every step's verdict without a per-step check.
     """
     none = torch.zeros((), dtype=torch.bool, device=trainer.device)
-    loss_bad = ~torch.isfinite(trainer.meter.loss_sum) if trainer.meter is not None else none
+    meter = trainer.meter  # the optimized loss: the main head's sum and the aux heads' share
+    loss_bad = ~torch.isfinite(meter.loss_sum + meter.aux_sum) if meter is not None else none
     weights_bad = none
     if weights:
         model = bare_model(trainer.model)

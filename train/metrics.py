@@ -1,8 +1,20 @@
 """Run records on rank 0: steps.csv, epochs.csv and TensorBoard scalars in the run directory.
 
+Losses: ``loss`` (steps.csv) and ``train_loss`` (epochs.csv) are the main head's criterion loss
+(with --label-smoothing, against the mixed targets under mixup / cutmix), the footing of
+``val_loss`` (plain cross-entropy of the main head against the true labels); GoogLeNet's
+auxiliary heads' weighted share of what is optimized (0.3 x (aux1 + aux2)) is ``aux_loss`` /
+``train_aux_loss``, empty for models without them. The optimized loss is their sum.
+
+Rates: every ``images_per_s`` is images over the wall time of a span, all ranks together: in
+steps.csv the span since the previous row (``log_every`` steps), whose mean time per optimizer
+step is split into ``data_ms`` (waiting for the loader) + ``compute_ms`` (the host's time in the
+step); in epochs.csv the epoch's training time (``seconds``, evaluation not included).
+
 ``train_top1`` counts a prediction correct when it is the sample's label; with mixup / cutmix,
 the label holding the larger share of the mixed sample (its own when lambda >= 0.5, else its
 partner's). ``ema_val_*`` are the weights' EMA's scores, empty when --ema-decay is 0.
+``train_size`` is the epoch's training crop side (it changes under --progressive-resize).
 """
 
 from __future__ import annotations
@@ -20,10 +32,10 @@ from dali_pipelines._util.atomic import atomic_write
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
-STEP_FIELDS = ("step", "epoch", "loss", "lr", "data_ms", "compute_ms", "images_per_s")
-EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-                "val_images", "ema_val_loss", "ema_val_top1", "ema_val_top5", "images_per_s",
-                "data_wait_pct", "gpu_idle_pct", "seconds")
+STEP_FIELDS = ("step", "epoch", "loss", "aux_loss", "lr", "data_ms", "compute_ms", "images_per_s")
+EPOCH_FIELDS = ("epoch", "step", "train_size", "train_loss", "train_aux_loss", "train_top1", "val_loss",
+                "val_top1", "val_top5", "val_images", "ema_val_loss", "ema_val_top1", "ema_val_top5",
+                "images_per_s", "data_wait_pct", "gpu_idle_pct", "seconds")
 
 
 class MetricsLog:
@@ -56,8 +68,9 @@ class MetricsLog:
     def step(self, row: dict[str, Any]) -> None:
         if self._writer is not None:
             self._steps.write(row)
-            for key in ("loss", "lr", "data_ms", "compute_ms", "images_per_s"):
-                self._writer.add_scalar(f"step/{key}", row[key], row["step"])
+            for key in ("loss", "aux_loss", "lr", "data_ms", "compute_ms", "images_per_s"):
+                if row.get(key) is not None:
+                    self._writer.add_scalar(f"step/{key}", row[key], row["step"])
 
     def epoch(self, row: dict[str, Any]) -> None:
         if self._writer is not None:

@@ -15,16 +15,37 @@ from train.config import TrainConfig
 from train.distributed import DistContext
 from train.ema import WeightEma
 from train.mix import BatchMixer, mixer_seed
-from train.model import build_googlenet
+from train.models import build, check_input_sizes
+from train.optim import build_optimizer as optimizer_named
+from train.optim import parameter_groups
+from train.weights import InitialWeights, load_weights
 
 
-def build_model(num_classes: int, cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """GoogLeNet on ``device``, the same initial weights on every rank; channels_last on the GPU."""
+def build_model(num_classes: int, cfg: TrainConfig, device: torch.device,
+                initial: InitialWeights | None = None) -> nn.Module:
+    """--model on ``device``, the same initial weights on every rank (``initial``'s when given);
+    channels_last on the GPU. Every input size the run will feed it is tried first (one image)."""
     torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts)
-    model = build_googlenet(num_classes).to(device)
+    model = build(cfg.model, num_classes, image_size=cfg.eval_crop)
+    if initial is not None:
+        load_weights(model, initial, name=cfg.model, num_classes=num_classes, finetune=cfg.finetune,
+                     image_size=cfg.eval_crop)
+    model = model.to(device)
     if cfg.device == "gpu":
         model = model.to(memory_format=torch.channels_last)
+    check_input_sizes(model, cfg.model, input_sizes(cfg), device, channels_last=cfg.device == "gpu")
     return model
+
+
+def input_sizes(cfg: TrainConfig) -> list[tuple[str, int]]:
+    """Every (flag that sets it, size) the run feeds the model: each epoch's training size, the
+    evaluation size."""
+    train_flag = ("--progressive-resize" if cfg.progressive_resize else
+                  "--train-size" if cfg.train_size else "--image-size")
+    eval_flag = ("--eval-size" if cfg.eval_size else
+                 "--progressive-resize" if cfg.progressive_resize else "--image-size")
+    sizes = sorted({cfg.train_crop_at(epoch) for epoch in range(cfg.epochs)})
+    return [*((train_flag, size) for size in sizes), (eval_flag, cfg.eval_crop)]
 
 
 def wrap_model(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Module:
@@ -40,16 +61,12 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, ctx: DistContext) -> nn.Modul
     return model
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, world_size: int) -> torch.optim.SGD:
-    """SGD (no Nesterov, as the GoogLeNet/ResNet references); --no-decay-norm-bias puts
-    1-D tensors (BatchNorm scales/shifts, biases) in a group without weight decay."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.no_decay_norm_bias:
-        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    else:
-        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
-    return torch.optim.SGD(groups, lr=cfg.scaled_lr(world_size), momentum=cfg.momentum)
+def build_optimizer(model: nn.Module, cfg: TrainConfig, world_size: int) -> torch.optim.Optimizer:
+    """--opt at the scaled learning rate; --no-decay-norm-bias puts 1-D tensors (BatchNorm
+    scales/shifts, biases) in a group without weight decay (and, for LAMB/LARS, without the
+    layer-wise adaptation)."""
+    groups = parameter_groups(model, cfg.weight_decay, no_decay_norm_bias=cfg.no_decay_norm_bias)
+    return optimizer_named(cfg.opt, groups, lr=cfg.scaled_lr(world_size), momentum=cfg.momentum)
 
 
 def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str,

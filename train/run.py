@@ -23,6 +23,7 @@ from train.checkpoint import (
 from train.config import TrainConfig
 from train.distributed import DistContext, gather_to_main
 from train.model import bare_model
+from train.resolution import SizedTrainLoader
 from train.trainer import Progress, Trainer
 from train.tuning import LoaderTuning
 
@@ -41,9 +42,15 @@ class Run:
     run_id: str
     progress: Progress
     out: Path
+    sized_train: SizedTrainLoader  # builds train_loader at each epoch's size
     tuning: LoaderTuning | None = None  # --tune: the settings the loaders were built with
     data_identity: dict[str, Any] | None = None  # the training data's identity record (sources.identity)
     saved_step: int | None = None  # the step of the last.pt this process wrote last
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch: the loader's batches, --accum-steps to a step."""
+        return len(self.train_loader) // self.cfg.accum_steps
 
     @property
     def checkpoint_dir(self) -> Path:

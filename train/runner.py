@@ -22,7 +22,7 @@ from dali_pipelines import (
 from dali_pipelines.config import default_num_threads
 from dali_pipelines.sources.identity import data_identity
 from train.checkpoint import estimated_bytes
-from train.config import TrainConfig
+from train.config import ConfigError, TrainConfig, resize_for
 from train.data import verified
 from train.distributed import (
     DistContext,
@@ -33,6 +33,7 @@ from train.distributed import (
 )
 from train.guards import Guard, TrainingHaltedError, close_records, resumed_from
 from train.metrics import MetricsLog
+from train.optim import state_copies
 from train.recipe import (
     build_criterion,
     build_ema,
@@ -44,29 +45,37 @@ from train.recipe import (
     model_layout,
     wrap_model,
 )
+from train.resolution import SizedTrainLoader
 from train.resume import check_resumable, check_resumed_data, finished_message, resume_command
 from train.run import Run
 from train.rundir import RunDir
 from train.signals import StoppedBeforeTrainingError, StopRequest
 from train.trainer import EpochResult, Progress, Trainer
 from train.tuning import LoaderTuning, loader_tuning
+from train.weights import read_weights
 
 # --- data ---------------------------------------------------------------------------------------
 
 
 def pipeline_config(cfg: TrainConfig, ctx: DistContext) -> PipelineConfig:
-    """DALI settings for this rank: its shard, its GPU, NHWC on the GPU for channels_last."""
+    """DALI settings for this rank: its shard, its GPU, NHWC on the GPU for channels_last, the
+    evaluation sizes (``sized`` gives the training graph its epoch's)."""
     # The device's default (GPU: few threads leave the training loop its cores), capped at this
     # rank's share of the node's cores.
     threads = cfg.workers or min(default_num_threads(cfg.device), core_share(ctx))
     return PipelineConfig(
         batch_size=cfg.batch_size, num_threads=threads, device=cfg.device, device_id=ctx.local_rank,
-        crop_size=cfg.image_size, resize_size=cfg.resize_size, seed=cfg.seed,
+        crop_size=cfg.eval_crop, resize_size=cfg.resize_size, seed=cfg.seed, random_erase=cfg.random_erase,
         shard_id=ctx.rank, num_shards=ctx.world_size, augment=cfg.augment, augment_ops=cfg.augment_ops,
         augment_magnitude=cfg.augment_magnitude, augment_magnitude_bins=cfg.augment_magnitude_bins,
         # NHWC batches viewed as NCHW are channels_last tensors: no transpose before the convs.
         layout="NHWC" if cfg.device == "gpu" else "NCHW",
     )
+
+
+def sized(pipe_cfg: PipelineConfig, crop: int) -> PipelineConfig:
+    """``pipe_cfg`` emitting ``crop`` x ``crop`` images (the training graph ignores the resize side)."""
+    return pipe_cfg.replace(crop_size=crop, resize_size=resize_for(crop))
 
 
 def core_share(ctx: DistContext) -> int:
@@ -102,8 +111,13 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     train_data, val_data = run_data(cfg)
     if payload is not None:
         check_resumed_data(payload, cfg, resume_path, classes=tuple(train_data.classes))
+    # The model before the data's verification: a --weights file that does not fit, or an input
+    # size the model cannot take, is refused before any long work. A resume restores its weights.
+    initial = read_weights(Path(cfg.weights)) if cfg.weights and payload is None else None
+    model = build_model(len(train_data.classes), cfg, device, initial)
     room = None if run_dir is None else partial(
-        run_dir.check_free_space, estimated_bytes(len(train_data.classes), ema=cfg.ema_decay > 0))
+        run_dir.check_free_space, estimated_bytes(model, ema=cfg.ema_decay > 0,
+                                                  optimizer_copies=state_copies(cfg.opt)))
     train_data, val_data = verified(cfg, ctx, [train_data, val_data], list_seeds=[cfg.seed, None], first=room)
     with main_process_first(ctx):  # a resume on other data is reported once, by rank 0
         # Rank 0 saves the checkpoints, so it alone needs the identity (a stat per file); the
@@ -112,8 +126,9 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
         if payload is not None:
             check_resumed_data(payload, cfg, resume_path, train_files=len(train_data), identity=identity)
     # After verification (a bad file would stop every loader the search builds), before the loaders.
-    tuning = loader_tuning(cfg, ctx, train_data, payload, base=pipeline_config(cfg, ctx),
-                           cores=core_share(ctx))
+    # What is tuned: the train loader at the first epoch's size, feeding --model.
+    first = sized(pipeline_config(cfg, ctx), cfg.train_crop_at(0))
+    tuning = loader_tuning(cfg, ctx, train_data, payload, base=first, cores=core_share(ctx))
     if any_rank_during_setup(stop.requested, ctx):  # Ctrl-C during verification or tuning: leave before
         # anything is deleted or written (every rank leaves, whichever got the signal)
         raise StoppedBeforeTrainingError(f"stopped by {stop.signal_name or 'a signal on another rank'} "
@@ -124,55 +139,64 @@ def setup(cfg: TrainConfig, ctx: DistContext, stop: StopRequest, payload: dict[s
     # the loaders' native log lines.
     metrics = MetricsLog(Path(cfg.out), enabled=ctx.is_main,
                          resumed_at=(payload["epoch"], payload["step"]) if payload else None)
-    loaders = _loaders(cfg, ctx, train_data, val_data, payload, tuning=tuning)
+    sized_train, val_loader = _loaders(cfg, ctx, train_data, val_data, payload, tuning=tuning)
     try:
         state = _assemble(cfg, ctx, device=device, stop=stop, payload=payload, metrics=metrics,
-                          loaders=loaders, train_data=train_data, tuning=tuning)
+                          loaders=(sized_train, val_loader), train_data=train_data, model=model,
+                          tuning=tuning)
         state.data_identity = None if identity is None else identity.record()
         return state
     except BaseException:
-        for loader in loaders:
-            loader.close()
+        sized_train.close()
+        val_loader.close()
         metrics.close()
         raise
 
 
 def _loaders(cfg: TrainConfig, ctx: DistContext, train_data: DataSource, val_data: DataSource,
              payload: dict[str, Any] | None, *,
-             tuning: LoaderTuning | None) -> tuple[DaliLoader, DaliLoader]:
-    """This rank's train loader (at the checkpoint's position when resuming) and val loader, with
-    the tuned settings when --tune is on."""
+             tuning: LoaderTuning | None) -> tuple[SizedTrainLoader, DaliLoader]:
+    """This rank's train loader at its epoch's size (and the checkpoint's position when resuming),
+    and its val loader, with the tuned settings when --tune is on."""
     pipe_cfg = pipeline_config(cfg, ctx)
     if tuning is not None:
         pipe_cfg = tuning.apply(pipe_cfg)
-    train_loader = make_loader(train_data, pipe_cfg, train=True,
-                               checkpoint=payload["ranks"][ctx.rank]["loader"] if payload else None)
+
+    def train_loader(size: int, position: str | None) -> DaliLoader:
+        return make_loader(train_data, sized(pipe_cfg, size), train=True, checkpoint=position)
+
+    sized_train = SizedTrainLoader(train_loader, cfg.train_crop_at, epoch=payload["epoch"] if payload else 0,
+                                   checkpoint=payload["ranks"][ctx.rank]["loader"] if payload else None)
     try:
-        return train_loader, make_loader(val_data, pipe_cfg, train=False)
+        if len(sized_train.loader) < cfg.accum_steps:
+            raise ConfigError(f"--accum-steps {cfg.accum_steps} needs that many batches per epoch; "
+                              f"--data has {len(sized_train.loader)} of --batch-size {cfg.batch_size} "
+                              "(per rank): lower one of them")
+        return sized_train, make_loader(val_data, pipe_cfg, train=False)
     except BaseException:
-        train_loader.close()
+        sized_train.close()
         raise
 
 
 def _assemble(cfg: TrainConfig, ctx: DistContext, *, device: torch.device, stop: StopRequest,
               payload: dict[str, Any] | None, metrics: MetricsLog,
-              loaders: tuple[DaliLoader, DaliLoader], train_data: DataSource,
-              tuning: LoaderTuning | None) -> Run:
-    """Model, EMA, optimizer and trainer around the loaders; restored from ``payload`` if given."""
-    train_loader, val_loader = loaders
-    model = build_model(len(train_data.classes), cfg, device)
+              loaders: tuple[SizedTrainLoader, DaliLoader], train_data: DataSource,
+              model: torch.nn.Module, tuning: LoaderTuning | None) -> Run:
+    """EMA, optimizer and trainer around the model and loaders; restored from ``payload`` if given."""
+    sized_train, val_loader = loaders
+    train_loader = sized_train.loader
     ema = build_ema(cfg, model)
     model = wrap_model(model, cfg, ctx)
     optimizer = build_optimizer(model, cfg, ctx.world_size)
     trainer = Trainer(cfg=cfg, ctx=ctx, device=device, model=model, optimizer=optimizer,
-                      scheduler=build_scheduler(optimizer, cfg, len(train_loader)),
+                      scheduler=build_scheduler(optimizer, cfg, len(train_loader) // cfg.accum_steps),
                       scaler=build_grad_scaler(cfg, device), criterion=build_criterion(cfg),
                       metrics=metrics, stop=stop, to_model_layout=model_layout(cfg.device),
                       mixer=build_mixer(cfg, len(train_data.classes), ctx.rank), ema=ema)
     state = Run(cfg=cfg, ctx=ctx, trainer=trainer, train_loader=train_loader, val_loader=val_loader,
                 classes=tuple(train_data.classes), train_files=len(train_data),
                 run_id=payload["run_id"] if payload else uuid.uuid4().hex[:12], progress=Progress(),
-                out=Path(cfg.out), tuning=tuning)
+                out=Path(cfg.out), sized_train=sized_train, tuning=tuning)
     if payload is not None:
         state.restore(payload)
     else:
@@ -228,7 +252,7 @@ def _claim_and_train(cfg: TrainConfig, payload: dict[str, Any] | None, ctx: Dist
             return guard.halt(err)
         finally:
             close_records(state.trainer.metrics.close, state.out)
-            state.train_loader.close()
+            state.sized_train.close()
             state.val_loader.close()
     finally:
         stop.uninstall()
@@ -260,14 +284,17 @@ def _announce(state: Run) -> None:
     if not ctx.is_main:
         return
     cfg.save(state.out / "config.json", run_id=state.run_id, world_size=ctx.world_size,
-             global_batch=cfg.batch_size * ctx.world_size, scaled_lr=cfg.scaled_lr(ctx.world_size),
-             steps_per_epoch=len(state.train_loader), classes=list(state.classes),
+             global_batch=cfg.global_batch(ctx.world_size), scaled_lr=cfg.scaled_lr(ctx.world_size),
+             steps_per_epoch=state.steps_per_epoch, classes=list(state.classes),
              train_files=state.train_files, pipeline=state.train_loader.cfg.to_dict(),
+             eval_pipeline=state.val_loader.cfg.to_dict(),
              tuning=None if state.tuning is None else state.tuning.summary())
     where = f"GPU {torch.cuda.get_device_name(ctx.local_rank)}" if cfg.device == "gpu" else "CPU"
-    print(f"device: {cfg.device} ({where}); ranks: {ctx.world_size}; classes: {len(state.classes)}; "
-          f"steps/epoch: {len(state.train_loader)}; global batch: {cfg.batch_size * ctx.world_size}; "
-          f"lr: {cfg.scaled_lr(ctx.world_size):.4g}; run: {state.out}", flush=True)
+    sizes = f"train {state.sized_train.size} px, eval {cfg.eval_crop} px"
+    print(f"device: {cfg.device} ({where}); model: {cfg.model}; ranks: {ctx.world_size}; classes: "
+          f"{len(state.classes)}; steps/epoch: {state.steps_per_epoch}; global batch: "
+          f"{cfg.global_batch(ctx.world_size)}; opt: {cfg.opt}, lr: {cfg.scaled_lr(ctx.world_size):.4g}; "
+          f"{sizes}; run: {state.out}", flush=True)
     if cfg.resume:
         p = state.progress
         print(f"resumed from {cfg.resume}: epoch {p.epoch}, step {p.step}", flush=True)
@@ -282,8 +309,9 @@ def _epochs(state: Run, guard: Guard) -> int:
         if p.step % cfg.save_every == 0:
             guard.save("last")
 
-    batches = guard.batches(state.train_loader, "training")
     while progress.epoch < cfg.epochs:
+        state.train_loader = state.sized_train.for_epoch(progress.epoch)  # a new graph on a size change
+        batches = guard.batches(state.train_loader, "training")
         result = trainer.train_epoch(batches, len(state.train_loader), progress, on_step)
         if result.stopped_by and result.stopped_by != "max-steps":
             path = guard.save("last")
@@ -314,7 +342,9 @@ def _end_epoch(state: Run, result: EpochResult, guard: Guard) -> None:
     progress, trainer = state.progress, state.trainer
     scores = trainer.evaluate(guard.batches(state.val_loader, "validation"))
     timing = result.timing
-    row = {"epoch": progress.epoch, "step": progress.step, "train_loss": round(result.loss, 6),
+    row = {"epoch": progress.epoch, "step": progress.step, "train_size": state.sized_train.size,
+           "train_loss": round(result.loss, 6),
+           "train_aux_loss": None if result.aux_loss is None else round(result.aux_loss, 6),
            "train_top1": round(result.top1, 6), **{k: round(v, 6) for k, v in scores.items()},
            "images_per_s": round(timing.images_per_second * state.ctx.world_size, 1),
            "data_wait_pct": round(100 * timing.data_wait_fraction, 2),
@@ -324,7 +354,7 @@ def _end_epoch(state: Run, result: EpochResult, guard: Guard) -> None:
     if state.ctx.is_main:
         _print_epoch(progress, result, scores, row)
     # Complete when every step ran, also when --max-steps or a signal came on its last step.
-    complete = progress.epoch_step >= len(state.train_loader)
+    complete = progress.epoch_step >= state.steps_per_epoch
     improved = False
     if complete:
         progress.epoch += 1
@@ -352,8 +382,10 @@ def _print_epoch(progress: Progress, result: EpochResult, scores: dict[str, floa
     if "ema_val_top1" in scores:
         ema = (f" | EMA val loss {scores['ema_val_loss']:.4f} top1 {scores['ema_val_top1']:.3f} "
                f"top5 {scores['ema_val_top5']:.3f}")
-    print(f"epoch {progress.epoch} step {progress.step}: train loss {result.loss:.4f} "
-          f"top1 {result.top1:.3f} | val loss {scores['val_loss']:.4f} top1 {scores['val_top1']:.3f} "
+    aux = "" if result.aux_loss is None else f" (+ aux {result.aux_loss:.4f})"
+    print(f"epoch {progress.epoch} step {progress.step} ({row['train_size']} px): train loss "
+          f"{result.loss:.4f}{aux} top1 {result.top1:.3f} | val loss {scores['val_loss']:.4f} "
+          f"top1 {scores['val_top1']:.3f} "
           f"top5 {scores['val_top5']:.3f} ({scores['val_images']} images){ema} | "
           f"{row['images_per_s']:.0f} img/s, data wait {row['data_wait_pct']:.1f}%, GPU idle {idle}",
           flush=True)

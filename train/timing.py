@@ -65,6 +65,7 @@ class StepTimer:
         self._gpu_busy_ms = 0.0
         self._gpu_gap_ms = 0.0
         self._last_end: torch.cuda.Event | None = None
+        self._interval_from = (0, 0.0, 0.0)
 
     def state(self) -> dict[str, float]:
         """Totals through the last step, to carry a partial epoch across a resume (one device sync)."""
@@ -81,6 +82,14 @@ class StepTimer:
         self.compute = state["compute"]
         self._gpu_busy_ms = state["gpu_busy_ms"]
         self._gpu_gap_ms = state["gpu_gap_ms"]
+        self._interval_from = (self.images, self.data_wait, self.compute)  # intervals start after it
+
+    def interval(self) -> tuple[int, float, float]:
+        """(images, data wait s, compute s) since the previous call, or the epoch's start or resume:
+        the span of one steps.csv row. Wall time of the span is their sum (one chain of marks)."""
+        images, data_wait, compute = self._interval_from
+        self._interval_from = (self.images, self.data_wait, self.compute)
+        return self.images - images, self.data_wait - data_wait, self.compute - compute
 
     def data_ready(self) -> float:
         """Host seconds spent waiting for the batch that just arrived."""

@@ -5,19 +5,22 @@ builds none of it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from train.config import TrainConfig
 from train.distributed import DistContext, all_reduce_sum, any_rank, broadcast_buffers
 from train.ema import WeightEma
 from train.metrics import MetricsLog
 from train.mix import BatchMixer
-from train.model import bare_model, googlenet_loss
+from train.model import bare_model
+from train.models import LossParts, model_loss
 from train.progress import ProgressDisplay
 from train.signals import StopRequest
 from train.timing import EpochTiming, StepTimer
@@ -37,7 +40,8 @@ class Progress:
 class EpochResult:
     """What one (possibly partial) training epoch produced, reduced over ranks."""
 
-    loss: float
+    loss: float  # the main head's, as the validation loss
+    aux_loss: float | None  # the auxiliary heads' weighted share of what was optimized; None without
     top1: float
     timing: EpochTiming
     stopped_by: str  # "" (epoch done), "max-steps" or the signal name
@@ -53,29 +57,45 @@ class EpochMeter:
     def __init__(self, device: torch.device, carried: dict[str, Any] | None = None) -> None:
         self.timer = StepTimer(use_cuda=device.type == "cuda")
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.aux_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.correct = torch.zeros((), dtype=torch.float64, device=device)
+        self.has_aux = False
         if carried:
             self.loss_sum.fill_(carried["loss_sum"])
+            # A checkpoint of the version before the aux column has no aux_sum: its loss_sum holds
+            # the epoch's total so far (main + aux), so that one epoch's row mixes the two.
+            self.aux_sum.fill_(carried.get("aux_sum", 0.0))
             self.correct.fill_(carried["correct"])
             self.timer.restore(carried["timing"])
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def add(self, loss: LossParts, labels: torch.Tensor) -> None:
         """Accumulate on the device: no host sync per step. With mixup / cutmix, ``labels`` are
         each mixed sample's dominant label (the one with the larger share)."""
-        self.loss_sum += loss.double() * labels.shape[0]
-        self.correct += (logits.argmax(dim=1) == labels).sum()
+        self.loss_sum += loss.main.detach().double() * labels.shape[0]
+        if loss.aux is not None:
+            self.has_aux = True
+            self.aux_sum += loss.aux.detach().double() * labels.shape[0]
+        self.correct += (loss.logits.argmax(dim=1) == labels).sum()
 
     def state(self) -> dict[str, Any]:
         """Plain numbers for a checkpoint (one device sync)."""
-        return {"loss_sum": self.loss_sum.item(), "correct": self.correct.item(),
-                "timing": self.timer.state()}
+        return {"loss_sum": self.loss_sum.item(), "aux_sum": self.aux_sum.item(),
+                "correct": self.correct.item(), "timing": self.timer.state()}
 
-    def result(self, stopped_by: str, device: torch.device, ctx: DistContext) -> EpochResult:
+    def result(self, stopped_by: str, device: torch.device, ctx: DistContext, *, aux: bool) -> EpochResult:
         timing = self.timer.epoch_timing()
-        total_loss, total_correct, images = all_reduce_sum(
-            [self.loss_sum.item(), self.correct.item(), float(timing.images)], device, ctx)
-        return EpochResult(loss=total_loss / max(images, 1), top1=total_correct / max(images, 1),
-                           timing=timing, stopped_by=stopped_by)
+        sums = [self.loss_sum.item(), self.aux_sum.item(), self.correct.item(), float(timing.images)]
+        total_loss, total_aux, total_correct, images = all_reduce_sum(sums, device, ctx)
+        count = max(images, 1)
+        return EpochResult(loss=total_loss / count, aux_loss=total_aux / count if aux else None,
+                           top1=total_correct / count, timing=timing, stopped_by=stopped_by)
+
+
+@dataclass
+class _Interval:
+    """The optimizer steps since the previous steps.csv row (or the epoch's start)."""
+
+    steps: int = 0
 
 
 @dataclass
@@ -107,26 +127,46 @@ class Trainer:
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor,
                    step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Optimizer step ``step`` (1-based, over the run), then the EMA's update when one is due.
+        """Optimizer step ``step`` (1-based, over the run) on one batch, then the EMA's update when
+        one is due. Returns (the main head's loss, its logits, the labels top-1 is scored against:
+        ``labels``, or after mixing each sample's dominant label) without synchronizing the device."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, scored = self.forward_backward(images, labels, share=1.0, sync=True)
+        self.optimizer_step(step)
+        return loss.main.detach(), loss.logits.detach(), scored
 
-        Returns (loss, main logits, the labels top-1 is scored against: ``labels``, or after
-        mixing each sample's dominant label) without synchronizing the device.
-        """
+    def forward_backward(self, images: torch.Tensor, labels: torch.Tensor, *, share: float,
+                         sync: bool) -> tuple[LossParts, torch.Tensor]:
+        """Forward and backward of one batch, its gradient weighted by ``share`` of the optimizer
+        step's (1 / --accum-steps); ``sync=False`` skips DDP's gradient all-reduce (a batch that
+        is not the step's last). Returns the loss's parts and the labels top-1 is scored against."""
         inputs, targets = self.to_model_layout(images), labels
         if self.mixer is not None:  # after the layout change: spatial axes are -2, -1 in either layout
             mixed = self.mixer(inputs, labels)
             inputs, targets, labels = mixed.images, mixed.targets, mixed.labels
-        self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss, logits = googlenet_loss(self.model(inputs), targets, self.criterion)
-        self.scaler.scale(loss).backward()
+        with contextlib.nullcontext() if sync else self._no_sync():  # forward and backward inside it
+            with self._autocast():
+                loss = model_loss(self.model(inputs), targets, self.criterion)
+            self.scaler.scale(loss.total * share).backward()
+        return loss, labels
+
+    def _no_sync(self) -> contextlib.AbstractContextManager:
+        """DDP's no_sync() (gradients stay local until the step's last batch); nothing without DDP."""
+        ddp = getattr(self.model, "_orig_mod", self.model)  # torch.compile wraps the DDP module
+        return ddp.no_sync() if isinstance(ddp, DistributedDataParallel) else contextlib.nullcontext()
+
+    def optimizer_step(self, step: int) -> None:
+        """Clip (--clip-grad, on unscaled gradients), step, schedule and average (EMA), queued on
+        the device: nothing here waits for it (the fp16 scaler's inf check aside)."""
+        if self.cfg.clip_grad is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.last_lr = self.optimizer.param_groups[0]["lr"]  # before the schedule moves on
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(step)
-        return loss.detach(), logits.detach(), labels
 
     def _should_stop(self, progress: Progress) -> str:
         if self.cfg.max_steps is not None and progress.step >= self.cfg.max_steps:
@@ -138,9 +178,16 @@ class Trainer:
             return self.stop.signal_name or "signal on another rank"
         return ""
 
-    def train_epoch(self, loader: Iterable, steps: int, progress: Progress,
+    def train_epoch(self, loader: Iterable, batches: int, progress: Progress,
                     on_step: Callable[[Progress], None]) -> EpochResult:
-        """Train until the loader's epoch ends, --max-steps is reached, or a stop signal arrives."""
+        """Train until the loader's epoch ends, --max-steps is reached, or a stop signal arrives.
+
+        ``batches`` is the loader's per epoch; each optimizer step takes --accum-steps of them, and
+        the few left over at the epoch's end (fewer than --accum-steps) are read and not trained
+        on, right after its last step, so every checkpoint sits on a step boundary.
+        """
+        accum = self.cfg.accum_steps
+        steps = batches // accum
         self.model.train()
         self.meter = meter = EpochMeter(self.device, self.carried if progress.epoch_step else None)
         self.carried = None
@@ -150,33 +197,76 @@ class Trainer:
         # A run resumed from a checkpoint taken on the epoch's last step (a stop or a crash before
         # the epoch's evaluation) has no step left here: its loader is already past the epoch.
         left = progress.epoch_step < steps and not stopped_by
-        for images, labels in (loader if left else []):
-            data_s = meter.timer.data_ready()
-            meter.timer.compute_begin()
-            loss, logits, scored = self.train_step(images, labels, progress.step + 1)
-            compute_s = meter.timer.compute_end(labels.shape[0])
-            meter.add(loss, logits, scored)
+        stream = iter(loader if left else [])
+        interval = _Interval()
+        for step_loss in self._steps(stream, meter, accum, progress):
             progress.step += 1
             progress.epoch_step += 1
+            interval.steps += 1
+            if progress.epoch_step == steps:
+                self._skip(stream, batches - steps * accum, meter)
             display.update()
             if progress.step % self.cfg.log_every == 0:
-                self._log_step(progress, loss, data_s=data_s, compute_s=compute_s, display=display)
+                self._log_step(progress, step_loss, interval, display=display)
+                interval = _Interval()
             on_step(progress)
             stopped_by = self._should_stop(progress)
             if stopped_by:
                 break
         display.close()
-        return meter.result(stopped_by, self.device, self.ctx)
+        return meter.result(stopped_by, self.device, self.ctx, aux=meter.has_aux)
 
-    def _log_step(self, progress: Progress, loss: torch.Tensor, *, data_s: float, compute_s: float,
-                  display: ProgressDisplay) -> None:
-        value = loss.item()  # the one sync per log interval
-        timer = self.meter.timer
-        rate = timer.images / max(1e-9, timer.data_wait + timer.compute) * self.ctx.world_size
+    def _steps(self, stream: Iterator, meter: EpochMeter, accum: int,
+               progress: Progress) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """One optimizer step per ``accum`` batches of ``stream`` (step ``progress.step + 1``, the
+        caller counting it); yields each step's (main loss, aux share), means over its batches, on
+        the device. Timing covers every batch."""
+        while True:
+            main_sum: torch.Tensor | None = None
+            aux_sum: torch.Tensor | None = None
+            for index in range(accum):
+                batch = next(stream, None)
+                if batch is None:
+                    return
+                images, labels = batch
+                meter.timer.data_ready()
+                meter.timer.compute_begin()
+                if index == 0:
+                    self.optimizer.zero_grad(set_to_none=True)
+                last = index == accum - 1
+                loss, scored = self.forward_backward(images, labels, share=1.0 / accum, sync=last)
+                if last:
+                    self.optimizer_step(progress.step + 1)
+                meter.timer.compute_end(labels.shape[0])
+                meter.add(loss, scored)
+                main_sum = loss.main.detach() if main_sum is None else main_sum + loss.main.detach()
+                if loss.aux is not None:
+                    aux_sum = loss.aux.detach() if aux_sum is None else aux_sum + loss.aux.detach()
+            assert main_sum is not None
+            yield main_sum / accum, None if aux_sum is None else aux_sum / accum
+
+    def _skip(self, stream: Iterator, count: int, meter: EpochMeter) -> None:
+        """Read ``count`` batches without training on them (the epoch's remainder under --accum-steps):
+        the loader then stands at the epoch's end, as after an epoch without a remainder."""
+        for _ in range(count):
+            next(stream)
+            meter.timer.data_ready()  # their decoding is time the epoch spent waiting for data
+
+    def _log_step(self, progress: Progress, step_loss: tuple[torch.Tensor, torch.Tensor | None],
+                  interval: _Interval, *, display: ProgressDisplay) -> None:
+        """One steps.csv row: the step's losses and learning rate; the time per step and the
+        images/s over the steps since the previous row (one span for all three)."""
+        main, aux = step_loss
+        value = main.item()  # the one sync per log interval
+        images, data_s, compute_s = self.meter.timer.interval()
+        steps = max(interval.steps, 1)
+        rate = images / max(1e-9, data_s + compute_s) * self.ctx.world_size
         display.report(loss=value, images_per_s=rate)
         self.metrics.step({"step": progress.step, "epoch": progress.epoch, "loss": round(value, 6),
-                           "lr": self.last_lr, "data_ms": round(data_s * 1e3, 3),
-                           "compute_ms": round(compute_s * 1e3, 3), "images_per_s": round(rate, 1)})
+                           "aux_loss": None if aux is None else round(aux.item(), 6), "lr": self.last_lr,
+                           "data_ms": round(data_s * 1e3 / steps, 3),
+                           "compute_ms": round(compute_s * 1e3 / steps, 3),
+                           "images_per_s": round(rate, 1)})
 
     def evaluated_models(self) -> dict[str, nn.Module]:
         """What each epoch evaluates, by the prefix of its scores: the raw weights, and the EMA's."""

@@ -1,5 +1,5 @@
 """--tune: the run's loader settings, measured on rank 0 feeding this run's model (or a saved
-tuning's for the same machine, data and model), shared with every rank, recorded with the run,
+tuning's for the same machine, data and --model), shared with every rank, recorded with the run,
 and taken from the checkpoint on resume, never measured again."""
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ from dali_pipelines.tune.tuner import DEFAULT_SECONDS
 from train.checkpoint import OPTIONAL_TUNING
 from train.config import TrainConfig
 from train.distributed import DistContext, broadcast_from_main, main_process_first
-
-# The tuner's training step builds torchvision's GoogLeNet with its auxiliary heads, as
-# train.model does for the run itself.
-TUNED_MODEL = "googlenet"
 
 
 @dataclass(frozen=True)
@@ -99,15 +95,15 @@ def loader_tuning(cfg: TrainConfig, ctx: DistContext, data: DataSource, payload:
 def _tune_on_main(cfg: TrainConfig, data: DataSource, base: PipelineConfig, cores: int) -> LoaderTuning:
     store = TuneStore()
     space = tuning_space(cfg, base, cores)
-    saved = saved_tuning(data, base, model=TUNED_MODEL, store=store, amp=cfg.amp, space=space)
+    saved = saved_tuning(data, base, model=cfg.model, store=store, amp=cfg.amp, space=space)
     if saved is not None:
         print(f"loader settings from the saved tuning {saved.path} (tuned {saved.created} for this machine, "
               f"data, model and thread cap; not tuned again): {_settings(saved.settings)}", flush=True)
         return LoaderTuning(saved, "saved")
     print(f"tuning the loader: at most {cfg.tune_seconds:g} s (--tune-seconds), hill climbing from the "
           f"defaults over {space.size} points ({', '.join(space.names)}; threads up to {cores}), scored by "
-          f"{TUNED_MODEL} training steps on {cfg.device}", flush=True)
-    result = tune(data, base, model=TUNED_MODEL, seconds=cfg.tune_seconds, amp=cfg.amp, space=space,
+          f"{cfg.model} training steps on {cfg.device}", flush=True)
+    result = tune(data, base, model=cfg.model, seconds=cfg.tune_seconds, amp=cfg.amp, space=space,
                   spec=measure_spec(cfg.tune_seconds), store=store)
     print(format_summary(result), flush=True)
     print(f"loader settings saved in {result.path}", flush=True)

@@ -245,12 +245,14 @@ def train_figures(run_dir: Path, synthetic_images_per_s: float | None) -> dict[s
 
 def run_train(planned: Planned, root: Path, work: Path, seconds: float, run: Run) -> StepResult:
     """The training run, ended at its share; its figures from its records."""
-    from bench.queries import ok_rows, rate  # the e2e synthetic figure of this same check
+    from bench.queries import ok_rows, rate, trained_model  # the e2e synthetic figure of this same check
 
     result = StepResult(planned.step.name, "ok", estimate_s=planned.estimate_s)
     out, log = work / "train", work / "train.log"
     code = wait_process(start_process(train_command(root, out, planned.options), log), seconds)
-    light = next((rate(r) for r in ok_rows(run, "e2e", backend="synthetic")), None)
+    # The training run's model is python -m train's default, GoogLeNet: against its e2e step.
+    light = next((rate(r) for r in ok_rows(run, "e2e", backend="synthetic")
+                  if trained_model(r) == "googlenet"), None)
     if (out / "epochs.csv").is_file():
         result.details = train_figures(out, light)
     if code is None:

@@ -1,7 +1,7 @@
 """The check's plan: every step's jobs and estimated seconds, fitted to the budget before anything runs.
 
 Estimates are allowances, not measurements: a bench job costs ``sweep.START_S`` plus its timed
-minimum (warm-up and repeats) plus what starting it on a GPU, building GoogLeNet or filling a
+minimum (warm-up and repeats) plus what starting it on a GPU, building the e2e model or filling a
 DataLoader's first batch adds (the constants below, explained in docs/gpu-check.md). When the
 steps do not fit, the plan takes the first of ``LEVELS`` that does (shorter repeats, a shorter
 bound on the tests, fewer throughput workloads), with as many e2e-sweep points as fit (at least
@@ -23,7 +23,7 @@ from bench.sweep import E2E_BATCH_SIZE, SECTIONS, START_S, SYNTHETIC, Job, plan_
 
 # Per-job allowances beyond START_S (seconds).
 GPU_JOB_START_S = 3.0  # a CUDA context, nvJPEG and the DALI graph on the GPU
-E2E_JOB_START_S = 4.0  # GoogLeNet built on the GPU; cuDNN's kernel search in the warm-up steps
+E2E_JOB_START_S = 4.0  # the model (GoogLeNet, ResNet-50) built on the GPU; cuDNN's kernel search in warm-up
 LOADER_IMAGE_S = 0.01  # a DataLoader's first batch is built by one worker: this much per image
 DATALOADER_BACKENDS = ("torch-pil", "torch-tv")
 # The other steps' allowances.
@@ -229,7 +229,8 @@ def _bench(p: Planned, setup: Setup, level: Level, base: Settings, sweep_points:
         p.skip(why)
         return
     workloads = p.step.workloads if level.all_workloads else p.step.workloads[:1]
-    settings = dataclasses.replace(base, backends=tuple(backends), workloads=workloads)
+    settings = dataclasses.replace(base, backends=tuple(backends), workloads=workloads,
+                                   e2e_model=p.step.e2e_model)
     jobs = plan_section(settings, p.step.section)
     if p.step.section == "e2e-sweep" and sweep_points is not None:
         light = [j for j in jobs if j.backend == SYNTHETIC]
@@ -245,8 +246,8 @@ def build(setup: Setup, level: Level, *, sweep_points: int | None = None,
           dropped: frozenset[str] = frozenset()) -> Plan:
     """Every step planned at ``level`` (``sweep_points``: the e2e-sweep's first N; None: all),
     the ``dropped`` ones planned out for the budget."""
-    sections = tuple(s.section for s in STEPS if s.kind == "bench" and s.name not in dropped
-                     and not _runnable(s, setup)[2])
+    sections = tuple(dict.fromkeys(s.section for s in STEPS if s.kind == "bench" and s.name not in dropped
+                                   and not _runnable(s, setup)[2]))
     base = Settings(sections=sections, backends=(), workloads=(), device=setup.device,
                     batch_size=setup.batch_size, max_workers=setup.workers, warmup_s=level.warmup_s,
                     repeat_s=level.repeat_s, repeat_batches=level.repeat_batches)
@@ -259,10 +260,8 @@ def build(setup: Setup, level: Level, *, sweep_points: int | None = None,
             _sample(p, setup)
         elif step.kind == "train":
             _train(p, setup)
-        elif step.kind == "bench":
-            _bench(p, setup, level, base, sweep_points)
         else:
-            p.skip(step.pending)
+            _bench(p, setup, level, base, sweep_points)
         if p.runs and step.name in dropped:
             p.skip(f"does not fit --budget {setup.budget_s:g} s (about {p.estimate_s:.0f} s)")
         steps.append(p)

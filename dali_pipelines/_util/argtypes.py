@@ -31,6 +31,7 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
 
 positive_int = _checked(int, lambda v: v > 0, "a positive integer")
 non_negative_float = _checked(float, lambda v: v >= 0, "a number >= 0")
+positive_float = _checked(float, lambda v: v > 0, "a number > 0")
 positive_seconds = _checked(float, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
 fraction = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 proper_fraction = _checked(float, lambda v: 0 < v < 1, "a number in (0, 1)")
