@@ -42,7 +42,7 @@ SECTIONS = ("throughput", "scaling", "hw-decoder", "overlap", "e2e", "e2e-sweep"
 GPU_SECTIONS = ("hw-decoder", "e2e", "e2e-sweep")  # need --device gpu
 # tune is named in a GPU run (--sections ...,tune): it adds minutes to the GPU sweep's eight.
 DEFAULT_SECTIONS = {
-    "cpu": ("throughput", "scaling", "overlap", "soak", "shards", "capped", "storage", "tune", "scale"),
+    "cpu": ("throughput", "scaling", "overlap", "soak", "shards", "capped", "storage", "tune"),
     "gpu": ("throughput", "scaling", "hw-decoder", "e2e", "soak", "shards", "storage"),
 }
 QUICK_SECTIONS = {"cpu": ("throughput", "overlap"), "gpu": ("throughput", "e2e")}
