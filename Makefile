@@ -53,12 +53,17 @@ demo: $(VENV)/.deps-demo $(DATA)/train
 
 check: lint test
 
+# The suite on TEST_WORKERS processes (pytest-xdist), each taking whole test files, so a module's
+# fixtures are built once: a process waiting on a subprocess or a server leaves its core to the
+# other. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: $(VENV)/.deps-test $(VENV)/.ffmpeg-libs
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 # The suite without the tests marked slow (pytest.mark.slow), for the edit-test loop.
 test-fast: $(VENV)/.deps-test $(VENV)/.ffmpeg-libs
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(VENV)/.deps-test
 	$(VENV)/bin/ruff check .
