@@ -4,7 +4,6 @@ which costs one line, keeps the last checkpoint whole and resumes once it is bac
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_records import step_losses
 
 from dali_pipelines import PipelineConfig, make_loader, open_source
 from train.checkpoint import load_checkpoint
@@ -44,11 +44,6 @@ def test_bucket_gives_the_batches_the_same_files_give_on_disk(s3_sample: dict, s
         assert len(remote) == len(local) == (9 if train else 3)
         for (images, labels), (disk_images, disk_labels) in zip(remote, local, strict=True):
             assert torch.equal(images, disk_images) and torch.equal(labels, disk_labels)
-
-
-def _losses(run_dir: Path) -> dict[int, float]:
-    with open(run_dir / "steps.csv", newline="", encoding="utf-8") as handle:
-        return {int(row["step"]): float(row["loss"]) for row in csv.DictReader(handle)}
 
 
 def _stop_when_saved(server, checkpoint: Path) -> threading.Thread:
@@ -93,7 +88,7 @@ def test_server_stopped_mid_epoch_costs_one_line_and_resumes_when_back(
     assert 1 <= saved["step"] < 6
     assert main(["--resume", str(last), "--save-every", "100"]) == 0  # as printed; fewer saves
     assert main(["--data", str(sample_root), *RUN, "--out", str(disk)]) == 0
-    expected, got = _losses(disk), _losses(out)
+    expected, got = step_losses(disk), step_losses(out)
     assert sorted(got) == sorted(expected) == list(range(1, 7))
     for step in expected:
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"

@@ -5,7 +5,6 @@ Run-directory ownership and the resume command line are in test_train_runs.py.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from run_records import read_rows, step_losses
 
 from train.checkpoint import save_atomic
 from train.cli import main
@@ -44,15 +44,6 @@ def tiny_root(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return root
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _losses(run_dir: Path) -> dict[int, float]:
-    return {int(row["step"]): float(row["loss"]) for row in _rows(run_dir / "steps.csv")}
-
-
 @pytest.mark.slow
 def test_overfits_tiny_set(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """GoogLeNet learns three classes well above chance (1/3) within 60 steps, seed fixed."""
@@ -60,7 +51,7 @@ def test_overfits_tiny_set(tiny_root: Path, tmp_path: Path, capsys: pytest.Captu
     code = main(["--data", str(tiny_root), *FAST, "--epochs", "20", "--lr", "3", "--warmup-epochs", "1",
                  "--out", str(out), "--log-every", "5"])
     assert code == 0
-    epochs = _rows(out / "epochs.csv")
+    epochs = read_rows(out / "epochs.csv")
     assert len(epochs) == 20 and int(epochs[-1]["step"]) == 60
     best_train = max(float(row["train_top1"]) for row in epochs[-5:])
     assert best_train >= 0.7, f"train top-1 stayed at {best_train}"
@@ -90,10 +81,10 @@ def resumed(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     last = parts / "checkpoints" / "last.pt"
     assert main([*common, "--max-steps", "8", "--out", str(whole)]) == 0
     assert main([*common, "--max-steps", "4", "--out", str(parts)]) == 0
-    step4, epochs_at_step4 = base / "step4.pt", _rows(parts / "epochs.csv")
+    step4, epochs_at_step4 = base / "step4.pt", read_rows(parts / "epochs.csv")
     shutil.copy(last, step4)
     assert main(["--resume", str(last), "--max-steps", "8"]) == 0
-    losses_after_resume = _losses(parts)
+    losses_after_resume = step_losses(parts)
     shutil.copy(step4, last)
     assert main(["--resume", str(parts), "--max-steps", "8"]) == 0  # a run directory means its last.pt
     return {"whole": whole, "parts": parts, "step4": step4, "epochs_at_step4": epochs_at_step4,
@@ -105,7 +96,7 @@ def test_resume_continues_the_same_losses(resumed: dict) -> None:
     """Stopped after 4 steps and resumed, a run logs the same per-step losses as an uninterrupted
     one through step 8, across an epoch boundary and the mid-run evaluation: the same batches
     mixed the same way (each rank's mixing generator is in the checkpoint)."""
-    expected, got = _losses(resumed["whole"]), resumed["losses_after_resume"]
+    expected, got = step_losses(resumed["whole"]), resumed["losses_after_resume"]
     assert sorted(got) == sorted(expected) == list(range(1, 9))
     for step in range(1, 9):
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
@@ -135,12 +126,12 @@ def test_resume_ends_with_the_same_ema(resumed: dict) -> None:
 def test_resume_after_a_crash_rewrites_the_records(resumed: dict) -> None:
     """Resuming from a checkpoint older than the records (kill -9) cuts steps.csv and epochs.csv
     back to it: each step and each epoch has one row, with the uninterrupted run's values."""
-    steps = [int(row["step"]) for row in _rows(resumed["parts"] / "steps.csv")]
+    steps = [int(row["step"]) for row in read_rows(resumed["parts"] / "steps.csv")]
     assert steps == list(range(1, 9))
-    expected = _losses(resumed["whole"])
-    for step, loss in _losses(resumed["parts"]).items():
+    expected = step_losses(resumed["whole"])
+    for step, loss in step_losses(resumed["parts"]).items():
         assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
-    assert [row["epoch"] for row in _rows(resumed["parts"] / "epochs.csv")] == ["0", "1", "2"]
+    assert [row["epoch"] for row in read_rows(resumed["parts"] / "epochs.csv")] == ["0", "1", "2"]
 
 
 @pytest.mark.slow
@@ -149,8 +140,8 @@ def test_resumed_epoch_row_covers_the_whole_epoch(resumed: dict) -> None:
     has one row at step 6 whose training loss and accuracy cover all of its steps (4-6), equal
     to the uninterrupted run's, not only the steps after the resume."""
     assert [(r["epoch"], r["step"]) for r in resumed["epochs_at_step4"]] == [("0", "3"), ("1", "4")]
-    whole = {row["epoch"]: row for row in _rows(resumed["whole"] / "epochs.csv")}
-    parts = {row["epoch"]: row for row in _rows(resumed["parts"] / "epochs.csv")}
+    whole = {row["epoch"]: row for row in read_rows(resumed["whole"] / "epochs.csv")}
+    parts = {row["epoch"]: row for row in read_rows(resumed["parts"] / "epochs.csv")}
     assert parts["1"]["step"] == whole["1"]["step"] == "6"
     for key in ("train_loss", "train_top1", "val_loss", "val_top1", "ema_val_loss", "ema_val_top1"):
         assert float(parts["1"][key]) == pytest.approx(float(whole["1"][key]), rel=1e-5, abs=1e-6), key
@@ -168,15 +159,15 @@ def test_stop_on_an_epochs_last_step_resumes_into_the_next_epoch(resumed: dict, 
     assert (saved["epoch"], saved["step"], saved["epoch_step"]) == (1, 3, 0)
     assert (out / "checkpoints" / "best.pt").is_file()
     assert main(["--resume", str(out), "--max-steps", "6"]) == 0
-    whole = _rows(resumed["whole"] / "epochs.csv")[:2]
-    rows = _rows(out / "epochs.csv")
+    whole = read_rows(resumed["whole"] / "epochs.csv")[:2]
+    rows = read_rows(out / "epochs.csv")
     assert [(r["epoch"], r["step"]) for r in rows] == [(r["epoch"], r["step"]) for r in whole] == [
         ("0", "3"), ("1", "6")]
     for got, want in zip(rows, whole, strict=True):
         for key in ("train_loss", "val_loss", "ema_val_loss"):
             assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-5, abs=1e-6), key
-    expected = _losses(resumed["whole"])
-    for step, loss in _losses(out).items():
+    expected = step_losses(resumed["whole"])
+    for step, loss in step_losses(out).items():
         assert loss == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
 
 
@@ -184,9 +175,9 @@ def test_stop_on_an_epochs_last_step_resumes_into_the_next_epoch(resumed: dict, 
 def test_losses_are_the_main_heads_with_the_aux_share_apart(resumed: dict) -> None:
     """GoogLeNet's records report the main head's loss (the footing of val_loss) and its auxiliary
     heads' weighted share in a column of its own, per step and per epoch."""
-    for row in _rows(resumed["whole"] / "steps.csv"):
+    for row in read_rows(resumed["whole"] / "steps.csv"):
         assert float(row["aux_loss"]) > 0 and float(row["loss"]) > 0
-    for row in _rows(resumed["whole"] / "epochs.csv"):
+    for row in read_rows(resumed["whole"] / "epochs.csv"):
         assert float(row["train_aux_loss"]) > 0 and row["train_size"] == "32"
     optimizer = torch.load(resumed["whole"] / "checkpoints" / "last.pt", weights_only=True)["optimizer"]
     assert optimizer["param_groups"][0]["trust_coeff"] == 1e-3  # LARS's state dict
@@ -197,7 +188,7 @@ def test_step_records_the_learning_rate_the_step_used(resumed: dict) -> None:
     """steps.csv's lr is the rate step k trained with: k/6 of the peak over the 2-epoch warm-up
     (6 steps), the peak being --lr 0.1 scaled by the batch (9/256)."""
     peak = 0.1 * 9 / 256
-    lrs = {int(row["step"]): float(row["lr"]) for row in _rows(resumed["whole"] / "steps.csv")}
+    lrs = {int(row["step"]): float(row["lr"]) for row in read_rows(resumed["whole"] / "steps.csv")}
     for step in range(1, 7):
         assert lrs[step] == pytest.approx(peak * step / 6, rel=1e-9), f"step {step}"
 
@@ -225,7 +216,7 @@ def test_checkpoint_loads_into_torchvision(resumed: dict) -> None:
         with torch.no_grad():
             logits = model(torch.zeros(1, 3, 32, 32))
         assert logits.shape == (1, len(CLASSES)) and torch.isfinite(logits).all(), key
-    rows = _rows(resumed["whole"] / "epochs.csv")
+    rows = read_rows(resumed["whole"] / "epochs.csv")
     best = max(rows, key=lambda row: float(row["ema_val_top1"]))  # the first of equals
     assert payload["epoch"] == int(best["epoch"]) + 1
     assert payload["best_top1"] == pytest.approx(float(best["ema_val_top1"]), abs=1e-6)
@@ -237,7 +228,7 @@ def test_eval_of_a_run_directory_scores_its_best_ema(resumed: dict, tmp_path: Pa
     its auxiliary heads) and finds the scores its epoch row recorded for them."""
     assert main(["eval", str(resumed["whole"]), "--device", "cpu", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
-    best = max(_rows(resumed["whole"] / "epochs.csv"), key=lambda row: float(row["ema_val_top1"]))
+    best = max(read_rows(resumed["whole"] / "epochs.csv"), key=lambda row: float(row["ema_val_top1"]))
     assert summary["weights"] == "ema" and summary["checkpoint"].endswith("best.pt")
     for key in ("loss", "top1", "top5"):
         assert summary[key] == pytest.approx(float(best[f"ema_val_{key}"]), rel=1e-5, abs=1e-6), key
@@ -276,7 +267,7 @@ def ddp_runs(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 def test_two_process_gloo_run_counts_val_once(ddp_runs: dict) -> None:
     """torchrun with 2 CPU processes (gloo) trains, and eval sees each of the 9 val images once."""
     assert "ranks: 2" in ddp_runs["first"].stdout
-    epochs = _rows(ddp_runs["whole"] / "epochs.csv")  # rank 0 alone writes
+    epochs = read_rows(ddp_runs["whole"] / "epochs.csv")  # rank 0 alone writes
     assert [int(row["val_images"]) for row in epochs] == [9, 9]
     # 27 good images over 2 ranks: shards of 13 and 14, 4 full batches of 3 on each, 2 per step.
     assert [int(row["step"]) for row in epochs] == [2, 4]
@@ -298,15 +289,15 @@ def test_two_process_resume_continues_the_same_losses(ddp_runs: dict) -> None:
     whole = torch.load(ddp_runs["whole"] / "checkpoints" / "last.pt", weights_only=True)
     assert len(parts["ranks"]) == 2
     assert not torch.equal(parts["ranks"][0]["mix_rng"], parts["ranks"][1]["mix_rng"])  # own draws
-    expected, got = _losses(ddp_runs["whole"]), _losses(ddp_runs["parts"])
+    expected, got = step_losses(ddp_runs["whole"]), step_losses(ddp_runs["parts"])
     assert sorted(got) == sorted(expected) == list(range(1, 5))
     for step in range(1, 5):
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
     _assert_same_weights(parts["ema"], whole["ema"])
     assert set(parts["ema"]) == set(parts["model"])  # module. prefix-free, as the raw weights
-    rows = {row["epoch"]: row for row in _rows(ddp_runs["parts"] / "epochs.csv")}
+    rows = {row["epoch"]: row for row in read_rows(ddp_runs["parts"] / "epochs.csv")}
     assert float(rows["1"]["ema_val_loss"]) == pytest.approx(
-        float(_rows(ddp_runs["whole"] / "epochs.csv")[1]["ema_val_loss"]), rel=1e-5, abs=1e-6)
+        float(read_rows(ddp_runs["whole"] / "epochs.csv")[1]["ema_val_loss"]), rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -428,7 +419,7 @@ def test_gpu_run_with_amp_reports_idle(tiny_root: Path, tmp_path: Path, amp: str
     code = main(["--data", str(tiny_root), "--device", "gpu", "--image-size", "64", "--batch-size", "9",
                  "--epochs", "2", "--amp", amp, "--out", str(out)])
     assert code == 0
-    rows = _rows(out / "epochs.csv")
+    rows = read_rows(out / "epochs.csv")
     assert len(rows) == 2 and all(row["gpu_idle_pct"] != "" for row in rows)
 
 
@@ -440,7 +431,7 @@ def test_gpu_resume_keeps_one_row_per_epoch(tiny_root: Path, tmp_path: Path) -> 
     assert main(["--data", str(tiny_root), "--device", "gpu", "--image-size", "64", "--batch-size", "9",
                  "--epochs", "2", "--log-every", "1", "--max-steps", "2", "--out", str(out)]) == 0
     assert main(["--resume", str(out), "--max-steps", "6"]) == 0
-    assert [int(row["step"]) for row in _rows(out / "steps.csv")] == list(range(1, 7))
-    rows = _rows(out / "epochs.csv")
+    assert [int(row["step"]) for row in read_rows(out / "steps.csv")] == list(range(1, 7))
+    rows = read_rows(out / "epochs.csv")
     assert [(row["epoch"], row["step"]) for row in rows] == [("0", "3"), ("1", "6")]
     assert all(row["gpu_idle_pct"] != "" for row in rows)

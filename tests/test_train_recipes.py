@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from run_records import read_rows, step_losses
 
 from bench import progressive
 from dali_pipelines import PipelineConfig, make_loader, open_source, open_train_val
@@ -47,15 +48,6 @@ def tiny_root(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return root
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _losses(run_dir: Path) -> dict[int, float]:
-    return {int(row["step"]): float(row["loss"]) for row in _rows(run_dir / "steps.csv")}
-
-
 @pytest.fixture(scope="module")
 def recipe(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The recipe straight through 2 epochs (4 steps), and the same stopped by --max-steps 3 (mid
@@ -73,7 +65,7 @@ def test_recipe_resumes_exactly_across_a_size_change(recipe: dict) -> None:
     """Stopped mid-epoch at 64 px and resumed, the run logs the uninterrupted run's losses at every
     step and ends with its weights: the loaders rebuilt at the new size continue the same samples
     and random streams (crops, erasing, dropout), accumulation and LAMB's moments continue."""
-    expected, got = _losses(recipe["whole"]), _losses(recipe["parts"])
+    expected, got = step_losses(recipe["whole"]), step_losses(recipe["parts"])
     assert sorted(got) == sorted(expected) == list(range(1, 5))
     for step in range(1, 5):
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), f"step {step}"
@@ -90,11 +82,11 @@ def test_records_show_sizes_steps_and_one_rate(recipe: dict) -> None:
     """epochs.csv gives each epoch's training size; 2 optimizer steps per epoch (the 5th batch is
     left over); no aux column for a model without auxiliary heads; every steps.csv row's rate is
     its images over its data + compute time; the graphs' settings are recorded."""
-    rows = _rows(recipe["whole"] / "epochs.csv")
+    rows = read_rows(recipe["whole"] / "epochs.csv")
     assert [(r["epoch"], r["step"], r["train_size"]) for r in rows] == [("0", "2", "32"), ("1", "4", "64")]
-    assert [r["train_size"] for r in _rows(recipe["parts"] / "epochs.csv")] == ["32", "64"]
+    assert [r["train_size"] for r in read_rows(recipe["parts"] / "epochs.csv")] == ["32", "64"]
     assert all(r["train_aux_loss"] == "" for r in rows)
-    for row in _rows(recipe["whole"] / "steps.csv"):
+    for row in read_rows(recipe["whole"] / "steps.csv"):
         assert row["aux_loss"] == ""
         per_step_s = (float(row["data_ms"]) + float(row["compute_ms"])) / 1000
         # images_per_s is rounded to 0.1, the times to a microsecond
@@ -125,11 +117,11 @@ def test_eval_command_reports_the_runs_scores_per_class(recipe: dict, tmp_path: 
     ckpt = recipe["whole"] / "checkpoints" / "last.pt"
     assert main(["eval", str(ckpt), "--data", str(recipe["root"]), "--device", "cpu", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    last = _rows(recipe["whole"] / "epochs.csv")[-1]
+    last = read_rows(recipe["whole"] / "epochs.csv")[-1]
     assert summary["weights"] == "raw" and summary["images"] == 9 and summary["eval_size"] == 64
     for key in ("loss", "top1", "top5"):
         assert summary[key] == pytest.approx(float(last[f"val_{key}"]), rel=1e-5, abs=1e-6), key
-    per_class = _rows(out / "per_class.csv")
+    per_class = read_rows(out / "per_class.csv")
     assert [row["class"] for row in per_class] == list(CLASSES)
     assert sum(int(row["images"]) for row in per_class) == 9
     hits = sum(float(row["top1"]) * int(row["images"]) for row in per_class)
@@ -192,7 +184,7 @@ def test_test_only_evaluates_a_weights_file(recipe: dict, tmp_path: Path,
     assert main(["--test-only", "--weights", str(weights), "--model", MODEL, "--data", str(recipe["root"]),
                  "--device", "cpu", "--eval-size", "64", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    last = _rows(recipe["whole"] / "epochs.csv")[-1]
+    last = read_rows(recipe["whole"] / "epochs.csv")[-1]
     assert summary["top1"] == pytest.approx(float(last["val_top1"]), abs=1e-6)
     assert summary["loss"] == pytest.approx(float(last["val_loss"]), rel=1e-5)
     assert "top-1" in capsys.readouterr().out and not (out.parent / "steps.csv").exists()

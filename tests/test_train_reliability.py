@@ -6,7 +6,6 @@ signal would end it."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import io
 import json
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_records import read_rows
 
 from dali_pipelines import scan_image_folder
 from dali_pipelines.sources import convert_image_folder, open_shards
@@ -76,11 +76,6 @@ def _wait_for(ready: Callable[[], bool]) -> None:
         time.sleep(0.01)
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def _temporaries(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if ".tmp-" in p.name]
 
@@ -98,7 +93,7 @@ def data_gone_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     shutil.copytree(data_root, data)
 
     def delete_training_files() -> None:
-        _wait_for(lambda: (out / "steps.csv").exists() and len(_rows(out / "steps.csv")) >= 1)
+        _wait_for(lambda: (out / "steps.csv").exists() and len(read_rows(out / "steps.csv")) >= 1)
         for image in (data / "train").glob("*/*"):
             image.unlink()
 
@@ -309,7 +304,7 @@ def test_full_disk_at_a_save_keeps_the_last_checkpoint(data_root: Path, tmp_path
         assert f"cannot write to {folder} (No space left on device" in line
         assert f"free space in {folder}, then resume with: " in line and "--out DIR" in line
         saved = load_checkpoint(folder / "last.pt")["step"]
-        assert [int(row["step"]) for row in _rows(out / "steps.csv")] == list(range(1, saved + 2))
+        assert [int(row["step"]) for row in read_rows(out / "steps.csv")] == list(range(1, saved + 2))
         assert f"{folder / 'last.pt'} (step {saved}), is kept as it was" in line
         assert not _temporaries(folder)
 

@@ -4,7 +4,6 @@ run, the command printed at SIGINT). CPU fallback, real DALI and torch."""
 
 from __future__ import annotations
 
-import csv
 import errno
 import fcntl
 import json
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_records import read_rows
 
 from train.checkpoint import CheckpointError, load_checkpoint
 from train.cli import main
@@ -47,11 +47,6 @@ def tiny_root(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     (root / "train" / "space" / "cut.jpg").write_bytes(good.read_bytes()[:2000])
     (root / "train" / "texture" / "empty.jpg").write_bytes(b"")
     return root
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +139,8 @@ def test_overwrite_starts_clean_and_prints_plain_progress(stopped_run: Path, tin
             "--on-bad-file", "skip", "--out", str(out), "--overwrite"]
     assert main(args) == 0
     captured = capsys.readouterr()
-    assert [(r["epoch"], r["step"]) for r in _rows(out / "epochs.csv")] == [("0", "1")]
-    assert [r["step"] for r in _rows(out / "steps.csv")] == ["1"]
+    assert [(r["epoch"], r["step"]) for r in read_rows(out / "epochs.csv")] == [("0", "1")]
+    assert [r["step"] for r in read_rows(out / "steps.csv")] == ["1"]
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 1
     # The earlier run's best.pt is gone, and a partial epoch (1 of 3 steps) does not compete for one.
     assert not (out / "checkpoints" / "best.pt").exists()
@@ -355,7 +350,7 @@ def test_interrupted_run_locks_its_directory_and_resumes_as_printed(
         assert main(["--data", str(tiny_root), *FAST, "--out", str(out)]) == 2
         line = _one_error_line(capsys)
         assert f"--out {out} is in use by pid {proc.pid} on {socket.gethostname()}" in line
-        _wait_until(lambda: (out / "steps.csv").exists() and len(_rows(out / "steps.csv")) >= 1, proc)
+        _wait_until(lambda: (out / "steps.csv").exists() and len(read_rows(out / "steps.csv")) >= 1, proc)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -365,5 +360,5 @@ def test_interrupted_run_locks_its_directory_and_resumes_as_printed(
     assert "--data" not in printed and "--resume" in printed
     done = subprocess.run(shlex.split(printed), capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [int(r["step"]) for r in _rows(out / "steps.csv")] == list(range(1, 6))
-    assert [(r["epoch"], r["step"]) for r in _rows(out / "epochs.csv")] == [("0", "3"), ("1", "5")]
+    assert [int(r["step"]) for r in read_rows(out / "steps.csv")] == list(range(1, 6))
+    assert [(r["epoch"], r["step"]) for r in read_rows(out / "epochs.csv")] == [("0", "3"), ("1", "5")]
