@@ -52,16 +52,8 @@ def _trust(numerators: Sequence[torch.Tensor], denominators: Sequence[torch.Tens
     return ratios
 
 
-class Lamb(torch.optim.Optimizer):
-    """LAMB with bias correction and gradient averaging, as ``timm.optim.Lamb`` (decoupled decay,
-    trust clipping and caution off, as timm's defaults)."""
-
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, *, betas: tuple[float, float] = LAMB_BETAS,
-                 eps: float = LAMB_EPS, weight_decay: float = 0.01) -> None:
-        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"invalid LAMB settings: lr={lr}, betas={betas}, eps={eps}, "
-                             f"weight_decay={weight_decay}")
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+class _LayerwiseOptimizer(torch.optim.Optimizer):
+    """The step LAMB and LARS share: each group's parameters that have a gradient, updated together."""
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
@@ -74,6 +66,21 @@ class Lamb(torch.optim.Optimizer):
             if params:
                 self._update(group, params)
         return loss
+
+    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        raise NotImplementedError
+
+
+class Lamb(_LayerwiseOptimizer):
+    """LAMB with bias correction and gradient averaging, as ``timm.optim.Lamb`` (decoupled decay,
+    trust clipping and caution off, as timm's defaults)."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, *, betas: tuple[float, float] = LAMB_BETAS,
+                 eps: float = LAMB_EPS, weight_decay: float = 0.01) -> None:
+        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"invalid LAMB settings: lr={lr}, betas={betas}, eps={eps}, "
+                             f"weight_decay={weight_decay}")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
 
     def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         beta1, beta2 = group["betas"]
@@ -104,7 +111,7 @@ class Lamb(torch.optim.Optimizer):
         torch._foreach_add_(params, updates, alpha=-group["lr"])
 
 
-class Lars(torch.optim.Optimizer):
+class Lars(_LayerwiseOptimizer):
     """LARS: SGD with momentum on layer-wise scaled gradients, as ``timm.optim.Lars`` (no LARC trust
     clipping, no Nesterov, no dampening: timm's defaults)."""
 
@@ -115,18 +122,6 @@ class Lars(torch.optim.Optimizer):
                              f"weight_decay={weight_decay}, trust_coeff={trust_coeff}")
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
                                   "trust_coeff": trust_coeff, "eps": eps})
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if params:
-                self._update(group, params)
-        return loss
 
     def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         grads = _gradients(params)
