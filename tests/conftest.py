@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,31 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ImageFolder set of 8 classes and 96 JPEGs: 72 in train/, 24 in val/ (3 per class)."""
     root = tmp_path_factory.mktemp("sample") / "data"
     make_sample_dataset(root, images=96, seed=1)
+    return root
+
+
+# Three visually distinct classes of the sample set, for the training and source tests.
+TINY_CLASSES = ("astronaut", "space", "texture")
+
+
+@pytest.fixture(scope="module")
+def tiny_root(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TINY_CLASSES of the sample set as a split root: 27 train and 9 val JPEGs (a module may
+    define its own, e.g. with bad files added)."""
+    root = tmp_path_factory.mktemp("tiny")
+    for split in ("train", "val"):
+        for name in TINY_CLASSES:
+            shutil.copytree(sample_root / split / name, root / split / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def flat(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One unsplit folder of class folders, no train/ or val/: TINY_CLASSES, 12 JPEGs each."""
+    root = tmp_path_factory.mktemp("flat") / "photos"
+    for name in TINY_CLASSES:
+        for split in ("train", "val"):
+            shutil.copytree(sample_root / split / name, root / name, dirs_exist_ok=True)
     return root
 
 

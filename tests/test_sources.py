@@ -30,16 +30,6 @@ from dali_pipelines.sources.webdataset import open_shards
 CLASSES = ("astronaut", "space", "texture")
 
 
-@pytest.fixture(scope="module")
-def flat(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One unsplit folder of class folders: three classes, 12 JPEGs each (train/ and val/ together)."""
-    root = tmp_path_factory.mktemp("flat") / "photos"
-    for name in CLASSES:
-        for split in ("train", "val"):
-            shutil.copytree(sample_root / split / name, root / name, dirs_exist_ok=True)
-    return root
-
-
 def _write_csv(path: Path, rows: list[list[str]], delimiter: str = ",") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:

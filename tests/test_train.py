@@ -34,16 +34,6 @@ MIX_AND_EMA = ["--mixup", "0.4", "--cutmix", "1.0", "--mix-prob", "0.8", "--labe
                "--ema-decay", "0.8", "--ema-every", "2"]
 
 
-@pytest.fixture(scope="module")
-def tiny_root(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three visually distinct classes of the sample set: 27 train and 9 val JPEGs."""
-    root = tmp_path_factory.mktemp("tiny")
-    for split in ("train", "val"):
-        for name in CLASSES:
-            shutil.copytree(sample_root / split / name, root / split / name)
-    return root
-
-
 @pytest.mark.slow
 def test_overfits_tiny_set(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """GoogLeNet learns three classes well above chance (1/3) within 60 steps, seed fixed."""

@@ -3,7 +3,6 @@ the hint for a folder without class folders; real JPEG files."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ from train.runner import run_data
 
 CLASSES = ("astronaut", "space", "texture")
 FAST = ["--device", "cpu", "--image-size", "32", "--batch-size", "9", "--workers", "2"]
-
-
-@pytest.fixture(scope="module")
-def flat(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder of class folders, no train/ or val/: three classes, 12 JPEGs each."""
-    root = tmp_path_factory.mktemp("flat") / "photos"
-    for name in CLASSES:
-        for split in ("train", "val"):
-            shutil.copytree(sample_root / split / name, root / name, dirs_exist_ok=True)
-    return root
 
 
 def test_val_split_holds_out_from_data_with_one_class_list(flat: Path, tmp_path: Path) -> None:

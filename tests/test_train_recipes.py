@@ -12,7 +12,6 @@ import csv
 import dataclasses
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -36,16 +35,6 @@ RECIPE = ["--device", "cpu", "--batch-size", "5", "--workers", "2", "--model", M
           "--lr", "0.5", "--weight-decay", "0.01", "--clip-grad", "1", "--accum-steps", "2",
           "--random-erase", "0.5", "--progressive-resize", "32:64:0:1", "--epochs", "2", "--log-every", "1",
           "--seed", "3"]
-
-
-@pytest.fixture(scope="module")
-def tiny_root(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three visually distinct classes of the sample set: 27 train and 9 val JPEGs."""
-    root = tmp_path_factory.mktemp("tiny")
-    for split in ("train", "val"):
-        for name in CLASSES:
-            shutil.copytree(sample_root / split / name, root / split / name)
-    return root
 
 
 @pytest.fixture(scope="module")
